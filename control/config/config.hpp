@@ -1,0 +1,91 @@
+// The appliance's configuration: what the operator wrote, validated. Control thread only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dataplane/api/result.hpp"
+#include "dataplane/api/snapshot.hpp"
+#include "dataplane/api/types.hpp"
+
+namespace sdwan::cp {
+
+enum class Role { kEdge, kHub };
+enum class CostTier { kNormal, kMetered };
+
+std::string_view role_name(Role r);
+std::string_view cost_name(CostTier c);
+
+struct LanConfig {
+  std::string port;          // port spec, e.g. "af_packet:lan0" (drivers::PortSpec syntax)
+  Prefix4 address;           // interface address with prefix length (host bits kept)
+  uint16_t mtu = 1500;
+};
+
+struct UplinkConfig {
+  std::string name;          // "isp1"
+  std::string port;          // port spec
+  Prefix4 address;           // interface address with prefix length (host bits kept)
+  Ipv4 next_hop;             // inside address's subnet
+  CostTier cost = CostTier::kNormal;
+  uint64_t bandwidth_bps = 0;  // 0 = unknown
+  uint16_t mtu = 1500;
+};
+
+struct EndpointConfig {
+  Ipv4 address;
+  uint16_t port = 0;                 // 0 = the appliance's overlay_port
+  std::vector<std::string> uplinks;  // local uplinks that reach it; empty = all
+};
+
+struct PeerConfig {
+  std::string name;
+  std::vector<EndpointConfig> endpoints;
+  std::vector<Prefix4> prefixes;     // networks behind the peer
+};
+
+struct LcoreConfig {
+  unsigned control = 0;              // the control thread's core (EAL main lcore)
+  std::vector<unsigned> workers;     // explicit worker cores; empty = chosen by hwloc
+  unsigned worker_count = 1;         // how many hwloc chooses when workers is empty
+};
+
+struct DpdkConfig {
+  std::string file_prefix;           // EAL --file-prefix; default: the appliance name
+  bool hugepages = true;             // false = EAL --no-huge (tests, tiny VMs)
+  unsigned memory_mb = 0;            // EAL -m; 0 = EAL's default
+  std::vector<std::string> extra_args;
+};
+
+struct MgmtConfig {
+  std::string socket = "/run/sdwan/sdwand.sock";
+  std::string group;                 // empty = root only (mode 0600); else mode 0660 + chgrp
+};
+
+struct Config {
+  std::string file;                  // where it was read from
+  std::string name;                  // appliance name; default: the role's name
+  Role role = Role::kEdge;
+  LanConfig lan;
+  std::vector<UplinkConfig> uplinks;
+  std::vector<PeerConfig> peers;
+  LcoreConfig lcores;
+  dp::IdlePolicy idle = dp::IdlePolicy::kAdaptive;
+  DpdkConfig dpdk;
+  MgmtConfig mgmt;
+  uint16_t overlay_port = 4500;
+  uint32_t flow_capacity = 65536;    // per worker
+  uint32_t icmp_errors_per_sec = 100;
+  std::string log_level = "info";    // error|warning|info|debug
+};
+
+/// Parses and validates YAML text. Errors read "FILE:LINE: KEY: what was expected"
+/// (see tests/unit/config_test.cpp for the exact table). filename is used in messages only.
+Result<Config> parse_config(std::string_view text, const std::string& filename);
+
+/// Reads FILE and parses it; an unreadable file is "FILE: cannot read: REASON".
+Result<Config> load_config(const std::string& path);
+
+}  // namespace sdwan::cp

@@ -1,0 +1,131 @@
+// The immutable tables control builds and publishes to the workers (DESIGN.md "snapshot").
+// Workers only read them; control never changes a published one, it builds the next.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dataplane/api/counters.hpp"
+#include "dataplane/api/types.hpp"
+
+struct rte_lpm;
+
+namespace sdwan::dp {
+
+constexpr uint32_t kMaxPathsPerPeer = 16;
+constexpr uint32_t kMaxUplinks = 4;
+
+/// What a port is for.
+enum class PortRole : uint8_t { kLan, kUplink };
+
+/// Idle behaviour of a worker with empty queues.
+enum class IdlePolicy : uint8_t { kBusy, kAdaptive };
+
+/// One port as the workers see it. Index in Snapshot::ports is the "port index".
+struct PortInfo {
+  uint16_t port_id = 0;  // DPDK ethdev id
+  PortRole role = PortRole::kLan;
+  uint8_t uplink = 0;    // index among uplinks when role == kUplink
+  MacAddr mac;
+  Ipv4 addr;             // our address on this port
+  uint8_t prefix_len = 0;
+  uint16_t mtu = 1500;   // L3 MTU
+  bool link_up = true;
+};
+
+/// One path: (uplink, peer endpoint). Outer headers come ready from control.
+struct PathInfo {
+  uint16_t id = 0;
+  uint8_t port = 0;      // port index of the uplink
+  uint16_t peer = 0;
+  bool usable = false;   // link up, next hop resolved
+  MacAddr src_mac, dst_mac;
+  Ipv4 src_ip, dst_ip;
+  uint16_t src_port = 0, dst_port = 0;
+  uint16_t mtu = 1500;   // L3 MTU of the uplink
+};
+
+/// A peer: its paths in preference order.
+struct PeerInfo {
+  uint8_t n_paths = 0;
+  std::array<uint16_t, kMaxPathsPerPeer> paths{};
+};
+
+/// rte_lpm next-hop encoding (24 bits): a peer index, or kLocal | LAN port index.
+struct RouteTarget {
+  static constexpr uint32_t kLocal = 1u << 23;
+  static constexpr uint32_t encode_peer(uint16_t peer) { return peer; }
+  static constexpr uint32_t encode_local(uint8_t port) { return kLocal | port; }
+};
+
+/// An IPv4 LPM table (rte_lpm) owned by control; shared by consecutive snapshots.
+class RouteTable {
+ public:
+  /// Control: creates an empty table on socket for up to max_rules routes. Needs EAL.
+  static std::unique_ptr<RouteTable> create(uint32_t max_rules, int socket);
+  ~RouteTable();
+  RouteTable(const RouteTable&) = delete;
+  RouteTable& operator=(const RouteTable&) = delete;
+  /// Control: adds or replaces a route; false if the table is full.
+  bool add(Prefix4 p, uint32_t target);
+  /// Any thread: the target for a, or false when no route matches.
+  bool lookup(Ipv4 a, uint32_t* target) const noexcept;
+  /// Worker: the raw table for burst lookups.
+  const rte_lpm* raw() const noexcept { return lpm_; }
+  /// Number of routes added.
+  uint32_t size() const noexcept { return n_; }
+
+ private:
+  RouteTable() = default;
+  rte_lpm* lpm_ = nullptr;
+  uint32_t n_ = 0;
+};
+
+/// (port index, IPv4) -> MAC, open addressing, built once by control, read by workers.
+class NeighborTable {
+ public:
+  struct Entry {
+    uint32_t ip = 0;     // host order; 0 = empty slot
+    uint8_t port = 0;
+    MacAddr mac;
+  };
+  NeighborTable() = default;
+  /// Control: builds from entries (sizes the table to at most half full).
+  explicit NeighborTable(const std::vector<Entry>& entries);
+  /// Worker: the MAC for ip on port, or nullptr.
+  const MacAddr* lookup(uint8_t port, Ipv4 ip) const noexcept {
+    if (slots_.empty()) return nullptr;
+    for (uint32_t i = hash(ip.v, port) & mask_;; i = (i + 1) & mask_) {
+      const Entry& e = slots_[i];
+      if (e.ip == 0) return nullptr;
+      if (e.ip == ip.v && e.port == port) return &e.mac;
+    }
+  }
+  size_t size() const noexcept { return n_; }
+
+ private:
+  static uint32_t hash(uint32_t ip, uint8_t port) noexcept {
+    return (ip * 0x9E3779B1u) ^ (uint32_t{port} * 0x85EBCA77u);
+  }
+  std::vector<Entry> slots_;
+  uint32_t mask_ = 0;
+  size_t n_ = 0;
+};
+
+/// Everything a worker needs to forward, in one immutable version.
+struct Snapshot {
+  uint64_t generation = 0;
+  std::vector<PortInfo> ports;            // index = port index
+  uint8_t lan_port = 0;                   // port index of the LAN port
+  std::vector<PathInfo> paths;            // index = path id
+  std::vector<PeerInfo> peers;            // index = peer index
+  std::shared_ptr<const RouteTable> routes;
+  NeighborTable neighbors;
+  uint16_t overlay_port = 4500;           // UDP port we listen on and send to
+  uint32_t icmp_errors_per_sec = 100;     // per worker token bucket rate
+  uint32_t icmp_errors_burst = 50;
+};
+
+}  // namespace sdwan::dp

@@ -1,0 +1,70 @@
+// A worker lcore: run-to-completion over its RX queues (DESIGN.md "How a packet travels").
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dataplane/api/counters.hpp"
+#include "dataplane/api/messages.hpp"
+#include "dataplane/api/published.hpp"
+#include "dataplane/api/snapshot.hpp"
+
+struct rte_mempool;
+
+namespace sdwan::dp {
+
+/// One RX queue a worker polls.
+struct RxQueue {
+  uint8_t port = 0;    // port index in the snapshot
+  uint16_t queue = 0;  // ethdev queue id
+};
+
+/// Everything a worker is given at creation. Control fills it; the worker keeps a copy.
+struct WorkerConfig {
+  uint16_t index = 0;                       // 0..n-1: also its TX queue on every port and its QSBR id
+  std::vector<RxQueue> rx;
+  IdlePolicy idle = IdlePolicy::kAdaptive;
+  const Published<Snapshot>* snapshot = nullptr;
+  rte_rcu_qsbr* qsbr = nullptr;             // may be null in tests that call poll_once only
+  WorkerChannels channels;
+  rte_mempool* pool = nullptr;              // for ICMP errors built from scratch
+  uint32_t flow_capacity = 65536;           // flow cache entries (rounded up to a power of two)
+  int socket = 0;                           // NUMA node for the worker's own memory
+};
+
+/// A worker. Created by control before launch; afterwards only its own lcore touches it,
+/// except counters(), which any thread may read.
+class Worker {
+ public:
+  /// Allocates the flow cache and buffers (not on the packet path). Fails only on memory.
+  explicit Worker(const WorkerConfig& cfg);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  /// Owning lcore: one loop iteration (every RX queue once, control TX, flush). Returns the
+  /// number of packets received. Reports QSBR quiescence when qsbr is set.
+  uint32_t poll_once() noexcept;
+
+  /// Owning lcore: loops until stop is set; sleeps with back-off when idle and the policy is
+  /// adaptive (offline for QSBR while asleep). Returns 0.
+  int run(const std::atomic<bool>& stop) noexcept;
+
+  /// Any thread: this worker's counters.
+  const WorkerCounters& counters() const noexcept;
+
+  /// Any thread: the number of live flows in its cache (approximate while running).
+  uint32_t flow_count() const noexcept;
+
+  /// Worker index.
+  uint16_t index() const noexcept;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sdwan::dp

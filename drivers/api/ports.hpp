@@ -1,0 +1,75 @@
+// Ports: the operator's port spec -> EAL arguments -> a started ethdev.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dataplane/api/result.hpp"
+#include "dataplane/api/types.hpp"
+
+struct rte_mempool;
+
+namespace sdwan::drv {
+
+/// The kinds of port sdwand can drive.
+enum class PortKind { kPci, kAfPacket, kAfXdp, kTap, kRing, kNull };
+
+/// A parsed port spec: "pci:0000:03:00.0", "af_packet:IFACE", "af_xdp:IFACE", "tap" or
+/// "tap:NAME", "ring:NAME", "null". Value type, any thread.
+struct PortSpec {
+  PortKind kind = PortKind::kNull;
+  std::string arg;                  // PCI address, interface, ring or tap name ("" if none)
+  /// Parses a spec; the error says what forms are accepted.
+  static Result<PortSpec> parse(std::string_view s);
+  /// Back to the operator's form.
+  std::string str() const;
+};
+
+/// What control asks of one port.
+struct PortRequest {
+  std::string name;                 // logical name: "lan", "isp1"...
+  PortSpec spec;
+  uint16_t rx_queues = 1;           // one per worker
+  uint16_t tx_queues = 1;           // one per worker
+  uint16_t mtu = 1500;
+  uint16_t ordinal = 0;             // unique small number per port, for vdev names
+};
+
+/// EAL arguments that create or allow the requested ports (--vdev ..., -a ..., or --no-pci
+/// when no PCI port is requested). Call before rte_eal_init.
+std::vector<std::string> eal_args(const std::vector<PortRequest>& ports);
+
+/// The NUMA node a port's device sits on, read from sysfs before EAL starts; -1 if unknown
+/// (virtual devices, veths).
+int numa_node(const PortSpec& spec);
+
+/// A started port.
+struct OpenedPort {
+  std::string name;
+  uint16_t port_id = 0;
+  int socket = -1;                  // rte_eth_dev_socket_id
+  MacAddr mac;
+  std::string driver;               // e.g. "net_af_packet"
+  bool rss = false;                 // RSS spreads RX over queues
+  uint64_t tx_offloads = 0;         // RTE_ETH_TX_OFFLOAD_* enabled
+};
+
+/// After EAL init: finds the ethdev for req (creating ring ports on demand), configures
+/// queues (RSS when rx_queues > 1 and supported; MBUF_FAST_FREE and IPv4 checksum offload when
+/// offered), sets the MTU, starts it and enables promiscuous mode where the kind needs it.
+/// Errors name the port and what failed.
+Result<OpenedPort> open_port(const PortRequest& req, rte_mempool* pool);
+
+/// Stops and closes a port opened by open_port. Safe to call once per port.
+void close_port(uint16_t port_id);
+
+/// Link state now (non-blocking).
+struct LinkState {
+  bool up = false;
+  uint32_t speed_mbps = 0;
+};
+LinkState link_state(uint16_t port_id);
+
+}  // namespace sdwan::drv

@@ -1,0 +1,1 @@
+// Filled in by the port_spec work.
