@@ -72,6 +72,11 @@ class RouteTable {
   bool add(Prefix4 p, uint32_t target);
   /// Any thread: the target for a, or false when no route matches.
   bool lookup(Ipv4 a, uint32_t* target) const noexcept;
+  /// Any thread: the 0.0.0.0/0 target (rte_lpm has no depth 0, so it is kept here).
+  bool default_route(uint32_t* target) const noexcept {
+    *target = default_target_;
+    return has_default_;
+  }
   /// Worker: the raw table for burst lookups.
   const rte_lpm* raw() const noexcept { return lpm_; }
   /// Number of routes added.
@@ -81,6 +86,8 @@ class RouteTable {
   RouteTable() = default;
   rte_lpm* lpm_ = nullptr;
   uint32_t n_ = 0;
+  bool has_default_ = false;
+  uint32_t default_target_ = 0;
 };
 
 /// (port index, IPv4) -> MAC, open addressing, built once by control, read by workers.

@@ -26,13 +26,20 @@ RouteTable::~RouteTable() {
 }
 
 bool RouteTable::add(Prefix4 p, uint32_t target) {
+  if (p.len == 0) {
+    if (!has_default_) ++n_;
+    has_default_ = true;
+    default_target_ = target;
+    return true;
+  }
   if (rte_lpm_add(lpm_, p.addr.v, p.len, target) != 0) return false;
   ++n_;
   return true;
 }
 
 bool RouteTable::lookup(Ipv4 a, uint32_t* target) const noexcept {
-  return rte_lpm_lookup(lpm_, a.v, target) == 0;
+  if (rte_lpm_lookup(lpm_, a.v, target) == 0) return true;
+  return default_route(target);
 }
 
 NeighborTable::NeighborTable(const std::vector<Entry>& entries) {
