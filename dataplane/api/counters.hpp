@@ -25,7 +25,8 @@ enum class Drop : uint8_t {
   kFragment,           // IPv4 fragment to/for us that we do not reassemble
   kExceptionFull,      // exception ring to control was full
   kTxFull,             // the port's TX queue did not take the packet
-  kLocalUnhandled,     // addressed to us but not a protocol we answer
+  kLocalUnhandled,     // addressed to us but not a protocol we answer; broadcast, multicast
+  kUnknownPeer,        // overlay packet from an address that is no configured peer endpoint
   kCount
 };
 
@@ -35,7 +36,7 @@ constexpr std::string_view drop_name(Drop d) noexcept {
       "runt",          "bad_l2",          "bad_ip_header",  "bad_ip_checksum",
       "ttl_expired",   "no_route",        "unresolved",     "no_path",
       "too_big",       "bad_overlay",     "not_for_us",     "ipv6_unsupported",
-      "fragment",      "exception_full",  "tx_full",        "local_unhandled"};
+      "fragment",      "exception_full",  "tx_full",        "local_unhandled", "unknown_peer"};
   static_assert(std::size(names) == static_cast<size_t>(Drop::kCount));
   return names[static_cast<size_t>(d)];
 }
@@ -52,6 +53,13 @@ class Counter {
 };
 
 constexpr uint32_t kMaxPorts = 8;
+constexpr uint32_t kMaxPaths = 4096;  // 1,000 peers x 4 uplinks fits
+constexpr uint32_t kMaxPeers = 4096;
+
+/// Per path, per worker (an array of kMaxPaths, indexed by path id).
+struct PathCounters {
+  Counter tx_pkts, tx_bytes, rx_pkts, rx_bytes;
+};
 
 /// Per port, per worker.
 struct PortCounters {

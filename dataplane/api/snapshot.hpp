@@ -129,6 +129,9 @@ struct Snapshot {
   std::vector<PathInfo> paths;            // index = path id
   std::vector<PeerInfo> peers;            // index = peer index
   std::shared_ptr<const RouteTable> routes;
+  /// (port index << 32 | remote IPv4) -> path id, sorted by key: tells which path an
+  /// arriving overlay packet came over.
+  std::vector<std::pair<uint64_t, uint16_t>> path_by_remote;
   NeighborTable neighbors;
   uint16_t overlay_port = 4500;           // UDP port we listen on and send to
   uint32_t icmp_errors_per_sec = 100;     // per worker token bucket rate

@@ -55,6 +55,9 @@ class Worker {
   /// Any thread: this worker's counters.
   const WorkerCounters& counters() const noexcept;
 
+  /// Any thread: this worker's per-path counters (kMaxPaths entries, by path id).
+  const PathCounters* path_counters() const noexcept;
+
   /// Any thread: the number of live flows in its cache (approximate while running).
   uint32_t flow_count() const noexcept;
 
