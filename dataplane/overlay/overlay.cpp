@@ -17,6 +17,10 @@ bool overlay_encap(rte_mbuf* m, uint16_t l3_off, const PathInfo& p, uint8_t cls,
   rte_pktmbuf_adj(m, l3_off);
   const uint16_t inner_len = static_cast<uint16_t>(rte_pktmbuf_pkt_len(m));
   auto* h = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kAdd));
+  if (h == nullptr) {  // unreachable after the headroom check; keeps the mbuf as it was
+    rte_pktmbuf_prepend(m, l3_off);
+    return false;
+  }
 
   auto* eth = reinterpret_cast<rte_ether_hdr*>(h);
   std::memcpy(&eth->dst_addr, p.dst_mac.b.data(), 6);
