@@ -1,0 +1,68 @@
+// What the config implies for the dataplane: port indexes, paths, routes. Computed once per
+// config; snapshots are built from it plus live state (links, neighbours). Control thread.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/config/config.hpp"
+#include "control/neighbor/neighbor.hpp"
+#include "dataplane/api/snapshot.hpp"
+
+namespace sdwan::cp {
+
+/// A port by index: 0 is the LAN, 1.. are the uplinks in config order.
+struct TopoPort {
+  std::string name;          // "lan", or the uplink's name
+  std::string spec;
+  dp::PortRole role;
+  Prefix4 addr;
+  uint16_t mtu = 1500;
+  int uplink = -1;           // index in Config::uplinks
+};
+
+/// A path: (uplink, peer endpoint).
+struct TopoPath {
+  uint16_t id = 0;
+  std::string name;          // "isp1:hub" ("isp1:hub#2" for a second endpoint on the same uplink)
+  uint8_t port = 0;
+  uint16_t peer = 0;
+  size_t endpoint = 0;       // index in the peer's endpoints
+  Ipv4 remote;
+  uint16_t remote_port = 0;
+  Ipv4 l2_target;            // whom we ARP for: the endpoint if on-link, else the uplink's next hop
+};
+
+struct Topology {
+  std::vector<TopoPort> ports;
+  std::vector<TopoPath> paths;
+  std::vector<std::vector<uint16_t>> peer_paths;  // by peer index
+  uint16_t overlay_port = 4500;
+  uint32_t icmp_errors_per_sec = 100;
+};
+
+/// Derives the topology from a validated config.
+Topology make_topology(const Config& cfg);
+
+/// Live facts about a port that snapshots need.
+struct PortLive {
+  uint16_t port_id = 0;
+  MacAddr mac;
+  bool link_up = false;
+};
+
+/// Why a path is not usable ("" when it is).
+std::string path_down_reason(const TopoPath& p, const std::vector<PortLive>& live,
+                             const NeighborManager& nm);
+
+/// Builds the routes of a topology (LAN prefix -> LAN port, peer prefixes -> peers). Needs EAL.
+Result<std::shared_ptr<const dp::RouteTable>> build_routes(const Config& cfg, int socket);
+
+/// Builds a snapshot from the topology and live state.
+std::unique_ptr<dp::Snapshot> build_snapshot(const Topology& t, const std::vector<PortLive>& live,
+                                             const NeighborManager& nm,
+                                             std::shared_ptr<const dp::RouteTable> routes, uint64_t generation);
+
+}  // namespace sdwan::cp
