@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""Count individual test cases across meson test runs.
+
+    count_results.py clean DIR...           remove result files a previous run left behind
+    count_results.py count LABEL=DIR...     print failed cases, a line per run, then the total
+
+Meson's testlog.json is the list of test programs and their verdicts. A program's cases come
+from the JUnit XML that meson builds (it folds in GoogleTest's XML for protocol 'gtest') or,
+for programs that write their own JUnit file (pytest --junitxml=PATH), from that file. A
+program with no per-case results counts as one case. A program that exits non-zero although
+all its cases passed (a sanitizer report at exit, a crash in teardown, a timeout) adds one
+failed case, so a failing run can never add up to "0 failed".
+
+The last line printed is "N passed, N failed" (", N skipped" appended when any were skipped).
+Exit status: 0 only when nothing failed, nothing was skipped and at least one case ran.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+PASSING = {"OK", "EXPECTEDFAIL"}
+SKIPPING = {"SKIP"}
+
+
+def junitxml_path(command):
+    for arg in command or []:
+        if arg.startswith("--junitxml="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def clean(build_dir):
+    """Deletes what a crashed run could leave stale: meson's logs and per-test XML files."""
+    logs = os.path.join(build_dir, "meson-logs")
+    for name in ("testlog.json", "testlog.junit.xml", "testlog.txt"):
+        try:
+            os.unlink(os.path.join(logs, name))
+        except FileNotFoundError:
+            pass
+    try:
+        out = subprocess.run(["meson", "introspect", "--tests", build_dir], check=True,
+                             capture_output=True, text=True).stdout
+        tests = json.loads(out)
+    except (subprocess.CalledProcessError, json.JSONDecodeError, FileNotFoundError):
+        return
+    for t in tests:
+        stale = []
+        if t.get("protocol") == "gtest":
+            # meson passes --gtest_output=xml:NAME.xml relative to the test's working dir and
+            # reads it back even when the program crashed before writing a new one.
+            stale.append(os.path.join(t.get("workdir") or build_dir, t["name"] + ".xml"))
+        path = junitxml_path(t.get("cmd", []))
+        if path:
+            stale.append(path)
+        for p in stale:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+
+def case_verdict(case):
+    """'passed', 'failed' or 'skipped' for one JUnit <testcase>."""
+    if case.find("failure") is not None or case.find("error") is not None:
+        return "failed"
+    if case.find("skipped") is not None or case.get("status") == "notrun":
+        return "skipped"
+    return "passed"
+
+
+def cases_of(suites):
+    for suite in suites:
+        for case in suite.iter("testcase"):
+            name = case.get("name", "?")
+            cls = case.get("classname")
+            yield (f"{cls}.{name}" if cls else name), case_verdict(case)
+
+
+def count_run(build_dir):
+    """Returns (passed, failed, skipped, [failed or skipped case names])."""
+    logs = os.path.join(build_dir, "meson-logs")
+    passed = failed = skipped = 0
+    bad = []
+    try:
+        with open(os.path.join(logs, "testlog.json")) as f:
+            programs = [json.loads(line) for line in f if line.strip()]
+    except (FileNotFoundError, json.JSONDecodeError) as e:
+        return 0, 1, 0, [f"no test results in {logs} ({e.__class__.__name__})"]
+
+    gtest_suites = {}
+    try:
+        root = ET.parse(os.path.join(logs, "testlog.junit.xml")).getroot()
+        names = sorted((p["name"] for p in programs), key=len, reverse=True)
+        for suite in root.iter("testsuite"):
+            # meson names a folded-in GoogleTest suite "PROJECT.TEST NAME.GTEST SUITE"
+            # (meson 1.0: TEST NAME is "PROJECT:SUITE / TEST"; accept the bare test name too)
+            sname = suite.get("name", "").split(".", 1)[-1]
+            for n in names:
+                if sname.startswith(n + ".") or sname.startswith(n.rpartition(" / ")[2] + "."):
+                    gtest_suites.setdefault(n, []).append(suite)
+                    break
+    except (FileNotFoundError, ET.ParseError):
+        pass
+
+    for prog in programs:
+        name, result = prog["name"], prog.get("result", "ERROR")
+        cases = list(cases_of(gtest_suites.get(name, [])))
+        own = junitxml_path(prog.get("command"))
+        if own:
+            try:
+                cases += list(cases_of(ET.parse(own).getroot().iter("testsuite")))
+            except (FileNotFoundError, ET.ParseError):
+                pass
+        for case, verdict in cases:
+            if verdict == "passed":
+                passed += 1
+            elif verdict == "skipped":
+                skipped += 1
+                bad.append(f"SKIPPED {name}: {case}")
+            else:
+                failed += 1
+                bad.append(f"FAILED  {name}: {case}")
+        program_ok = result in PASSING or result in SKIPPING
+        if cases:
+            if not program_ok and not any(v == "failed" for _, v in cases):
+                failed += 1
+                bad.append(f"FAILED  {name}: {result} (exit status {prog.get('returncode')})"
+                           " although its cases passed")
+        elif result in PASSING:
+            passed += 1
+        elif result in SKIPPING:
+            skipped += 1
+            bad.append(f"SKIPPED {name}")
+        else:
+            failed += 1
+            bad.append(f"FAILED  {name}: {result} (exit status {prog.get('returncode')})")
+    return passed, failed, skipped, bad
+
+
+def summary(passed, failed, skipped):
+    line = f"{passed} passed, {failed} failed"
+    return line + (f", {skipped} skipped" if skipped else "")
+
+
+def main(argv):
+    if len(argv) < 3 or argv[1] not in ("clean", "count"):
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        print(__doc__.strip().splitlines()[3], file=sys.stderr)
+        return 2
+    if argv[1] == "clean":
+        for d in argv[2:]:
+            clean(d)
+        return 0
+    total = [0, 0, 0]
+    lines = []
+    for spec in argv[2:]:
+        label, _, build_dir = spec.rpartition("=")
+        label = label or build_dir
+        p, f, s, bad = count_run(build_dir)
+        for b in bad:
+            print(f"[{label}] {b}")
+        lines.append(f"[{label}] {summary(p, f, s)}")
+        total = [total[0] + p, total[1] + f, total[2] + s]
+    for line in lines:
+        print(line)
+    passed, failed, skipped = total
+    if passed + failed + skipped == 0:
+        failed = 1
+        print("no test ran")
+    print(summary(passed, failed, skipped))
+    return 0 if failed == 0 and skipped == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
