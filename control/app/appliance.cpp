@@ -1,0 +1,564 @@
+#include "control/app/appliance.hpp"
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "control/app/log.hpp"
+#include "control/mgmt/server.hpp"
+#include "control/neighbor/neighbor.hpp"
+#include "control/publish/topology.hpp"
+#include "dataplane/api/worker.hpp"
+#include "dataplane/parse/parse.hpp"
+#include "dataplane/proto/proto.hpp"
+#include "drivers/api/placement.hpp"
+#include "drivers/api/ports.hpp"
+
+namespace sdwan::cp {
+
+const char* version() { return "0.1.0"; }
+
+namespace {
+
+using json = nlohmann::json;
+constexpr unsigned kRingSize = 1024;
+constexpr unsigned kControlDrain = 64;
+constexpr uint64_t kTickMs = 100;
+constexpr uint64_t kLinkPollMs = 500;
+
+uint64_t mono_ms() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+std::string rte_err() { return rte_strerror(rte_errno); }
+
+// Hugepages the kernel has free, in MiB, over every page size.
+uint64_t free_hugepage_mib() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  uint64_t free_pages = 0, size_kb = 0;
+  while (f >> key) {
+    if (key == "HugePages_Free:") f >> free_pages;
+    if (key == "Hugepagesize:") f >> size_kb;
+  }
+  return free_pages * size_kb / 1024;
+}
+
+int worker_main(void* arg);
+
+struct WorkerSlot {
+  std::unique_ptr<dp::Worker> worker;
+  dp::WorkerChannels ch;
+  unsigned lcore = 0;
+  const std::atomic<bool>* stop = nullptr;
+};
+
+}  // namespace
+
+struct Appliance::Impl {
+  Config cfg;
+  Topology topo;
+  drv::CorePlan plan;
+  std::vector<drv::OpenedPort> ports;
+  std::vector<PortLive> live;
+  rte_mempool* pool = nullptr;
+  std::unique_ptr<dp::Rcu> rcu;
+  std::unique_ptr<dp::Published<dp::Snapshot>> published;
+  std::shared_ptr<const dp::RouteTable> routes;
+  std::unique_ptr<NeighborManager> neighbors;
+  std::vector<WorkerSlot> workers;
+  std::atomic<bool> workers_stop{false};
+  std::unique_ptr<MgmtServer> mgmt;
+  bool eal_up = false;
+  bool workers_launched = false;
+  uint64_t generation = 0;
+  uint64_t started_ms = mono_ms();
+  uint64_t control_tx_dropped = 0;
+  uint64_t arp_replies = 0, arp_requests = 0;
+
+  Status bring_up();
+  void publish();
+  void send_frame(uint8_t port, const uint8_t* frame, uint32_t len);
+  void handle_exceptions(uint64_t now);
+  void tick(uint64_t now);
+  Result<json> handle(const json& req);
+  json show_ports();
+  json show_uplinks();
+  json show_peers();
+  json show_paths();
+  json show_stats();
+  json show_neighbors();
+  void shutdown();
+};
+
+namespace {
+
+int worker_main(void* arg) {
+  auto* slot = static_cast<WorkerSlot*>(arg);
+  return slot->worker->run(*slot->stop);
+}
+
+}  // namespace
+
+Status Appliance::Impl::bring_up() {
+  topo = make_topology(cfg);
+
+  // The socket first: a second daemon on the same socket must fail before it touches EAL.
+  auto m = MgmtServer::listen(cfg.mgmt.socket, cfg.mgmt.group, [this](const json& r) { return handle(r); });
+  if (!m) return m.error();
+  mgmt = std::move(*m);
+
+  std::vector<drv::PortRequest> reqs;
+  std::vector<int> numa;
+  for (size_t i = 0; i < topo.ports.size(); ++i) {
+    auto spec = drv::PortSpec::parse(topo.ports[i].spec);
+    if (!spec) return err(topo.ports[i].name + ": " + spec.error().msg);
+    numa.push_back(drv::numa_node(*spec));
+    reqs.push_back({topo.ports[i].name, *spec, 1, 1, topo.ports[i].mtu, static_cast<uint16_t>(i)});
+  }
+  auto p = drv::plan_cores(cfg.lcores.control, cfg.lcores.workers, cfg.lcores.worker_count, numa);
+  if (!p) return p.error();
+  plan = *p;
+  log_info("core plan: {}", plan.description);
+  const auto nw = static_cast<uint16_t>(plan.workers.size());
+  for (auto& r : reqs) r.rx_queues = r.tx_queues = nw;
+
+  if (cfg.dpdk.hugepages && free_hugepage_mib() == 0)
+    return err("no free hugepages: reserve some (scripts/setup does, HUGEPAGES=N) or set dpdk.hugepages: false");
+
+  std::vector<std::string> args = {"sdwand"};
+  std::string lcores = std::to_string(plan.control);
+  for (unsigned w : plan.workers) lcores += "," + std::to_string(w);
+  args.insert(args.end(), {"-l", lcores, "--main-lcore", std::to_string(plan.control), "--file-prefix",
+                           cfg.dpdk.file_prefix.empty() ? cfg.name : cfg.dpdk.file_prefix});
+  if (!cfg.dpdk.hugepages) args.push_back("--no-huge");
+  if (cfg.dpdk.memory_mb) args.insert(args.end(), {"-m", std::to_string(cfg.dpdk.memory_mb)});
+  args.push_back(cfg.log_level == "debug" ? "--log-level=info" : "--log-level=warning");
+  for (auto& a : drv::eal_args(reqs)) args.push_back(a);
+  for (auto& a : cfg.dpdk.extra_args) args.push_back(a);
+  std::string joined;
+  for (auto& a : args) joined += a + " ";
+  log_info("EAL arguments: {}", joined);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0)
+    return err("EAL initialisation failed: " + rte_err() +
+               " (another process with file prefix '" + (cfg.dpdk.file_prefix.empty() ? cfg.name : cfg.dpdk.file_prefix) +
+               "'? not enough memory?)");
+  eal_up = true;
+
+  // One pool for every port: RX rings, TX rings in flight, per-lcore caches and slack for
+  // packets parked in the exception rings.
+  const unsigned n_mbufs = static_cast<unsigned>(reqs.size()) * nw * 4096 + nw * 2048 + 8192;
+  unsigned pool_size = 1;
+  while (pool_size - 1 < n_mbufs) pool_size <<= 1;
+  const int socket = static_cast<int>(rte_socket_id()) == SOCKET_ID_ANY ? 0 : static_cast<int>(rte_socket_id());
+  pool = rte_pktmbuf_pool_create("sdwan_mbufs", pool_size - 1, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+  if (pool == nullptr) return err("cannot create the packet pool of " + std::to_string(pool_size - 1) + " mbufs: " + rte_err());
+
+  for (auto& r : reqs) {
+    auto op = drv::open_port(r, pool);
+    if (!op) return op.error();
+    const auto ls = drv::link_state(op->port_id);
+    log_info("port {} ({}): ethdev {} driver {} mac {} link {}{}", r.name, r.spec.str(), op->port_id, op->driver,
+             op->mac.str(), ls.up ? "up" : "down", op->rss ? ", RSS" : "");
+    live.push_back({op->port_id, op->mac, ls.up});
+    ports.push_back(std::move(*op));
+  }
+
+  std::vector<NeighborPort> nps;
+  for (size_t i = 0; i < topo.ports.size(); ++i) nps.push_back({static_cast<uint8_t>(i), live[i].mac, topo.ports[i].addr});
+  neighbors = std::make_unique<NeighborManager>(std::move(nps));
+  const uint64_t now = mono_ms();
+  for (const auto& tp : topo.paths) neighbors->want(tp.port, tp.l2_target, true, now);
+
+  auto rt = build_routes(cfg, socket);
+  if (!rt) return rt.error();
+  routes = *rt;
+
+  rcu = std::make_unique<dp::Rcu>(nw);
+  published = std::make_unique<dp::Published<dp::Snapshot>>(rcu->get());
+  publish();
+
+  workers.resize(nw);
+  for (uint16_t w = 0; w < nw; ++w) {
+    auto& slot = workers[w];
+    const std::string sfx = std::to_string(w);
+    slot.ch.to_control_pkts = rte_ring_create(("sdwan_exc" + sfx).c_str(), kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    slot.ch.to_control_resolve =
+        rte_ring_create_elem(("sdwan_res" + sfx).c_str(), sizeof(dp::ResolveRequest), kRingSize, socket,
+                             RING_F_SP_ENQ | RING_F_SC_DEQ);
+    slot.ch.from_control_tx = rte_ring_create(("sdwan_ctx" + sfx).c_str(), kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (!slot.ch.to_control_pkts || !slot.ch.to_control_resolve || !slot.ch.from_control_tx)
+      return err("cannot create the rings of worker " + sfx + ": " + rte_err());
+    dp::WorkerConfig wc;
+    wc.index = w;
+    for (size_t i = 0; i < ports.size(); ++i) wc.rx.push_back({static_cast<uint8_t>(i), w});
+    wc.idle = cfg.idle;
+    wc.snapshot = published.get();
+    wc.qsbr = rcu->get();
+    wc.channels = slot.ch;
+    wc.pool = pool;
+    wc.flow_capacity = cfg.flow_capacity;
+    wc.socket = socket;
+    slot.worker = std::make_unique<dp::Worker>(wc);
+    slot.lcore = plan.workers[w];
+    slot.stop = &workers_stop;
+  }
+  for (auto& slot : workers)
+    if (rte_eal_remote_launch(worker_main, &slot, slot.lcore) != 0)
+      return err("cannot launch a worker on lcore " + std::to_string(slot.lcore));
+  workers_launched = true;
+  log_info("{} {} up: {} uplink(s), {} peer(s), {} path(s), {} worker(s), idle {}", role_name(cfg.role), cfg.name,
+           cfg.uplinks.size(), cfg.peers.size(), topo.paths.size(), nw,
+           cfg.idle == dp::IdlePolicy::kBusy ? "busy" : "adaptive");
+  return Ok{};
+}
+
+void Appliance::Impl::publish() {
+  published->publish(build_snapshot(topo, live, *neighbors, routes, ++generation));
+}
+
+void Appliance::Impl::send_frame(uint8_t port, const uint8_t* frame, uint32_t len) {
+  if (workers.empty()) return;
+  rte_mbuf* m = rte_pktmbuf_alloc(pool);
+  if (m == nullptr) {
+    ++control_tx_dropped;
+    return;
+  }
+  auto* d = rte_pktmbuf_append(m, static_cast<uint16_t>(len));
+  if (d == nullptr) {
+    rte_pktmbuf_free(m);
+    ++control_tx_dropped;
+    return;
+  }
+  std::memcpy(d, frame, len);
+  m->port = port;
+  // Worker 0 sends control's frames: ports need no queue of control's own.
+  if (rte_ring_sp_enqueue(workers[0].ch.from_control_tx, m) != 0) {
+    rte_pktmbuf_free(m);
+    ++control_tx_dropped;
+  }
+}
+
+void Appliance::Impl::handle_exceptions(uint64_t now) {
+  for (auto& slot : workers) {
+    rte_mbuf* ms[kControlDrain];
+    const unsigned n = rte_ring_sc_dequeue_burst(slot.ch.to_control_pkts, reinterpret_cast<void**>(ms), kControlDrain, nullptr);
+    for (unsigned i = 0; i < n; ++i) {
+      rte_mbuf* m = ms[i];
+      const uint8_t port = static_cast<uint8_t>(m->port);
+      const auto* f = rte_pktmbuf_mtod(m, const uint8_t*);
+      const uint32_t len = rte_pktmbuf_data_len(m);
+      dp::HeaderView hv;
+      dp::ArpInfo a;
+      if (port < live.size() && dp::parse_frame(f, len, &hv) == dp::ParseError::kOk && hv.l3 == dp::L3::kArp &&
+          dp::parse_arp(f, len, hv, &a)) {
+        if (neighbors->on_arp(port, ArpPacket{a.op, a.sha, a.spa, a.tpa}, now)) {
+          uint8_t out[64];
+          const uint32_t olen = dp::build_arp_reply(out, live[port].mac, topo.ports[port].addr.addr, a);
+          send_frame(port, out, olen);
+          ++arp_replies;
+        }
+      }
+      rte_pktmbuf_free(m);
+    }
+    dp::ResolveRequest rr[kControlDrain];
+    const unsigned k = rte_ring_sc_dequeue_burst_elem(slot.ch.to_control_resolve, rr, sizeof(dp::ResolveRequest),
+                                                      kControlDrain, nullptr);
+    for (unsigned i = 0; i < k; ++i) neighbors->want(rr[i].port, Ipv4{rr[i].ip}, false, now);
+  }
+}
+
+void Appliance::Impl::tick(uint64_t now) {
+  for (const auto& [port, ip] : neighbors->tick(now)) {
+    uint8_t out[64];
+    const uint32_t len = dp::build_arp_request(out, live[port].mac, topo.ports[port].addr.addr, ip);
+    send_frame(port, out, len);
+    ++arp_requests;
+  }
+}
+
+int Appliance::run(const std::atomic<bool>& stop) {
+  Impl& a = *impl_;
+  uint64_t next_tick = 0, next_link = 0;
+  while (!stop.load(std::memory_order_relaxed)) {
+    a.mgmt->poll(1);
+    const uint64_t now = mono_ms();
+    a.handle_exceptions(now);
+    bool changed = false;
+    if (now >= next_link) {
+      next_link = now + kLinkPollMs;
+      for (size_t i = 0; i < a.ports.size(); ++i) {
+        const bool up = drv::link_state(a.ports[i].port_id).up;
+        if (up != a.live[i].link_up) {
+          log_warn("port {} link {}", a.topo.ports[i].name, up ? "up" : "down");
+          a.live[i].link_up = up;
+          changed = true;
+        }
+      }
+    }
+    if (now >= next_tick) {
+      next_tick = now + kTickMs;
+      a.tick(now);
+    }
+    if (a.neighbors->take_changed() || changed) {
+      std::vector<std::string> before;
+      for (const auto& p : a.published->current()->paths) before.push_back(p.usable ? "up" : "down");
+      a.publish();
+      const auto& after = a.published->current()->paths;
+      for (size_t i = 0; i < after.size() && i < before.size(); ++i)
+        if ((after[i].usable ? "up" : "down") != before[i])
+          log_info("path {} {}{}", a.topo.paths[i].name, after[i].usable ? "up" : "down",
+                   after[i].usable ? "" : " (" + path_down_reason(a.topo.paths[i], a.live, *a.neighbors) + ")");
+    }
+    a.published->reclaim();
+  }
+  log_info("stopping");
+  return 0;
+}
+
+Result<json> Appliance::Impl::handle(const json& req) {
+  try {
+    const std::string cmd = req.value("cmd", "");
+    if (cmd != "show") return err("unknown command \"" + cmd + "\" (expected: show)");
+    const std::string what = req.value("what", "");
+    if (what == "ports") return show_ports();
+    if (what == "uplinks") return show_uplinks();
+    if (what == "peers") return show_peers();
+    if (what == "paths") return show_paths();
+    if (what == "stats") return show_stats();
+    if (what == "neighbors") return show_neighbors();
+    if (what == "version") return json{{"name", cfg.name}, {"role", role_name(cfg.role)}, {"version", version()}};
+    return err("cannot show \"" + what + "\" (expected: ports, uplinks, peers, paths, stats, neighbors, version)");
+  } catch (const std::exception& e) {
+    return err(std::string("bad request: ") + e.what());
+  }
+}
+
+json Appliance::Impl::show_ports() {
+  json out = json::array();
+  for (size_t i = 0; i < ports.size(); ++i) {
+    rte_eth_stats st{};
+    rte_eth_stats_get(ports[i].port_id, &st);
+    const auto ls = drv::link_state(ports[i].port_id);
+    out.push_back({{"name", topo.ports[i].name},
+                   {"spec", topo.ports[i].spec},
+                   {"driver", ports[i].driver},
+                   {"port_id", ports[i].port_id},
+                   {"mac", ports[i].mac.str()},
+                   {"link", ls.up ? "up" : "down"},
+                   {"speed_mbps", ls.speed_mbps},
+                   {"mtu", topo.ports[i].mtu},
+                   {"rx_pkts", st.ipackets},
+                   {"rx_bytes", st.ibytes},
+                   {"tx_pkts", st.opackets},
+                   {"tx_bytes", st.obytes},
+                   {"rx_missed", st.imissed},
+                   {"rx_errors", st.ierrors},
+                   {"tx_errors", st.oerrors}});
+  }
+  return out;
+}
+
+json Appliance::Impl::show_uplinks() {
+  json out = json::array();
+  for (size_t i = 1; i < topo.ports.size(); ++i) {
+    const auto& u = cfg.uplinks[static_cast<size_t>(topo.ports[i].uplink)];
+    const auto mac = neighbors->lookup(static_cast<uint8_t>(i), u.next_hop);
+    const bool link = live[i].link_up;
+    out.push_back({{"name", u.name},
+                   {"port", u.port},
+                   {"address", u.address.str()},
+                   {"next_hop", u.next_hop.str()},
+                   {"next_hop_mac", mac ? json(mac->str()) : json(nullptr)},
+                   {"cost", cost_name(u.cost)},
+                   {"bandwidth_bps", u.bandwidth_bps},
+                   {"mtu", u.mtu},
+                   {"link", link ? "up" : "down"},
+                   {"state", !link ? "down" : "up"}});
+  }
+  return out;
+}
+
+json Appliance::Impl::show_peers() {
+  json out = json::array();
+  const auto* s = published->current();
+  for (size_t pi = 0; pi < cfg.peers.size(); ++pi) {
+    const auto& p = cfg.peers[pi];
+    json eps = json::array();
+    for (const auto& e : p.endpoints)
+      eps.push_back({{"address", e.address.str()}, {"port", e.port ? e.port : cfg.overlay_port}, {"uplinks", e.uplinks}});
+    json pfx = json::array();
+    for (const auto& x : p.prefixes) pfx.push_back(x.str());
+    unsigned up = 0;
+    for (uint16_t id : topo.peer_paths[pi]) up += s->paths[id].usable ? 1 : 0;
+    out.push_back({{"name", p.name},
+                   {"endpoints", eps},
+                   {"prefixes", pfx},
+                   {"paths_up", up},
+                   {"paths_total", topo.peer_paths[pi].size()}});
+  }
+  return out;
+}
+
+json Appliance::Impl::show_paths() {
+  json out = json::array();
+  for (const auto& tp : topo.paths) {
+    uint64_t txp = 0, txb = 0, rxp = 0, rxb = 0;
+    for (const auto& w : workers) {
+      const auto& c = w.worker->path_counters()[tp.id];
+      txp += c.tx_pkts.load();
+      txb += c.tx_bytes.load();
+      rxp += c.rx_pkts.load();
+      rxb += c.rx_bytes.load();
+    }
+    const std::string why = path_down_reason(tp, live, *neighbors);
+    out.push_back({{"name", tp.name},
+                   {"uplink", topo.ports[tp.port].name},
+                   {"peer", cfg.peers[tp.peer].name},
+                   {"endpoint", tp.remote.str() + ":" + std::to_string(tp.remote_port)},
+                   {"state", why.empty() ? "up" : "down"},
+                   {"reason", why},
+                   {"tx_pkts", txp},
+                   {"tx_bytes", txb},
+                   {"rx_pkts", rxp},
+                   {"rx_bytes", rxb}});
+  }
+  return out;
+}
+
+json Appliance::Impl::show_stats() {
+  json ws = json::array();
+  json drops = json::object();
+  for (size_t d = 0; d < static_cast<size_t>(dp::Drop::kCount); ++d) drops[std::string(dp::drop_name(static_cast<dp::Drop>(d)))] = 0;
+  uint64_t enc = 0, dec = 0, arp = 0, echo = 0, icmp = 0, icmp_rl = 0, mss = 0, flows_new = 0, flow_full = 0, ctl = 0;
+  for (const auto& slot : workers) {
+    const auto& c = slot.worker->counters();
+    uint64_t rx = 0, tx = 0;
+    for (size_t i = 0; i < ports.size(); ++i) {
+      rx += c.ports[i].rx_pkts.load();
+      tx += c.ports[i].tx_pkts.load();
+    }
+    ws.push_back({{"index", slot.worker->index()},
+                  {"lcore", slot.lcore},
+                  {"polls", c.polls.load()},
+                  {"busy_polls", c.busy_polls.load()},
+                  {"rx_pkts", rx},
+                  {"tx_pkts", tx},
+                  {"flows", slot.worker->flow_count()}});
+    for (size_t d = 0; d < static_cast<size_t>(dp::Drop::kCount); ++d) {
+      auto& v = drops[std::string(dp::drop_name(static_cast<dp::Drop>(d)))];
+      v = v.get<uint64_t>() + c.drops[d].load();
+    }
+    enc += c.encapsulated.load();
+    dec += c.decapsulated.load();
+    arp += c.arp_to_control.load();
+    echo += c.icmp_echo_replied.load();
+    icmp += c.icmp_errors_sent.load();
+    icmp_rl += c.icmp_errors_ratelimited.load();
+    mss += c.mss_clamped.load();
+    flows_new += c.flows_created.load();
+    flow_full += c.flow_cache_full.load();
+    ctl += c.control_tx.load();
+  }
+  json counters = {{"encapsulated", enc},
+                   {"decapsulated", dec},
+                   {"arp_to_control", arp},
+                   {"arp_replies_sent", arp_replies},
+                   {"arp_requests_sent", arp_requests},
+                   {"icmp_echo_replied", echo},
+                   {"icmp_errors_sent", icmp},
+                   {"icmp_errors_ratelimited", icmp_rl},
+                   {"mss_clamped", mss},
+                   {"flows_created", flows_new},
+                   {"flow_cache_full", flow_full},
+                   {"control_tx", ctl},
+                   {"control_tx_dropped", control_tx_dropped},
+                   {"snapshot_generation", generation},
+                   {"snapshots_awaiting_grace", published->retired()}};
+  return {{"name", cfg.name},
+          {"role", role_name(cfg.role)},
+          {"version", version()},
+          {"uptime_s", (mono_ms() - started_ms) / 1000},
+          {"workers", ws},
+          {"counters", counters},
+          {"drops", drops}};
+}
+
+json Appliance::Impl::show_neighbors() {
+  json out = json::array();
+  for (const auto& n : neighbors->dump()) {
+    const char* st = n.state == NeighborManager::State::kReachable ? "reachable"
+                     : n.state == NeighborManager::State::kProbing ? "probing"
+                                                                   : "incomplete";
+    out.push_back({{"port", topo.ports[n.port].name},
+                   {"address", n.ip.str()},
+                   {"mac", n.state == NeighborManager::State::kIncomplete ? json(nullptr) : json(n.mac.str())},
+                   {"state", st},
+                   {"permanent", n.permanent}});
+  }
+  return out;
+}
+
+void Appliance::Impl::shutdown() {
+  // Socket first, so clients see the daemon go away before anything else does.
+  mgmt.reset();
+  if (workers_launched) {
+    workers_stop.store(true, std::memory_order_relaxed);
+    rte_eal_mp_wait_lcore();
+    workers_launched = false;
+  }
+  for (auto& slot : workers) {
+    for (rte_ring* r : {slot.ch.to_control_pkts, slot.ch.from_control_tx}) {
+      if (r == nullptr) continue;
+      void* m = nullptr;
+      while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+      rte_ring_free(r);
+    }
+    rte_ring_free(slot.ch.to_control_resolve);
+  }
+  workers.clear();
+  for (const auto& p : ports) drv::close_port(p.port_id);
+  ports.clear();
+  published.reset();
+  routes.reset();
+  rcu.reset();
+  if (pool != nullptr) rte_mempool_free(pool);
+  pool = nullptr;
+  if (eal_up) rte_eal_cleanup();
+  eal_up = false;
+}
+
+Appliance::Appliance(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Appliance::~Appliance() {
+  if (impl_) impl_->shutdown();
+}
+
+Result<std::unique_ptr<Appliance>> Appliance::start(const Config& cfg) {
+  auto impl = std::make_unique<Impl>();
+  impl->cfg = cfg;
+  auto st = impl->bring_up();
+  if (!st) {
+    impl->shutdown();
+    return st.error();
+  }
+  return std::unique_ptr<Appliance>(new Appliance(std::move(impl)));
+}
+
+}  // namespace sdwan::cp

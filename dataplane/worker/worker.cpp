@@ -1,0 +1,551 @@
+// The worker loop: RX burst -> parse -> route -> flow cache -> path -> overlay -> TX burst,
+// and the reverse. Run to completion; per packet no allocation, lock, syscall or log line:
+// every failure is a per-worker counter (dataplane/api/counters.hpp).
+#include "dataplane/api/worker.hpp"
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "dataplane/flow/flow_cache.hpp"
+#include "dataplane/overlay/overlay.hpp"
+#include "dataplane/parse/parse.hpp"
+#include "dataplane/proto/proto.hpp"
+
+namespace sdwan::dp {
+namespace {
+
+constexpr uint16_t kBurst = 32;
+constexpr uint16_t kTxBuf = 64;
+constexpr uint32_t kPrefetchAhead = 3;
+constexpr uint32_t kControlTxPerPoll = 32;
+constexpr uint32_t kExpireBucketsPerPoll = 16;
+constexpr uint64_t kFlowIdleSeconds = 120;
+constexpr uint32_t kResolveMemoSlots = 64;
+constexpr uint64_t kResolveMemoMs = 200;
+constexpr uint32_t kIdleSpinRounds = 16;
+constexpr uint32_t kIdleMaxSleepUs = 200;
+
+constexpr uint8_t kCodeNetUnreach = 0;
+constexpr uint8_t kTcpSyn = 0x02;
+
+ParseError parse_mbuf(rte_mbuf* m, HeaderView* hv) noexcept {
+  return parse_frame(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), hv);
+}
+
+Drop drop_for(ParseError e) noexcept {
+  switch (e) {
+    case ParseError::kRunt: return Drop::kRunt;
+    case ParseError::kBadL2: return Drop::kBadL2;
+    case ParseError::kBadIpHeader: return Drop::kBadIpHeader;
+    case ParseError::kBadIpChecksum: return Drop::kBadIpChecksum;
+    case ParseError::kOk: break;
+  }
+  return Drop::kBadL2;
+}
+
+}  // namespace
+
+struct Worker::Impl {
+  explicit Impl(const WorkerConfig& c)
+      : cfg(c),
+        path_ctr(new PathCounters[kMaxPaths]),
+        flows(c.flow_capacity),
+        peer_seq(kMaxPeers, 0),
+        hz(rte_get_tsc_hz()) {}
+
+  struct TxBuf {
+    uint16_t n = 0;
+    uint64_t bytes = 0;
+    rte_mbuf* m[kTxBuf];
+  };
+  struct Memo {
+    uint32_t ip = 0;
+    uint8_t port = 0;
+    uint64_t tsc = 0;
+  };
+
+  WorkerConfig cfg;
+  WorkerCounters ctr;
+  std::unique_ptr<PathCounters[]> path_ctr;
+  FlowCache flows;
+  std::vector<uint64_t> peer_seq;
+  std::array<TxBuf, kMaxPorts> txq{};
+  std::array<Memo, kResolveMemoSlots> memo{};
+  uint64_t hz;
+  uint16_t ip_id = 0;
+  bool online = false;
+  // ICMP error token bucket in TSC ticks, so refilling needs no division per packet.
+  uint64_t icmp_gen = ~uint64_t{0};
+  uint64_t icmp_cost = 0, icmp_cap = 0, icmp_tokens = 0, icmp_last = 0;
+  uint64_t flow_idle_tsc = 0;
+
+  uint32_t poll() noexcept;
+  void rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
+  void rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
+  void forward(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t in_port, bool from_overlay,
+               uint64_t now) noexcept;
+  void to_lan(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t lan, uint8_t in_port, uint64_t now) noexcept;
+  void to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint16_t peer, uint8_t in_port, uint64_t now) noexcept;
+  void local_in(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t in_port, bool from_overlay,
+                uint64_t now) noexcept;
+  void icmp_error(const Snapshot& s, rte_mbuf* m, const HeaderView& hv, uint8_t type, uint8_t code, uint16_t mtu,
+                  uint8_t in_port, uint64_t now) noexcept;
+  void to_control(rte_mbuf* m, uint8_t port) noexcept;
+  void request_resolve(uint8_t port, Ipv4 ip, uint64_t now) noexcept;
+  void tx(const Snapshot& s, uint8_t port, rte_mbuf* m) noexcept;
+  void flush(const Snapshot& s, uint8_t port) noexcept;
+  void drop(rte_mbuf* m, Drop why) noexcept {
+    ctr.drop(why);
+    rte_pktmbuf_free(m);
+  }
+  bool icmp_token(const Snapshot& s, uint64_t now) noexcept;
+  static bool is_ours(const Snapshot& s, uint32_t ip) noexcept {
+    for (const auto& p : s.ports)
+      if (p.addr.v == ip) return true;
+    return false;
+  }
+};
+
+void Worker::Impl::tx(const Snapshot& s, uint8_t port, rte_mbuf* m) noexcept {
+  TxBuf& b = txq[port];
+  b.m[b.n++] = m;
+  b.bytes += rte_pktmbuf_pkt_len(m);
+  if (b.n == kTxBuf) flush(s, port);
+}
+
+void Worker::Impl::flush(const Snapshot& s, uint8_t port) noexcept {
+  TxBuf& b = txq[port];
+  if (b.n == 0) return;
+  const uint16_t sent = rte_eth_tx_burst(s.ports[port].port_id, cfg.index, b.m, b.n);
+  uint64_t unsent_bytes = 0;
+  for (uint16_t i = sent; i < b.n; ++i) {
+    unsent_bytes += rte_pktmbuf_pkt_len(b.m[i]);
+    rte_pktmbuf_free(b.m[i]);
+  }
+  if (sent < b.n) ctr.drop(Drop::kTxFull, b.n - sent);
+  ctr.ports[port].tx_pkts.add(sent);
+  ctr.ports[port].tx_bytes.add(b.bytes - unsent_bytes);
+  b.n = 0;
+  b.bytes = 0;
+}
+
+void Worker::Impl::to_control(rte_mbuf* m, uint8_t port) noexcept {
+  m->port = port;
+  if (cfg.channels.to_control_pkts == nullptr || rte_ring_sp_enqueue(cfg.channels.to_control_pkts, m) != 0) {
+    drop(m, Drop::kExceptionFull);
+    return;
+  }
+  ctr.arp_to_control.add();
+}
+
+void Worker::Impl::request_resolve(uint8_t port, Ipv4 ip, uint64_t now) noexcept {
+  // A burst towards one unresolved host would otherwise flood control with the same request.
+  Memo& e = memo[(ip.v * 0x9E3779B1u) >> 26];
+  if (e.ip == ip.v && e.port == port && now - e.tsc < kResolveMemoMs * hz / 1000) return;
+  e = Memo{ip.v, port, now};
+  if (cfg.channels.to_control_resolve == nullptr) return;
+  ResolveRequest r{ip.v, port, {}};
+  if (rte_ring_sp_enqueue_elem(cfg.channels.to_control_resolve, &r, sizeof r) != 0) ctr.drop(Drop::kExceptionFull);
+}
+
+bool Worker::Impl::icmp_token(const Snapshot& s, uint64_t now) noexcept {
+  if (s.generation != icmp_gen) {
+    icmp_gen = s.generation;
+    icmp_cost = s.icmp_errors_per_sec ? hz / s.icmp_errors_per_sec : 0;
+    icmp_cap = icmp_cost * std::max<uint32_t>(1, s.icmp_errors_burst);
+    icmp_tokens = std::min(icmp_tokens, icmp_cap);
+    if (icmp_last == 0) icmp_tokens = icmp_cap;
+    icmp_last = now;
+  }
+  if (icmp_cost == 0) return false;
+  icmp_tokens = std::min(icmp_cap, icmp_tokens + (now - icmp_last));
+  icmp_last = now;
+  if (icmp_tokens < icmp_cost) return false;
+  icmp_tokens -= icmp_cost;
+  return true;
+}
+
+// Rewrites m into the ICMP error for the packet it holds and routes it to that packet's
+// source (back out of the LAN, or back through the overlay). The drop of the original is
+// counted by the caller.
+void Worker::Impl::icmp_error(const Snapshot& s, rte_mbuf* m, const HeaderView& hv, uint8_t type, uint8_t code,
+                              uint16_t mtu, uint8_t in_port, uint64_t now) noexcept {
+  if (!icmp_token(s, now)) {
+    ctr.icmp_errors_ratelimited.add();
+    rte_pktmbuf_free(m);
+    return;
+  }
+  uint8_t buf[kIcmpErrorMaxLen];
+  const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*) + hv.l3_off;
+  const Ipv4 our = s.ports[s.lan_port].addr;
+  const uint32_t n = build_icmp_error(buf, sizeof buf, ip, hv.ip_len, type, code, our, mtu);
+  if (n == 0) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  rte_pktmbuf_reset(m);
+  auto* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, static_cast<uint16_t>(kEthLen + n)));
+  if (f == nullptr) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  std::memset(f, 0, 12);
+  f[12] = 0x08;
+  f[13] = 0x00;
+  std::memcpy(f + kEthLen, buf, n);
+  HeaderView ehv;
+  if (parse_mbuf(m, &ehv) != ParseError::kOk) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  ctr.icmp_errors_sent.add();
+  // Routed like any packet: back out of the LAN, or back through the overlay to a peer.
+  forward(s, m, ehv, in_port, false, now);
+}
+
+void Worker::Impl::local_in(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t in_port, bool from_overlay,
+                            uint64_t now) noexcept {
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+  if (hv.proto == IPPROTO_ICMP && hv.icmp_type == RTE_IP_ICMP_ECHO_REQUEST && !hv.fragment &&
+      icmp_echo_to_reply(f, rte_pktmbuf_data_len(m), hv)) {
+    ctr.icmp_echo_replied.add();
+    if (!from_overlay) {
+      tx(s, in_port, m);
+      return;
+    }
+    HeaderView rhv;
+    if (parse_mbuf(m, &rhv) != ParseError::kOk) {
+      drop(m, Drop::kLocalUnhandled);
+      return;
+    }
+    forward(s, m, rhv, in_port, false, now);
+    return;
+  }
+  drop(m, hv.fragment ? Drop::kFragment : Drop::kLocalUnhandled);
+}
+
+void Worker::Impl::forward(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t in_port, bool from_overlay,
+                           uint64_t now) noexcept {
+  if (is_ours(s, hv.dst4)) {
+    local_in(s, m, hv, in_port, from_overlay, now);
+    return;
+  }
+  // Limited broadcast, multicast and class E are never routed (RFC 1812 5.3.7).
+  if (hv.dst4 == 0xffffffffu || (hv.dst4 >> 28) >= 0xe) {
+    drop(m, Drop::kLocalUnhandled);
+    return;
+  }
+  uint32_t target = 0;
+  if (!s.routes || !s.routes->lookup(Ipv4{hv.dst4}, &target)) {
+    ctr.drop(Drop::kNoRoute);
+    icmp_error(s, m, hv, kIcmpUnreachable, kCodeNetUnreach, 0, in_port, now);
+    return;
+  }
+  if (hv.ttl <= 1) {
+    ctr.drop(Drop::kTtlExpired);
+    icmp_error(s, m, hv, kIcmpTimeExceeded, 0, 0, in_port, now);
+    return;
+  }
+  // Ethernet padding must not travel on.
+  const uint32_t want = hv.l3_off + hv.ip_len;
+  if (rte_pktmbuf_data_len(m) > want) rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_data_len(m) - want));
+  if (target & RouteTarget::kLocal)
+    to_lan(s, m, hv, static_cast<uint8_t>(target & 0xff), in_port, now);
+  else
+    to_peer(s, m, hv, static_cast<uint16_t>(target), in_port, now);
+}
+
+void Worker::Impl::to_lan(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t lan, uint8_t in_port,
+                          uint64_t now) noexcept {
+  const PortInfo& p = s.ports[lan];
+  const uint32_t mask = p.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - p.prefix_len);
+  if (p.prefix_len < 31 && (hv.dst4 & ~mask) == ~mask) {  // directed broadcast: not forwarded
+    drop(m, Drop::kLocalUnhandled);
+    return;
+  }
+  if (hv.ip_len > p.mtu) {
+    ctr.drop(Drop::kTooBig);
+    icmp_error(s, m, hv, kIcmpUnreachable, kIcmpCodeFragNeeded, p.mtu, in_port, now);
+    return;
+  }
+  const MacAddr* mac = s.neighbors.lookup(lan, Ipv4{hv.dst4});
+  if (mac == nullptr) {
+    request_resolve(lan, Ipv4{hv.dst4}, now);
+    drop(m, Drop::kUnresolved);
+    return;
+  }
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+  ipv4_ttl_decrement(f + hv.l3_off);
+  if (hv.l3_off != kEthLen) {  // VLAN-tagged in, untagged out
+    f = reinterpret_cast<uint8_t*>(rte_pktmbuf_adj(m, static_cast<uint16_t>(hv.l3_off - kEthLen)));
+    if (f == nullptr) {
+      drop(m, Drop::kRunt);
+      return;
+    }
+  }
+  std::memcpy(f, mac->b.data(), 6);
+  std::memcpy(f + 6, p.mac.b.data(), 6);
+  f[12] = 0x08;
+  f[13] = 0x00;
+  tx(s, lan, m);
+}
+
+void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint16_t peer, uint8_t in_port,
+                           uint64_t now) noexcept {
+  if (peer >= s.peers.size()) {
+    drop(m, Drop::kNoRoute);
+    return;
+  }
+  FlowKey k{};
+  k.src = hv.src4;
+  k.dst = hv.dst4;
+  k.sport = hv.sport;
+  k.dport = hv.dport;
+  k.proto = hv.proto;
+  const uint32_t h = FlowCache::hash(k);
+  FlowEntry* e = flows.lookup(k, h);
+  int path = -1;
+  if (e != nullptr && e->gen == s.generation) {
+    path = e->path;
+  } else {
+    // First usable path in the peer's preference order (path choice by class comes later).
+    const PeerInfo& pi = s.peers[peer];
+    for (uint8_t i = 0; i < pi.n_paths; ++i)
+      if (s.paths[pi.paths[i]].usable) {
+        path = pi.paths[i];
+        break;
+      }
+    if (path < 0) {
+      drop(m, Drop::kNoPath);
+      return;
+    }
+    if (e == nullptr) {
+      e = flows.insert(k, h, now, flow_idle_tsc);
+      if (e != nullptr)
+        ctr.flows_created.add();
+      else
+        ctr.flow_cache_full.add();
+    }
+    if (e != nullptr) {
+      e->path = static_cast<uint16_t>(path);
+      e->gen = static_cast<uint32_t>(s.generation);
+      e->cls = 0;
+    }
+  }
+  const PathInfo& p = s.paths[static_cast<size_t>(path)];
+  if (hv.ip_len + kTunnelL3Overhead > p.mtu) {
+    ctr.drop(Drop::kTooBig);
+    icmp_error(s, m, hv, kIcmpUnreachable, kIcmpCodeFragNeeded, static_cast<uint16_t>(p.mtu - kTunnelL3Overhead), in_port,
+               now);
+    return;
+  }
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+  if (hv.proto == IPPROTO_TCP && (hv.tcp_flags & kTcpSyn) &&
+      clamp_tcp_mss(f, rte_pktmbuf_data_len(m), hv, static_cast<uint16_t>(p.mtu - kTunnelL3Overhead - 40)))
+    ctr.mss_clamped.add();
+  ipv4_ttl_decrement(f + hv.l3_off);
+  if (e != nullptr) {
+    e->last_tsc = now;
+    e->pkts++;
+    e->bytes += hv.ip_len;
+  }
+  if (!overlay_encap(m, hv.l3_off, p, 0, static_cast<uint8_t>(cfg.index), ++peer_seq[peer], ip_id++)) {
+    drop(m, Drop::kTooBig);
+    return;
+  }
+  ctr.encapsulated.add();
+  path_ctr[p.id].tx_pkts.add();
+  path_ctr[p.id].tx_bytes.add(rte_pktmbuf_pkt_len(m));
+  tx(s, p.port, m);
+}
+
+void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
+  for (uint16_t i = 0; i < std::min<uint16_t>(n, kPrefetchAhead); ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
+    rte_mbuf* m = pkts[i];
+    if (m->nb_segs != 1) {
+      drop(m, Drop::kTooBig);
+      continue;
+    }
+    HeaderView hv;
+    const ParseError pe = parse_mbuf(m, &hv);
+    if (pe != ParseError::kOk) {
+      drop(m, drop_for(pe));
+      continue;
+    }
+    if (hv.l3 == L3::kArp) {
+      to_control(m, port);
+      continue;
+    }
+    if (hv.l3 != L3::kIpv4) {
+      drop(m, Drop::kIpv6Unsupported);
+      continue;
+    }
+    forward(s, m, hv, port, false, now);
+  }
+}
+
+void Worker::Impl::rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
+  const PortInfo& pi = s.ports[port];
+  for (uint16_t i = 0; i < std::min<uint16_t>(n, kPrefetchAhead); ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
+    rte_mbuf* m = pkts[i];
+    if (m->nb_segs != 1) {
+      drop(m, Drop::kTooBig);
+      continue;
+    }
+    HeaderView hv;
+    const ParseError pe = parse_mbuf(m, &hv);
+    if (pe != ParseError::kOk) {
+      drop(m, drop_for(pe));
+      continue;
+    }
+    if (hv.l3 == L3::kArp) {
+      to_control(m, port);
+      continue;
+    }
+    if (hv.l3 != L3::kIpv4) {
+      drop(m, Drop::kIpv6Unsupported);
+      continue;
+    }
+    if (hv.dst4 != pi.addr.v) {
+      drop(m, Drop::kNotForUs);
+      continue;
+    }
+    if (hv.fragment) {
+      drop(m, Drop::kFragment);
+      continue;
+    }
+    if (hv.proto == IPPROTO_UDP && hv.dport == s.overlay_port) {
+      const uint64_t key = uint64_t{port} << 32 | hv.src4;
+      auto it = std::lower_bound(s.path_by_remote.begin(), s.path_by_remote.end(), key,
+                                 [](const auto& a, uint64_t k) { return a.first < k; });
+      if (it == s.path_by_remote.end() || it->first != key) {
+        drop(m, Drop::kUnknownPeer);
+        continue;
+      }
+      OverlayHdr ov;
+      if (!overlay_decap(m, hv.l4_off, &ov)) {
+        drop(m, Drop::kBadOverlay);
+        continue;
+      }
+      path_ctr[it->second].rx_pkts.add();
+      path_ctr[it->second].rx_bytes.add(rte_pktmbuf_pkt_len(m));
+      HeaderView ihv;
+      const ParseError ie = parse_mbuf(m, &ihv);
+      if (ie != ParseError::kOk) {
+        drop(m, drop_for(ie));
+        continue;
+      }
+      if (ihv.l3 != L3::kIpv4) {
+        drop(m, Drop::kIpv6Unsupported);
+        continue;
+      }
+      ctr.decapsulated.add();
+      forward(s, m, ihv, port, true, now);
+      continue;
+    }
+    local_in(s, m, hv, port, false, now);
+  }
+}
+
+uint32_t Worker::Impl::poll() noexcept {
+  const Snapshot* s = cfg.snapshot->read();
+  ctr.polls.add();
+  if (s == nullptr) {
+    if (cfg.qsbr && online) rte_rcu_qsbr_quiescent(cfg.qsbr, cfg.index);
+    return 0;
+  }
+  const uint64_t now = rte_rdtsc();
+  if (flow_idle_tsc == 0) flow_idle_tsc = kFlowIdleSeconds * hz;
+  uint32_t moved = 0;
+
+  if (cfg.channels.from_control_tx != nullptr) {
+    rte_mbuf* c[kControlTxPerPoll];
+    const unsigned k = rte_ring_sc_dequeue_burst(cfg.channels.from_control_tx, reinterpret_cast<void**>(c),
+                                                 kControlTxPerPoll, nullptr);
+    for (unsigned i = 0; i < k; ++i) {
+      if (c[i]->port >= s->ports.size()) {
+        rte_pktmbuf_free(c[i]);
+        continue;
+      }
+      tx(*s, static_cast<uint8_t>(c[i]->port), c[i]);
+    }
+    ctr.control_tx.add(k);
+    moved += k;
+  }
+
+  rte_mbuf* pkts[kBurst];
+  for (const RxQueue& q : cfg.rx) {
+    if (q.port >= s->ports.size()) continue;
+    const PortInfo& pi = s->ports[q.port];
+    const uint16_t n = rte_eth_rx_burst(pi.port_id, q.queue, pkts, kBurst);
+    if (n == 0) continue;
+    uint64_t bytes = 0;
+    for (uint16_t i = 0; i < n; ++i) bytes += rte_pktmbuf_pkt_len(pkts[i]);
+    ctr.ports[q.port].rx_pkts.add(n);
+    ctr.ports[q.port].rx_bytes.add(bytes);
+    if (pi.role == PortRole::kLan)
+      rx_lan(*s, q.port, pkts, n, now);
+    else
+      rx_wan(*s, q.port, pkts, n, now);
+    moved += n;
+  }
+  for (uint8_t p = 0; p < s->ports.size(); ++p) flush(*s, p);
+  flows.expire(now, flow_idle_tsc, kExpireBucketsPerPoll);
+  if (moved) ctr.busy_polls.add();
+  // Quiescent only after the last use of s in this iteration.
+  if (cfg.qsbr && online) rte_rcu_qsbr_quiescent(cfg.qsbr, cfg.index);
+  return moved;
+}
+
+Worker::Worker(const WorkerConfig& cfg) : impl_(std::make_unique<Impl>(cfg)) {}
+Worker::~Worker() = default;
+
+uint32_t Worker::poll_once() noexcept { return impl_->poll(); }
+
+int Worker::run(const std::atomic<bool>& stop) noexcept {
+  Impl& w = *impl_;
+  if (w.cfg.qsbr) {
+    rte_rcu_qsbr_thread_register(w.cfg.qsbr, w.cfg.index);
+    rte_rcu_qsbr_thread_online(w.cfg.qsbr, w.cfg.index);
+    w.online = true;
+  }
+  uint32_t idle = 0;
+  while (!stop.load(std::memory_order_relaxed)) {
+    if (w.poll() != 0 || w.cfg.idle == IdlePolicy::kBusy) {
+      idle = 0;
+      continue;
+    }
+    if (++idle < kIdleSpinRounds) continue;
+    const uint32_t us = std::min<uint32_t>(kIdleMaxSleepUs, 1u << std::min<uint32_t>(idle - kIdleSpinRounds, 8));
+    // Offline while asleep, so control's grace periods do not wait for a sleeping worker.
+    if (w.online) rte_rcu_qsbr_thread_offline(w.cfg.qsbr, w.cfg.index);
+    rte_delay_us_sleep(us);
+    if (w.online) rte_rcu_qsbr_thread_online(w.cfg.qsbr, w.cfg.index);
+  }
+  if (w.online) {
+    rte_rcu_qsbr_thread_offline(w.cfg.qsbr, w.cfg.index);
+    rte_rcu_qsbr_thread_unregister(w.cfg.qsbr, w.cfg.index);
+    w.online = false;
+  }
+  return 0;
+}
+
+const WorkerCounters& Worker::counters() const noexcept { return impl_->ctr; }
+const PathCounters* Worker::path_counters() const noexcept { return impl_->path_ctr.get(); }
+uint32_t Worker::flow_count() const noexcept { return impl_->flows.size(); }
+uint16_t Worker::index() const noexcept { return impl_->cfg.index; }
+
+}  // namespace sdwan::dp
