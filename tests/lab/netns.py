@@ -245,12 +245,21 @@ def build_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "build"
 
 
+def _binary(env: str, *candidates: str) -> Path:
+    """$env (tests/lab/meson.build sets it to the target's real path), else the first of
+    candidates (relative to the build dir) that exists, else the first candidate."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    paths = [build_dir() / c for c in candidates]
+    return next((p for p in paths if p.exists()), paths[0])
+
+
 def sdwand_path() -> Path:
-    return build_dir() / "control" / "app" / "sdwand"
+    return _binary("SDWAND", "control/app/sdwand", "control/sdwand")
 
 
 def sdwanctl_path() -> Path:
-    return build_dir() / "control" / "cli" / "sdwanctl"
+    return _binary("SDWANCTL", "control/cli/sdwanctl")
 
 
 def sdwand_args(config_file: Path) -> list[str]:
