@@ -1,0 +1,97 @@
+// Per-packet header parsing: one pass over Ethernet, up to two VLAN tags, IPv4/IPv6 and the
+// first L4 bytes, into a small view the rest of the pipeline reads instead of the packet.
+// Works on plain byte buffers (no mbuf, no EAL), so unit tests and fuzzers call it directly.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+
+namespace sdwan::dp {
+
+/// Big-endian loads and stores on unaligned wire bytes. Any thread; no bounds checks.
+namespace be {
+/// Reads a network-order 16-bit field at p.
+inline uint16_t load16(const uint8_t* p) noexcept {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return __builtin_bswap16(v);
+}
+/// Reads a network-order 32-bit field at p.
+inline uint32_t load32(const uint8_t* p) noexcept {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return __builtin_bswap32(v);
+}
+/// Writes v at p in network order.
+inline void store16(uint8_t* p, uint16_t v) noexcept {
+  v = __builtin_bswap16(v);
+  std::memcpy(p, &v, 2);
+}
+/// Writes v at p in network order.
+inline void store32(uint8_t* p, uint32_t v) noexcept {
+  v = __builtin_bswap32(v);
+  std::memcpy(p, &v, 4);
+}
+}  // namespace be
+
+/// Ethertypes and IP protocol numbers the dataplane tells apart.
+constexpr uint16_t kEtherIpv4 = 0x0800;
+/// ARP ethertype.
+constexpr uint16_t kEtherArp = 0x0806;
+/// IPv6 ethertype.
+constexpr uint16_t kEtherIpv6 = 0x86dd;
+/// 802.1Q customer tag.
+constexpr uint16_t kEtherVlan = 0x8100;
+/// 802.1ad service tag (outer tag of QinQ).
+constexpr uint16_t kEtherQinQ = 0x88a8;
+/// ICMP protocol number.
+constexpr uint8_t kProtoIcmp = 1;
+/// TCP protocol number.
+constexpr uint8_t kProtoTcp = 6;
+/// UDP protocol number.
+constexpr uint8_t kProtoUdp = 17;
+/// SCTP protocol number.
+constexpr uint8_t kProtoSctp = 132;
+/// ICMPv6 protocol number.
+constexpr uint8_t kProtoIcmp6 = 58;
+
+/// Network layer of a parsed frame.
+enum class L3 : uint8_t { kNone, kArp, kIpv4, kIpv6 };
+
+/// Why parse_frame refused a frame; maps 1:1 to Drop::kRunt .. Drop::kBadIpChecksum.
+enum class ParseError : uint8_t { kOk, kRunt, kBadL2, kBadIpHeader, kBadIpChecksum };
+
+/// What the pipeline needs from a frame's headers. Offsets are from the frame start; multi-byte
+/// values are host order. Filled by parse_frame; every field is written on every call.
+struct HeaderView {
+  L3 l3;                  /// kArp, kIpv4 or kIpv6 on success (kNone on failure)
+  uint16_t l3_off;        /// first byte after the Ethernet header and VLAN tags
+  uint16_t l4_off;        /// first byte after the IP header (IPv6: after the extensions walked)
+  uint16_t ethertype;     /// innermost ethertype, after up to two VLAN tags
+  uint16_t ip_len;        /// IPv4 total length / 40 + IPv6 payload length
+  uint8_t proto;          /// IPv4 protocol / IPv6 upper-layer header after the walked extensions
+  uint8_t ttl;            /// TTL / hop limit
+  uint8_t dscp;           /// DSCP (TOS / traffic class >> 2)
+  bool fragment;          /// IPv4 MF or offset != 0 / an IPv6 fragment header is present
+  bool first_fragment;    /// fragment offset == 0 (also true when not a fragment)
+  uint32_t src4, dst4;    /// IPv4 addresses (0 for IPv6)
+  std::array<uint8_t, 16> src6, dst6;  /// IPv6 addresses in wire order (zero for IPv4)
+  uint16_t sport, dport;  /// TCP/UDP/SCTP ports; 0 otherwise, in a non-first fragment or when cut
+  uint8_t icmp_type;      /// ICMP/ICMPv6 type (first fragment only), else 0
+  uint8_t tcp_flags;      /// TCP flags byte (FIN 0x01 .. CWR 0x80), else 0
+};
+static_assert(sizeof(HeaderView) == 64, "HeaderView is meant to fill one cache line");
+
+/// Parses an Ethernet frame of len bytes into hv. Any thread; reads only the frame.
+/// kRunt: the frame ends before a header it carries (Ethernet, VLAN tag, IP header or options,
+/// or before the IP total/payload length). kBadL2: ethertype neither ARP, IPv4 nor IPv6 (an
+/// 802.3 length, or a third VLAN tag). kBadIpHeader: IP version wrong, IHL < 5, total length <
+/// IHL*4, or an IPv6 extension header that overruns the payload. kBadIpChecksum: IPv4 header
+/// checksum wrong (skipped when verify_ip_checksum is false because the NIC checked it).
+/// ARP returns kOk with l3 == kArp; parse_arp validates its body. Trailing Ethernet padding
+/// after the IP length is allowed and ignored.
+ParseError parse_frame(const uint8_t* frame, uint32_t len, HeaderView* hv,
+                       bool verify_ip_checksum = true) noexcept;
+
+}  // namespace sdwan::dp
