@@ -21,7 +21,6 @@
 #include "control/neighbor/neighbor.hpp"
 #include "control/publish/topology.hpp"
 #include "dataplane/api/worker.hpp"
-#include "dataplane/parse/parse.hpp"
 #include "dataplane/proto/proto.hpp"
 #include "drivers/api/placement.hpp"
 #include "drivers/api/ports.hpp"
@@ -262,18 +261,15 @@ void Appliance::Impl::handle_exceptions(uint64_t now) {
     for (unsigned i = 0; i < n; ++i) {
       rte_mbuf* m = ms[i];
       const uint8_t port = static_cast<uint8_t>(m->port);
-      const auto* f = rte_pktmbuf_mtod(m, const uint8_t*);
-      const uint32_t len = rte_pktmbuf_data_len(m);
-      dp::HeaderView hv;
-      dp::ArpInfo a;
-      if (port < live.size() && dp::parse_frame(f, len, &hv) == dp::ParseError::kOk && hv.l3 == dp::L3::kArp &&
-          dp::parse_arp(f, len, hv, &a)) {
-        if (neighbors->on_arp(port, ArpPacket{a.op, a.sha, a.spa, a.tpa}, now)) {
-          uint8_t out[64];
-          const uint32_t olen = dp::build_arp_reply(out, live[port].mac, topo.ports[port].addr.addr, a);
-          send_frame(port, out, olen);
-          ++arp_replies;
-        }
+      uint8_t out[64];
+      const uint32_t olen = port < live.size()
+                                ? handle_arp_frame(*neighbors, port, rte_pktmbuf_mtod(m, const uint8_t*),
+                                                   rte_pktmbuf_data_len(m), live[port].mac, topo.ports[port].addr.addr,
+                                                   now, out)
+                                : 0;
+      if (olen) {
+        send_frame(port, out, olen);
+        ++arp_replies;
       }
       rte_pktmbuf_free(m);
     }

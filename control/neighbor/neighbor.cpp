@@ -1,5 +1,8 @@
 #include "control/neighbor/neighbor.hpp"
 
+#include "dataplane/parse/parse.hpp"
+#include "dataplane/proto/proto.hpp"
+
 namespace sdwan::cp {
 
 NeighborManager::NeighborManager(std::vector<NeighborPort> ports) : ports_(std::move(ports)) {}
@@ -107,6 +110,17 @@ std::vector<NeighborManager::Info> NeighborManager::dump() const {
   std::vector<Info> out;
   for (const auto& [k, e] : entries_) out.push_back({k.first, Ipv4{k.second}, e.state, e.mac, e.permanent, e.updated_ms});
   return out;
+}
+
+uint32_t handle_arp_frame(NeighborManager& nm, uint8_t port, const uint8_t* frame, uint32_t len, MacAddr our_mac,
+                          Ipv4 our_ip, uint64_t now_ms, uint8_t* out) {
+  dp::HeaderView hv;
+  dp::ArpInfo a;
+  if (dp::parse_frame(frame, len, &hv) != dp::ParseError::kOk || hv.l3 != dp::L3::kArp ||
+      !dp::parse_arp(frame, len, hv, &a))
+    return 0;
+  if (!nm.on_arp(port, ArpPacket{a.op, a.sha, a.spa, a.tpa}, now_ms)) return 0;
+  return dp::build_arp_reply(out, our_mac, our_ip, a);
 }
 
 }  // namespace sdwan::cp

@@ -93,4 +93,10 @@ class NeighborManager {
   bool changed_ = false;
 };
 
+/// Handles one ARP frame that a worker handed to control: learns from it and, for a request
+/// to our address on that port, writes the reply into out (>= 64 bytes) and returns its
+/// length; 0 when there is nothing to send (not ARP, not for us, malformed).
+uint32_t handle_arp_frame(NeighborManager& nm, uint8_t port, const uint8_t* frame, uint32_t len, MacAddr our_mac,
+                          Ipv4 our_ip, uint64_t now_ms, uint8_t* out);
+
 }  // namespace sdwan::cp

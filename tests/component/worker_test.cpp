@@ -1,0 +1,502 @@
+// The real worker on ring ports with real mbufs: one poll at a time, packets in and out as
+// bytes. An edge and a hub are wired back to back through their uplink rings.
+#include <gtest/gtest.h>
+#include <rte_ethdev.h>
+#include <rte_eth_ring.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "control/config/config.hpp"
+#include "control/neighbor/neighbor.hpp"
+#include "control/publish/topology.hpp"
+#include "dataplane/api/worker.hpp"
+#include "dataplane/overlay/overlay.hpp"
+#include "pkt.hpp"
+
+namespace sdwan::test {
+namespace {
+
+using dp::Drop;
+
+rte_mempool* pool() {
+  static rte_mempool* p = rte_pktmbuf_pool_create("ct_worker_pool", 8191, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+  return p;
+}
+
+std::string uniq(const std::string& base) {
+  static std::atomic<int> n{0};
+  return base + std::to_string(n.fetch_add(1));
+}
+
+rte_ring* ring(const std::string& name) {
+  return rte_ring_create(uniq(name).c_str(), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+}
+
+uint16_t ring_port(rte_ring* rx, rte_ring* tx) {
+  const int id = rte_eth_from_rings(uniq("ctport").c_str(), &rx, 1, &tx, 1, 0);
+  EXPECT_GE(id, 0);
+  const auto pid = static_cast<uint16_t>(id);
+  rte_eth_conf conf{};
+  EXPECT_EQ(rte_eth_dev_configure(pid, 1, 1, &conf), 0);
+  EXPECT_EQ(rte_eth_rx_queue_setup(pid, 0, 1024, 0, nullptr, pool()), 0);
+  EXPECT_EQ(rte_eth_tx_queue_setup(pid, 0, 1024, 0, nullptr), 0);
+  EXPECT_EQ(rte_eth_dev_start(pid), 0);
+  return pid;
+}
+
+cp::Config make_config(bool edge) {
+  cp::Config c;
+  c.role = edge ? cp::Role::kEdge : cp::Role::kHub;
+  c.name = edge ? "edge" : "hub";
+  c.lan.port = "ring:x";
+  c.lan.address = *Prefix4::parse(edge ? "192.168.10.1/24" : "192.168.20.1/24", true);
+  cp::UplinkConfig u;
+  u.name = "isp1";
+  u.port = "ring:y";
+  u.address = *Prefix4::parse(edge ? "10.1.0.2/24" : "10.1.1.2/24", true);
+  u.next_hop = ip(edge ? "10.1.0.1" : "10.1.1.1");
+  c.uplinks.push_back(u);
+  cp::PeerConfig p;
+  p.name = edge ? "hub" : "edge";
+  cp::EndpointConfig e;
+  e.address = ip(edge ? "10.1.1.2" : "10.1.0.2");
+  p.endpoints.push_back(e);
+  p.prefixes.push_back(*Prefix4::parse(edge ? "192.168.20.0/24" : "192.168.10.0/24"));
+  c.peers.push_back(p);
+  return c;
+}
+
+// One appliance's dataplane in this process: ports, snapshot, worker, control's rings.
+struct Node {
+  cp::Config cfg;
+  cp::Topology topo;
+  std::unique_ptr<cp::NeighborManager> nm;
+  std::vector<cp::PortLive> live;
+  std::shared_ptr<const dp::RouteTable> routes;
+  dp::Published<dp::Snapshot> pub{nullptr};
+  dp::WorkerChannels ch;
+  std::unique_ptr<dp::Worker> worker;
+  rte_ring *lan_in, *lan_out, *up_in, *up_out;
+  std::vector<rte_ring*> owned;
+  uint64_t gen = 0;
+
+  Node(bool edge, rte_ring* uplink_rx = nullptr, rte_ring* uplink_tx = nullptr) : cfg(make_config(edge)) {
+    topo = cp::make_topology(cfg);
+    lan_in = ring("lin");
+    lan_out = ring("lout");
+    up_in = uplink_rx ? uplink_rx : ring("uin");
+    up_out = uplink_tx ? uplink_tx : ring("uout");
+    owned = {lan_in, lan_out};
+    if (!uplink_rx) owned.push_back(up_in);
+    if (!uplink_tx) owned.push_back(up_out);
+    for (auto [rx, tx] : {std::pair{lan_in, lan_out}, std::pair{up_in, up_out}}) {
+      const uint16_t pid = ring_port(rx, tx);
+      rte_ether_addr a;
+      rte_eth_macaddr_get(pid, &a);
+      MacAddr m;
+      std::memcpy(m.b.data(), a.addr_bytes, 6);
+      live.push_back({pid, m, true});
+    }
+    std::vector<cp::NeighborPort> nps;
+    for (size_t i = 0; i < topo.ports.size(); ++i) nps.push_back({static_cast<uint8_t>(i), live[i].mac, topo.ports[i].addr});
+    nm = std::make_unique<cp::NeighborManager>(nps);
+    routes = *cp::build_routes(cfg, 0);
+    ch.to_control_pkts = ring("exc");
+    ch.to_control_resolve = rte_ring_create_elem(uniq("res").c_str(), 8, 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ch.from_control_tx = ring("ctx");
+    owned.insert(owned.end(), {ch.to_control_pkts, ch.to_control_resolve, ch.from_control_tx});
+    publish();
+    dp::WorkerConfig wc;
+    wc.rx = {{0, 0}, {1, 0}};
+    wc.snapshot = &pub;
+    wc.channels = ch;
+    wc.pool = pool();
+    wc.flow_capacity = 4096;
+    worker = std::make_unique<dp::Worker>(wc);
+  }
+  ~Node() {
+    worker.reset();
+    pub.publish(nullptr);
+    for (rte_ring* r : {lan_in, lan_out, up_in, up_out, ch.to_control_pkts, ch.from_control_tx}) {
+      void* m;
+      while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    }
+    // Ports hold no rings of their own (rte_eth_from_rings), so close them, then free ours.
+    for (const auto& l : live) {
+      rte_eth_dev_stop(l.port_id);
+      rte_eth_dev_close(l.port_id);
+    }
+    for (rte_ring* r : owned) rte_ring_free(r);
+  }
+  void publish() { pub.publish(cp::build_snapshot(topo, live, *nm, routes, ++gen)); }
+  void learn(uint8_t port, Ipv4 who, MacAddr m) {
+    nm->want(port, who, false, 0);
+    nm->on_arp(port, cp::ArpPacket{2, m, who, topo.ports[port].addr.addr}, 0);
+    publish();
+  }
+  MacAddr lan_mac() const { return live[0].mac; }
+  MacAddr up_mac() const { return live[1].mac; }
+  uint64_t drops(Drop d) const { return worker->counters().drops[static_cast<size_t>(d)].load(); }
+};
+
+void inject(rte_ring* r, const Bytes& b) {
+  rte_mbuf* m = rte_pktmbuf_alloc(pool());
+  ASSERT_NE(m, nullptr);
+  std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(b.size())), b.data(), b.size());
+  ASSERT_EQ(rte_ring_enqueue(r, m), 0);
+}
+
+std::optional<Bytes> take(rte_ring* r) {
+  void* v = nullptr;
+  if (rte_ring_dequeue(r, &v) != 0) return std::nullopt;
+  auto* m = static_cast<rte_mbuf*>(v);
+  Bytes b(rte_pktmbuf_pkt_len(m));
+  std::memcpy(b.data(), rte_pktmbuf_mtod(m, uint8_t*), b.size());
+  rte_pktmbuf_free(m);
+  return b;
+}
+
+const MacAddr kHostA = mac(0x12), kHostB = mac(0x22), kIspE = mac(0xa1), kIspH = mac(0xb1);
+
+// An edge wired to a hub, everything resolved, the way a lab looks once ARP has run.
+struct Rings {
+  rte_ring* e2h = ring("e2h");
+  rte_ring* h2e = ring("h2e");
+  ~Rings() {
+    rte_ring_free(e2h);
+    rte_ring_free(h2e);
+  }
+};
+struct Pair {
+  Rings wire;
+  Node edge{true, wire.h2e, wire.e2h};
+  Node hub{false, wire.e2h, wire.h2e};
+  Pair() {
+    edge.learn(1, ip("10.1.0.1"), kIspE);
+    edge.learn(0, ip("192.168.10.2"), kHostA);
+    hub.learn(1, ip("10.1.1.1"), kIspH);
+    hub.learn(0, ip("192.168.20.2"), kHostB);
+  }
+};
+
+Bytes from_a(const Bytes& l4, Ip4Opts o = {}, const char* dst = "192.168.20.2") {
+  return eth_ipv4(mac(0xee), kHostA, ip("192.168.10.2"), ip(dst), l4, o);
+}
+
+TEST(Worker, LanPacketLeavesTheUplinkEncapsulated) {
+  Pair p;
+  p.edge.lan_mac();
+  const Bytes in = eth_ipv4(p.edge.lan_mac(), kHostA, ip("192.168.10.2"), ip("192.168.20.2"), udp(1111, 2222, "hello"));
+  inject(p.edge.lan_in, in);
+  p.edge.worker->poll_once();
+  auto out = take(p.edge.up_out);
+  ASSERT_TRUE(out);
+  const Bytes& o = *out;
+  ASSERT_EQ(o.size(), in.size() - 14 + dp::kOuterLen + sizeof(dp::OverlayHdr));
+  EXPECT_EQ(0, std::memcmp(o.data(), kIspE.b.data(), 6)) << "outer dst MAC is the resolved next hop";
+  EXPECT_EQ(0, std::memcmp(o.data() + 6, p.edge.up_mac().b.data(), 6));
+  EXPECT_EQ(get16(o, 12), 0x0800);
+  EXPECT_EQ(o[14], 0x45);
+  EXPECT_TRUE(ipv4_checksum_ok(o, 14));
+  EXPECT_EQ(get16(o, 16), o.size() - 14);
+  EXPECT_EQ(get16(o, 20) & 0x4000, 0x4000) << "DF set on the tunnel";
+  EXPECT_EQ(o[23], 17);
+  EXPECT_EQ(get32(o, 26), ip("10.1.0.2").v);
+  EXPECT_EQ(get32(o, 30), ip("10.1.1.2").v);
+  EXPECT_EQ(get16(o, 34), 4500);
+  EXPECT_EQ(get16(o, 36), 4500);
+  EXPECT_EQ(get16(o, 38), o.size() - 34);
+  EXPECT_EQ(o[42] >> 4, dp::kOverlayVersion);
+  const size_t inner = dp::kOuterLen + sizeof(dp::OverlayHdr);
+  EXPECT_EQ(o[inner + 8], 63) << "inner TTL decremented";
+  EXPECT_TRUE(ipv4_checksum_ok(o, inner));
+  EXPECT_EQ(0, std::memcmp(o.data() + inner + 12, in.data() + 14 + 12, in.size() - 14 - 12)) << "addresses and payload intact";
+  EXPECT_EQ(p.edge.worker->counters().encapsulated.load(), 1u);
+  EXPECT_EQ(p.edge.worker->path_counters()[0].tx_pkts.load(), 1u);
+}
+
+// Compares two IPv4 packets byte for byte except TTL and header checksum.
+void expect_same_but_ttl(const Bytes& a, size_t aoff, const Bytes& b, size_t boff) {
+  ASSERT_EQ(a.size() - aoff, b.size() - boff);
+  for (size_t i = 0; i < a.size() - aoff; ++i) {
+    if (i == 8 || i == 10 || i == 11) continue;
+    ASSERT_EQ(a[aoff + i], b[boff + i]) << "byte " << i;
+  }
+}
+
+TEST(Worker, EdgeAndHubCarryALanPacketBitForBitBothWays) {
+  Pair p;
+  const Bytes ab = eth_ipv4(p.edge.lan_mac(), kHostA, ip("192.168.10.2"), ip("192.168.20.2"), udp(5000, 6000, "payload A->B"));
+  inject(p.edge.lan_in, ab);
+  p.edge.worker->poll_once();
+  p.hub.worker->poll_once();
+  auto got = take(p.hub.lan_out);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(0, std::memcmp(got->data(), kHostB.b.data(), 6)) << "to lan-b's MAC";
+  EXPECT_EQ(0, std::memcmp(got->data() + 6, p.hub.lan_mac().b.data(), 6));
+  expect_same_but_ttl(ab, 14, *got, 14);
+  EXPECT_EQ((*got)[14 + 8], 62) << "one decrement per router";
+  EXPECT_TRUE(ipv4_checksum_ok(*got, 14));
+
+  const Bytes ba = eth_ipv4(p.hub.lan_mac(), kHostB, ip("192.168.20.2"), ip("192.168.10.2"), tcp_syn(ip("192.168.20.2"), ip("192.168.10.2"), 40000, 80, 1200));
+  inject(p.hub.lan_in, ba);
+  p.hub.worker->poll_once();
+  p.edge.worker->poll_once();
+  got = take(p.edge.lan_out);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(0, std::memcmp(got->data(), kHostA.b.data(), 6));
+  expect_same_but_ttl(ba, 14, *got, 14);
+  EXPECT_EQ(p.hub.worker->path_counters()[0].rx_pkts.load(), 1u);
+  EXPECT_EQ(p.edge.worker->path_counters()[0].rx_pkts.load(), 1u);
+}
+
+struct BadFrame {
+  const char* name;
+  Bytes bytes;
+  Drop why;
+};
+
+TEST(Worker, EachMalformedFrameIsCountedUnderItsReasonAndDropped) {
+  Pair p;
+  const Bytes good = from_a(udp(1, 2, "x"));
+  auto with = [&](auto f) {
+    Bytes b = good;
+    f(b);
+    return b;
+  };
+  const BadFrame cases[] = {
+      {"runt ethernet", Bytes(10, 0xab), Drop::kRunt},
+      {"runt ip header", Bytes(good.begin(), good.begin() + 24), Drop::kRunt},
+      {"unknown ethertype", with([](Bytes& b) { put16(b, 12, 0x88b5); }), Drop::kBadL2},
+      {"ihl 4", with([](Bytes& b) { b[14] = 0x44; }), Drop::kBadIpHeader},
+      {"version 5", with([](Bytes& b) { b[14] = 0x55; }), Drop::kBadIpHeader},
+      {"total length beyond frame", with([](Bytes& b) { put16(b, 16, 400); }), Drop::kRunt},
+      {"bad checksum", with([](Bytes& b) { b[24] ^= 0xff; }), Drop::kBadIpChecksum},
+      {"ipv6", [] {
+         Bytes b(14 + 40 + 8, 0);
+         put16(b, 12, 0x86dd);
+         b[14] = 0x60;
+         put16(b, 18, 8);
+         b[20] = 17;
+         b[21] = 64;
+         return b;
+       }(), Drop::kIpv6Unsupported},
+  };
+  for (const auto& c : cases) {
+    const uint64_t before = p.edge.drops(c.why);
+    inject(p.edge.lan_in, c.bytes);
+    p.edge.worker->poll_once();
+    EXPECT_EQ(p.edge.drops(c.why), before + 1) << c.name;
+    EXPECT_FALSE(take(p.edge.up_out)) << c.name;
+    EXPECT_FALSE(take(p.edge.lan_out)) << c.name;
+  }
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u) << "every dropped mbuf went back to the pool";
+}
+
+TEST(Worker, MalformedOverlayAndStrangersOnTheUplinkAreDropped) {
+  Pair p;
+  // UDP to our overlay port from an address that is no peer endpoint.
+  inject(p.hub.up_in, eth_ipv4(p.hub.up_mac(), kIspH, ip("10.9.9.9"), ip("10.1.1.2"), udp(4500, 4500, std::string(40, 'z'))));
+  // From the real endpoint but with a wrong overlay version.
+  Bytes bad = eth_ipv4(p.hub.up_mac(), kIspH, ip("10.1.0.2"), ip("10.1.1.2"), udp(4500, 4500, std::string(40, 'z')));
+  inject(p.hub.up_in, bad);
+  // Addressed to someone else entirely.
+  inject(p.hub.up_in, eth_ipv4(p.hub.up_mac(), kIspH, ip("10.1.0.2"), ip("10.1.1.99"), udp(1, 2, "x")));
+  p.hub.worker->poll_once();
+  EXPECT_EQ(p.hub.drops(Drop::kUnknownPeer), 1u);
+  EXPECT_EQ(p.hub.drops(Drop::kBadOverlay), 1u);
+  EXPECT_EQ(p.hub.drops(Drop::kNotForUs), 1u);
+  EXPECT_FALSE(take(p.hub.lan_out));
+}
+
+TEST(Worker, ArpForOurAddressIsAnsweredThroughControl) {
+  Pair p;
+  const MacAddr newcomer = mac(0x33);
+  inject(p.edge.lan_in, arp_request(newcomer, ip("192.168.10.3"), ip("192.168.10.1")));
+  p.edge.worker->poll_once();
+  // Control's side: what the appliance does with the frame the worker handed over.
+  void* v = nullptr;
+  ASSERT_EQ(rte_ring_dequeue(p.edge.ch.to_control_pkts, &v), 0);
+  auto* m = static_cast<rte_mbuf*>(v);
+  EXPECT_EQ(m->port, 0) << "port index of the LAN";
+  uint8_t out[64];
+  const uint32_t n = cp::handle_arp_frame(*p.edge.nm, 0, rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m),
+                                          p.edge.lan_mac(), ip("192.168.10.1"), 0, out);
+  rte_pktmbuf_free(m);
+  ASSERT_EQ(n, 60u);
+  EXPECT_EQ(p.edge.nm->lookup(0, ip("192.168.10.3")), newcomer) << "learned the asker (RFC 826)";
+  rte_mbuf* r = rte_pktmbuf_alloc(pool());
+  std::memcpy(rte_pktmbuf_append(r, static_cast<uint16_t>(n)), out, n);
+  r->port = 0;
+  ASSERT_EQ(rte_ring_enqueue(p.edge.ch.from_control_tx, r), 0);
+  p.edge.worker->poll_once();
+  auto reply = take(p.edge.lan_out);
+  ASSERT_TRUE(reply);
+  const Bytes& b = *reply;
+  EXPECT_EQ(0, std::memcmp(b.data(), newcomer.b.data(), 6));
+  EXPECT_EQ(get16(b, 12), 0x0806);
+  EXPECT_EQ(get16(b, 20), 2) << "ARP reply";
+  EXPECT_EQ(0, std::memcmp(b.data() + 22, p.edge.lan_mac().b.data(), 6));
+  EXPECT_EQ(get32(b, 28), ip("192.168.10.1").v);
+  EXPECT_EQ(get32(b, 38), ip("192.168.10.3").v);
+  // A request for someone else's address is not answered.
+  Bytes other = arp_request(newcomer, ip("192.168.10.3"), ip("192.168.10.77"));
+  EXPECT_EQ(cp::handle_arp_frame(*p.edge.nm, 0, other.data(), static_cast<uint32_t>(other.size()), p.edge.lan_mac(),
+                                 ip("192.168.10.1"), 0, out),
+            0u);
+}
+
+TEST(Worker, IcmpEchoToOurAddressesIsAnswered) {
+  Pair p;
+  struct {
+    const char* dst;
+  } cases[] = {{"192.168.10.1"}, {"10.1.0.2"}};
+  for (const auto& c : cases) {
+    inject(p.edge.lan_in, eth_ipv4(p.edge.lan_mac(), kHostA, ip("192.168.10.2"), ip(c.dst), icmp_echo(7, 1), {.proto = 1}));
+    p.edge.worker->poll_once();
+    auto r = take(p.edge.lan_out);
+    ASSERT_TRUE(r) << c.dst;
+    const Bytes& b = *r;
+    EXPECT_EQ(0, std::memcmp(b.data(), kHostA.b.data(), 6)) << c.dst;
+    EXPECT_EQ(get32(b, 26), ip(c.dst).v);
+    EXPECT_EQ(get32(b, 30), ip("192.168.10.2").v);
+    EXPECT_EQ(b[34], 0) << "echo reply";
+    EXPECT_TRUE(ipv4_checksum_ok(b, 14));
+    EXPECT_EQ(dp::inet_checksum(b.data() + 34, b.size() - 34), 0) << "ICMP checksum";
+  }
+  // The hub's LAN address, pinged from lan-a through the overlay: the reply comes back the same way.
+  inject(p.edge.lan_in, from_a(icmp_echo(9, 2), {.proto = 1}, "192.168.20.1"));
+  p.edge.worker->poll_once();
+  p.hub.worker->poll_once();
+  p.edge.worker->poll_once();
+  auto r = take(p.edge.lan_out);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(get32(*r, 26), ip("192.168.20.1").v);
+  EXPECT_EQ((*r)[34], 0);
+  EXPECT_EQ(p.edge.worker->counters().icmp_echo_replied.load(), 2u);
+  EXPECT_EQ(p.hub.worker->counters().icmp_echo_replied.load(), 1u);
+}
+
+TEST(Worker, TtlOneGetsTimeExceededFromTheLanAddress) {
+  Pair p;
+  const Bytes in = from_a(udp(1, 33434, "trace"), {.ttl = 1});
+  inject(p.edge.lan_in, in);
+  p.edge.worker->poll_once();
+  EXPECT_FALSE(take(p.edge.up_out));
+  auto r = take(p.edge.lan_out);
+  ASSERT_TRUE(r);
+  const Bytes& b = *r;
+  EXPECT_EQ(get32(b, 26), ip("192.168.10.1").v);
+  EXPECT_EQ(get32(b, 30), ip("192.168.10.2").v);
+  EXPECT_EQ(b[34], 11);
+  EXPECT_EQ(b[35], 0);
+  EXPECT_EQ(0, std::memcmp(b.data() + 42, in.data() + 14, 28)) << "quotes the original header + 8 bytes";
+  EXPECT_EQ(p.edge.drops(Drop::kTtlExpired), 1u);
+  EXPECT_EQ(p.edge.worker->counters().icmp_errors_sent.load(), 1u);
+}
+
+TEST(Worker, TtlExpiringAtTheHubIsReportedBackThroughTheOverlay) {
+  Pair p;
+  inject(p.edge.lan_in, from_a(udp(1, 33435, "trace"), {.ttl = 2}));
+  p.edge.worker->poll_once();
+  p.hub.worker->poll_once();
+  EXPECT_FALSE(take(p.hub.lan_out));
+  p.edge.worker->poll_once();
+  auto r = take(p.edge.lan_out);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(get32(*r, 26), ip("192.168.20.1").v) << "from the hub's LAN address";
+  EXPECT_EQ((*r)[34], 11);
+}
+
+TEST(Worker, NoRouteIsCountedAndAnsweredWithNetUnreachable) {
+  Pair p;
+  inject(p.edge.lan_in, from_a(udp(1, 2, "x"), {}, "203.0.113.7"));
+  p.edge.worker->poll_once();
+  EXPECT_EQ(p.edge.drops(Drop::kNoRoute), 1u);
+  EXPECT_FALSE(take(p.edge.up_out));
+  auto r = take(p.edge.lan_out);
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)[34], 3);
+  EXPECT_EQ((*r)[35], 0);
+}
+
+TEST(Worker, UnresolvedLanHostIsCountedAndControlIsAsked) {
+  Pair p;
+  inject(p.edge.lan_in, from_a(udp(1, 2, "x"), {}, "192.168.20.55"));
+  p.edge.worker->poll_once();
+  p.hub.worker->poll_once();
+  EXPECT_EQ(p.hub.drops(Drop::kUnresolved), 1u);
+  dp::ResolveRequest rr{};
+  ASSERT_EQ(rte_ring_dequeue_elem(p.hub.ch.to_control_resolve, &rr, sizeof rr), 0);
+  EXPECT_EQ(rr.ip, ip("192.168.20.55").v);
+  EXPECT_EQ(rr.port, 0);
+  // Control resolves it; the next packet goes through.
+  p.hub.learn(0, ip("192.168.20.55"), mac(0x55));
+  inject(p.edge.lan_in, from_a(udp(1, 2, "y"), {}, "192.168.20.55"));
+  p.edge.worker->poll_once();
+  p.hub.worker->poll_once();
+  auto got = take(p.hub.lan_out);
+  ASSERT_TRUE(got);
+  EXPECT_EQ((*got)[5], 0x55);
+}
+
+TEST(Worker, TooBigWithDfGetsFragmentationNeededWithTheTunnelMtu) {
+  Pair p;
+  const std::string big(1500 - 20 - 8, 'b');
+  inject(p.edge.lan_in, from_a(udp(1, 2, big), {.df = true}));
+  p.edge.worker->poll_once();
+  EXPECT_EQ(p.edge.drops(Drop::kTooBig), 1u);
+  EXPECT_FALSE(take(p.edge.up_out));
+  auto r = take(p.edge.lan_out);
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)[34], 3);
+  EXPECT_EQ((*r)[35], 4);
+  EXPECT_EQ(get16(*r, 40), 1500 - dp::kTunnelL3Overhead) << "next-hop MTU leaves room for the tunnel";
+  // The largest packet that fits goes through.
+  inject(p.edge.lan_in, from_a(udp(1, 2, std::string(1500 - dp::kTunnelL3Overhead - 28, 'c')), {.df = true}));
+  p.edge.worker->poll_once();
+  auto o = take(p.edge.up_out);
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->size(), 14u + 1500u);
+}
+
+TEST(Worker, TcpSynMssIsClampedToFitTheTunnel) {
+  Pair p;
+  inject(p.edge.lan_in, from_a(tcp_syn(ip("192.168.10.2"), ip("192.168.20.2"), 40000, 80, 1460), {.proto = 6}));
+  p.edge.worker->poll_once();
+  auto o = take(p.edge.up_out);
+  ASSERT_TRUE(o);
+  const size_t tcp = dp::kOuterLen + sizeof(dp::OverlayHdr) + 20;
+  EXPECT_EQ(get16(*o, tcp + 22), 1500 - dp::kTunnelL3Overhead - 40);
+  EXPECT_EQ(p.edge.worker->counters().mss_clamped.load(), 1u);
+  // The TCP checksum still verifies over the pseudo header.
+  Bytes seg(o->begin() + static_cast<long>(tcp), o->end());
+  Bytes ph(12 + seg.size());
+  std::memcpy(ph.data(), o->data() + tcp - 8, 8);
+  ph[9] = 6;
+  put16(ph, 10, static_cast<uint16_t>(seg.size()));
+  std::memcpy(ph.data() + 12, seg.data(), seg.size());
+  EXPECT_EQ(dp::inet_checksum(ph.data(), ph.size()), 0);
+}
+
+TEST(Worker, APathThatGoesDownInANewSnapshotStopsCarryingTraffic) {
+  Pair p;
+  inject(p.edge.lan_in, from_a(udp(1, 2, "a")));
+  p.edge.worker->poll_once();
+  ASSERT_TRUE(take(p.edge.up_out));
+  p.edge.live[1].link_up = false;
+  p.edge.publish();
+  inject(p.edge.lan_in, from_a(udp(1, 2, "b")));
+  p.edge.worker->poll_once();
+  EXPECT_FALSE(take(p.edge.up_out)) << "never sent on a path that is down, even for a known flow";
+  EXPECT_EQ(p.edge.drops(Drop::kNoPath), 1u);
+}
+
+}  // namespace
+}  // namespace sdwan::test
