@@ -1,0 +1,680 @@
+#include "control/config/config.hpp"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <initializer_list>
+#include <optional>
+#include <utility>
+
+#include "drivers/api/ports.hpp"
+
+namespace sdwan::cp {
+namespace {
+
+using YAML::Node;
+
+constexpr uint64_t kMinMtu = 576;   // the IPv4 minimum every host must accept (RFC 791)
+constexpr uint64_t kMaxMtu = 9000;  // common jumbo frame; beyond it NIC support is patchy
+// Uplink names label metrics and may name Linux interfaces, so they obey IFNAMSIZ.
+constexpr size_t kMaxUplinkName = 15;
+constexpr size_t kMaxName = 32;
+constexpr uint64_t kMaxLcore = 1023;
+constexpr uint64_t kMaxWorkers = 64;
+constexpr uint64_t kMinFlows = 1024;
+constexpr uint64_t kMaxFlows = 16777216;
+constexpr uint64_t kMaxIcmpRate = 1000000;
+constexpr uint64_t kMaxMemoryMb = 1048576;
+constexpr size_t kMaxGroupName = 32;               // useradd's limit
+constexpr size_t kMaxSocketPath = 107;             // sun_path holds 108 bytes with the NUL
+constexpr uint64_t kMaxBandwidth = 1000000000000;  // 1 Tbit/s: guards the arithmetic, not a NIC
+constexpr size_t kMaxQuoted = 60;
+
+// A validation failure found deep inside the walk. It never leaves this file: parse_config is
+// the boundary that turns it, like yaml-cpp's own exceptions, into a Result, so the walk reads
+// as straight-line checks instead of threading a Result through every field.
+struct Reject {
+  int line = 0;  // 0-based, as yaml-cpp counts
+  std::string key;
+  std::string msg;
+};
+
+int line_of(const Node& n) {
+  const YAML::Mark m = n.Mark();
+  return m.is_null() ? 0 : m.line;
+}
+
+// A value with the line to report it on. yaml-cpp places an empty value ("mtu:" with nothing
+// after it) at the next token, often a line further down, so such a value takes its key's line.
+struct Val : Node {
+  int line = 0;
+};
+
+Val located_val(const Node& n) { return Val{n, line_of(n)}; }
+
+[[noreturn]] void fail(const Node& at, std::string key, std::string msg) {
+  throw Reject{line_of(at), std::move(key), std::move(msg)};
+}
+
+[[noreturn]] void fail(const Val& at, std::string key, std::string msg) {
+  throw Reject{at.line, std::move(key), std::move(msg)};
+}
+
+// Values are echoed inside one-line messages, so anything that could break the line is escaped
+// and very long values are cut.
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  const bool cut = s.size() > kMaxQuoted;
+  for (char c : s.substr(0, cut ? kMaxQuoted - 3 : s.size())) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      out += fmt::format("\\x{:02x}", u);
+    } else {
+      out += c;
+    }
+  }
+  if (cut) out += "...";
+  return out + "\"";
+}
+
+std::string describe(const Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Scalar: return quoted(n.Scalar());
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
+    default: return "nothing";
+  }
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view last_sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += i + 1 == items.size() ? last_sep : std::string_view(", ");
+    out += items[i];
+  }
+  return out;
+}
+
+std::string index_key(const std::string& list_key, size_t i) { return fmt::format("{}[{}]", list_key, i); }
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// The keys a mapping may hold, checked once (type, unknown keys, duplicates) so that every
+// section reports those mistakes with the same words.
+class Fields {
+ public:
+  Fields(const Val& node, std::string path, std::initializer_list<std::string_view> keys)
+      : node_(node), path_(std::move(path)), keys_(keys) {
+    // An empty section (every key commented out) is an empty mapping, not a type error.
+    if (node.IsNull()) return;
+    if (!node.IsMap())
+      fail(node, path_, fmt::format("expected a mapping with keys {}, got {}", join(names(), ", "), describe(node)));
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      const Node& k = it->first;
+      if (!k.IsScalar()) fail(k, path_, fmt::format("expected plain key names, got {} as a key", describe(k)));
+      const std::string name = k.Scalar();
+      if (std::find(keys_.begin(), keys_.end(), name) == keys_.end())
+        fail(k, key(name), fmt::format("unknown key (expected one of: {})", join(names(), ", ")));
+      for (const auto& e : entries_)
+        if (e.name == name) fail(k, key(name), fmt::format("duplicate key (first on line {})", line_of(e.key) + 1));
+      const Node& v = it->second;
+      entries_.push_back({name, k, Val{v, v.IsNull() ? line_of(k) : line_of(v)}});
+    }
+  }
+
+  std::optional<Val> get(std::string_view k) const {
+    for (const auto& e : entries_)
+      if (e.name == k) return e.value;
+    return std::nullopt;
+  }
+
+  Val need(std::string_view k) const {
+    auto v = get(k);
+    if (!v) fail(node_, key(k), "required key is missing");
+    return *v;
+  }
+
+  std::string key(std::string_view k) const { return path_.empty() ? std::string(k) : path_ + "." + std::string(k); }
+
+ private:
+  struct Entry {
+    std::string name;
+    Node key;
+    Val value;
+  };
+  std::vector<std::string> names() const { return {keys_.begin(), keys_.end()}; }
+
+  Val node_;
+  std::string path_;
+  std::vector<std::string_view> keys_;
+  std::vector<Entry> entries_;
+};
+
+std::string read_scalar(const Val& n, const std::string& key, std::string_view what) {
+  if (!n.IsScalar()) fail(n, key, fmt::format("expected {}, got {}", what, describe(n)));
+  return n.Scalar();
+}
+
+std::optional<uint64_t> parse_uint(std::string_view s) {
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+uint64_t read_uint(const Val& n, const std::string& key, uint64_t lo, uint64_t hi,
+                   std::string_view noun = "an integer") {
+  const std::string what = fmt::format("{} from {} to {}", noun, lo, hi);
+  const std::string s = read_scalar(n, key, what);
+  auto v = parse_uint(s);
+  if (!v || *v < lo || *v > hi) fail(n, key, fmt::format("expected {}, got {}", what, quoted(s)));
+  return *v;
+}
+
+bool read_bool(const Val& n, const std::string& key) {
+  const std::string s = read_scalar(n, key, "true or false");
+  const std::string l = lower(s);
+  // YAML 1.1 spellings too: operators copy them from older examples.
+  if (l == "true" || l == "yes" || l == "on") return true;
+  if (l == "false" || l == "no" || l == "off") return false;
+  fail(n, key, fmt::format("expected true or false, got {}", quoted(s)));
+}
+
+template <class E>
+E read_choice(const Val& n, const std::string& key, std::initializer_list<std::pair<std::string_view, E>> choices) {
+  std::vector<std::string> names;
+  for (const auto& c : choices) names.emplace_back(c.first);
+  const std::string what = join(names, " or ");
+  const std::string s = read_scalar(n, key, what);
+  for (const auto& c : choices)
+    if (c.first == s) return c.second;
+  fail(n, key, fmt::format("expected {}, got {}", what, quoted(s)));
+}
+
+std::vector<Val> read_list(const Val& n, const std::string& key, size_t lo, size_t hi, std::string_view plural) {
+  if (!n.IsSequence()) fail(n, key, fmt::format("expected a list of {}, got {}", plural, describe(n)));
+  const size_t count = n.size();
+  if (count < lo || count > hi) {
+    const std::string got = count == 0 ? "none" : std::to_string(count);
+    // Unbounded lists only ever fail for being empty.
+    if (hi == SIZE_MAX) fail(n, key, fmt::format("expected a non-empty list of {}, got none", plural));
+    fail(n, key, fmt::format("expected {} to {} {}, got {}", lo, hi, plural, got));
+  }
+  std::vector<Val> items;
+  for (const auto& item : n) items.push_back(located_val(item));
+  return items;
+}
+
+bool name_chars(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'; });
+}
+
+std::string read_name(const Val& n, const std::string& key, size_t max) {
+  const std::string what = fmt::format("a name of 1 to {} characters a-z, 0-9, '_' or '-'", max);
+  const std::string s = read_scalar(n, key, what);
+  if (s.empty() || s.size() > max || !name_chars(s)) fail(n, key, fmt::format("expected {}, got {}", what, quoted(s)));
+  return s;
+}
+
+uint32_t mask_of(uint8_t len) { return len == 0 ? 0 : ~uint32_t{0} << (32 - len); }
+
+Prefix4 subnet_of(Prefix4 p) { return Prefix4{Ipv4{p.addr.v & mask_of(p.len)}, p.len}; }
+
+bool overlaps(Prefix4 a, Prefix4 b) { return a.contains(b.addr) || b.contains(a.addr); }
+
+// 0/8 (this network), 127/8 (loopback) and 224/3 (multicast, reserved) never name a neighbour.
+bool unicast(Ipv4 a) {
+  const uint32_t first = a.v >> 24;
+  return first != 0 && first != 127 && first < 224;
+}
+
+constexpr std::string_view kUnicast = "a unicast IPv4 address (not 0.0.0.0/8, 127.0.0.0/8, multicast or reserved)";
+
+void check_host(const Val& n, const std::string& key, Prefix4 subnet, Ipv4 a, std::string_view written) {
+  // A /31 (RFC 3021) or /32 has no network or broadcast address to avoid.
+  if (subnet.len > 30) return;
+  const uint32_t host = a.v & ~mask_of(subnet.len);
+  const std::string net = subnet_of(subnet).str();
+  if (host == 0)
+    fail(n, key, fmt::format("expected a host address inside {}, got its network address {}", net, quoted(written)));
+  if (host == ~mask_of(subnet.len))
+    fail(n, key, fmt::format("expected a host address inside {}, got its broadcast address {}", net, quoted(written)));
+}
+
+Prefix4 read_iface_address(const Val& n, const std::string& key, std::string_view example) {
+  const std::string what = fmt::format("an IPv4 address with prefix length like {}", example);
+  const std::string s = read_scalar(n, key, what);
+  auto p = Prefix4::parse(s, /*allow_host_bits=*/true);
+  if (!p) fail(n, key, fmt::format("expected {}, got {}", what, quoted(s)));
+  if (p->len < 1 || p->len > 31)
+    fail(n, key, fmt::format("expected a prefix length from /1 to /31 on an interface, got {}", quoted(s)));
+  if (!unicast(p->addr)) fail(n, key, fmt::format("expected {}, got {}", kUnicast, quoted(s)));
+  check_host(n, key, *p, p->addr, s);
+  return *p;
+}
+
+Ipv4 read_host(const Val& n, const std::string& key, std::string_view example) {
+  const std::string what = fmt::format("an IPv4 address like {}", example);
+  const std::string s = read_scalar(n, key, what);
+  auto a = Ipv4::parse(s);
+  if (!a) fail(n, key, fmt::format("expected {}, got {}", what, quoted(s)));
+  if (!unicast(*a)) fail(n, key, fmt::format("expected {}, got {}", kUnicast, quoted(s)));
+  return *a;
+}
+
+Prefix4 read_network(const Val& n, const std::string& key) {
+  const std::string what = "a network like 192.168.20.0/24";
+  const std::string s = read_scalar(n, key, what);
+  if (auto p = Prefix4::parse(s)) return *p;
+  if (auto h = Prefix4::parse(s, /*allow_host_bits=*/true))
+    fail(n, key, fmt::format("expected a network with host bits zero ({}), got {}", subnet_of(*h).str(), quoted(s)));
+  fail(n, key, fmt::format("expected {}, got {}", what, quoted(s)));
+}
+
+// tc's rate syntax: a bare number is bit/s; k, m and g are powers of 1000 for bits.
+std::optional<uint64_t> parse_rate(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+  auto whole = parse_uint(s.substr(0, i));
+  if (!whole) return std::nullopt;
+  uint64_t frac = 0, frac_scale = 1;
+  if (i < s.size() && s[i] == '.') {
+    const size_t start = ++i;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+    // Nine digits keep frac * unit below 2^64 for every unit.
+    if (i == start || i - start > 9) return std::nullopt;
+    frac = *parse_uint(s.substr(start, i - start));
+    for (size_t d = start; d < i; ++d) frac_scale *= 10;
+  }
+  const std::string unit = lower(s.substr(i));
+  constexpr std::pair<std::string_view, uint64_t> kUnits[] = {
+      {"", 1}, {"bit", 1}, {"kbit", 1000}, {"mbit", 1000000}, {"gbit", 1000000000}};
+  uint64_t mult = 0;
+  for (const auto& [name, factor] : kUnits)
+    if (unit == name) mult = factor;
+  if (mult == 0) return std::nullopt;
+  if (*whole > kMaxBandwidth / mult) return std::nullopt;
+  // A fraction must come out as whole bits: "1.5kbit" is 1500, "1.5bit" is not a rate.
+  if ((frac * mult) % frac_scale != 0) return std::nullopt;
+  const uint64_t v = *whole * mult + frac * mult / frac_scale;
+  if (v == 0 || v > kMaxBandwidth) return std::nullopt;
+  return v;
+}
+
+// True when n is YAML's null spelled as the word null, as opposed to "~" or an empty value.
+bool written_null(std::string_view text, const Node& n) {
+  if (!n.IsNull() || n.Mark().is_null()) return false;
+  const auto pos = static_cast<size_t>(n.Mark().pos);
+  if (pos >= text.size() || text.substr(pos, 4) != "null") return false;
+  return pos + 4 == text.size() || std::string_view(" \t\r\n#,]}").find(text[pos + 4]) != std::string_view::npos;
+}
+
+// Two specs that reach the same device would fight over it; null and an unnamed tap create a
+// fresh device per port, so they may repeat.
+std::string device_of(const drv::PortSpec& s) {
+  switch (s.kind) {
+    case drv::PortKind::kPci: return "pci:" + lower(s.arg);
+    case drv::PortKind::kAfPacket:
+    case drv::PortKind::kAfXdp: return "iface:" + s.arg;
+    case drv::PortKind::kTap: return s.arg.empty() ? std::string() : "iface:" + s.arg;
+    case drv::PortKind::kRing: return "ring:" + s.arg;
+    case drv::PortKind::kNull: return {};
+  }
+  return {};
+}
+
+class Walker {
+ public:
+  explicit Walker(std::string_view text) : text_(text) {}
+
+  Config walk(const Val& root) {
+    const Fields f(root, "",
+                   {"name", "role", "lan", "uplinks", "peers", "lcores", "idle", "overlay_port", "flow_capacity",
+                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt"});
+    c_.role = read_choice<Role>(f.need("role"), "role", {{"edge", Role::kEdge}, {"hub", Role::kHub}});
+    c_.name = std::string(role_name(c_.role));
+    if (auto n = f.get("name")) c_.name = read_name(*n, "name", kMaxName);
+    if (auto n = f.get("idle"))
+      c_.idle = read_choice<dp::IdlePolicy>(*n, "idle",
+                                            {{"busy", dp::IdlePolicy::kBusy}, {"adaptive", dp::IdlePolicy::kAdaptive}});
+    if (auto n = f.get("overlay_port"))
+      c_.overlay_port = static_cast<uint16_t>(read_uint(*n, "overlay_port", 1, 65535, "a UDP port"));
+    if (auto n = f.get("flow_capacity"))
+      c_.flow_capacity = static_cast<uint32_t>(read_uint(*n, "flow_capacity", kMinFlows, kMaxFlows));
+    if (auto n = f.get("icmp_errors_per_sec"))
+      c_.icmp_errors_per_sec = static_cast<uint32_t>(read_uint(*n, "icmp_errors_per_sec", 0, kMaxIcmpRate));
+    if (auto n = f.get("log_level")) {
+      c_.log_level = std::string(read_choice<std::string_view>(
+          *n, "log_level", {{"error", "error"}, {"warning", "warning"}, {"info", "info"}, {"debug", "debug"}}));
+    }
+    lan(f.need("lan"));
+    uplinks(f.need("uplinks"));
+    peers(f.need("peers"));
+    if (auto n = f.get("lcores")) lcores(*n);
+    c_.dpdk.file_prefix = c_.name;
+    if (auto n = f.get("dpdk")) dpdk(*n);
+    if (auto n = f.get("mgmt")) mgmt(*n);
+    return std::move(c_);
+  }
+
+ private:
+  std::string port(const Val& n, const std::string& key) {
+    // "port: null" is the null port, but YAML reads a plain null as no value at all; only the
+    // source text tells it apart from "port:" left empty.
+    const bool null_spec = written_null(text_, n);
+    const std::string s = null_spec ? std::string("null") : read_scalar(n, key, "a port spec like af_packet:eth1");
+    auto spec = drv::PortSpec::parse(s);
+    if (!spec) fail(n, key, spec.error().msg);
+    const std::string dev = device_of(*spec);
+    if (!dev.empty()) {
+      for (const auto& [other_dev, other] : devices_)
+        if (other_dev == dev)
+          fail(n, key,
+               fmt::format("expected a device no other port uses, got {} ({} already uses it)", quoted(s), other));
+      devices_.emplace_back(dev, key);
+    }
+    return s;
+  }
+
+  uint16_t mtu(const Val& n, const std::string& key) {
+    return static_cast<uint16_t>(read_uint(n, key, kMinMtu, kMaxMtu, "an MTU"));
+  }
+
+  void lan(const Val& n) {
+    const Fields f(n, "lan", {"port", "address", "mtu"});
+    c_.lan.port = port(f.need("port"), "lan.port");
+    c_.lan.address = read_iface_address(f.need("address"), "lan.address", "192.168.10.1/24");
+    if (auto m = f.get("mtu")) c_.lan.mtu = mtu(*m, "lan.mtu");
+  }
+
+  void uplinks(const Val& n) {
+    const auto items = read_list(n, "uplinks", 1, dp::kMaxUplinks, "uplinks");
+    const Prefix4 lan_net = subnet_of(c_.lan.address);
+    for (size_t i = 0; i < items.size(); ++i) {
+      const std::string base = index_key("uplinks", i);
+      const Fields f(items[i], base, {"name", "port", "address", "next_hop", "cost", "bandwidth", "mtu"});
+      UplinkConfig u;
+      const Val name = f.need("name");
+      u.name = read_name(name, f.key("name"), kMaxUplinkName);
+      for (size_t j = 0; j < c_.uplinks.size(); ++j)
+        if (c_.uplinks[j].name == u.name)
+          fail(name, f.key("name"),
+               fmt::format("expected a unique uplink name, got {} (uplinks[{}] has it)", quoted(u.name), j));
+      u.port = port(f.need("port"), f.key("port"));
+      const Val addr = f.need("address");
+      u.address = read_iface_address(addr, f.key("address"), "10.1.0.2/24");
+      if (overlaps(subnet_of(u.address), lan_net))
+        fail(addr, f.key("address"),
+             fmt::format("expected a subnet apart from the LAN subnet {}, got {}", lan_net.str(),
+                         quoted(addr.Scalar())));
+      const Val hop = f.need("next_hop");
+      u.next_hop = read_host(hop, f.key("next_hop"), "10.1.0.1");
+      const std::string hop_s = hop.Scalar();
+      const std::string net = subnet_of(u.address).str();
+      if (!u.address.contains(u.next_hop))
+        fail(hop, f.key("next_hop"),
+             fmt::format("expected an address inside the uplink's subnet {}, got {}", net, quoted(hop_s)));
+      if (u.next_hop == u.address.addr)
+        fail(hop, f.key("next_hop"),
+             fmt::format("expected the gateway's address, got the uplink's own address {}", quoted(hop_s)));
+      check_host(hop, f.key("next_hop"), u.address, u.next_hop, hop_s);
+      if (auto c = f.get("cost"))
+        u.cost =
+            read_choice<CostTier>(*c, f.key("cost"), {{"normal", CostTier::kNormal}, {"metered", CostTier::kMetered}});
+      if (auto b = f.get("bandwidth")) {
+        const std::string what = "a rate like 100Mbit (bit/s, or a number with unit bit, kbit, Mbit or Gbit)";
+        const std::string s = read_scalar(*b, f.key("bandwidth"), what);
+        auto rate = parse_rate(s);
+        if (!rate) fail(*b, f.key("bandwidth"), fmt::format("expected {}, got {}", what, quoted(s)));
+        u.bandwidth_bps = *rate;
+      }
+      if (auto m = f.get("mtu")) u.mtu = mtu(*m, f.key("mtu"));
+      c_.uplinks.push_back(std::move(u));
+    }
+  }
+
+  std::vector<std::string> uplink_names() const {
+    std::vector<std::string> names;
+    for (const auto& u : c_.uplinks) names.push_back(u.name);
+    return names;
+  }
+
+  EndpointConfig endpoint(const Val& n, const std::string& base) {
+    const Fields f(n, base, {"address", "port", "uplinks"});
+    EndpointConfig e;
+    e.address = read_host(f.need("address"), f.key("address"), "203.0.113.1");
+    if (auto p = f.get("port")) e.port = static_cast<uint16_t>(read_uint(*p, f.key("port"), 0, 65535, "a UDP port"));
+    if (auto u = f.get("uplinks")) {
+      const auto items = read_list(*u, f.key("uplinks"), 1, dp::kMaxUplinks, "uplink names");
+      const auto names = uplink_names();
+      const std::string what = fmt::format("the name of a configured uplink ({})", join(names, " or "));
+      for (size_t k = 0; k < items.size(); ++k) {
+        const std::string key = index_key(f.key("uplinks"), k);
+        const std::string s = read_scalar(items[k], key, what);
+        if (std::find(names.begin(), names.end(), s) == names.end())
+          fail(items[k], key, fmt::format("expected {}, got {}", what, quoted(s)));
+        if (std::find(e.uplinks.begin(), e.uplinks.end(), s) != e.uplinks.end())
+          fail(items[k], key, fmt::format("expected each uplink once, got {} twice", quoted(s)));
+        e.uplinks.push_back(s);
+      }
+    }
+    return e;
+  }
+
+  void peers(const Val& n) {
+    const auto items = read_list(n, "peers", 1, dp::kMaxPeers, "peers");
+    const Prefix4 lan_net = subnet_of(c_.lan.address);
+    size_t total_paths = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const std::string base = index_key("peers", i);
+      const Fields f(items[i], base, {"name", "endpoints", "prefixes"});
+      PeerConfig p;
+      const Val name = f.need("name");
+      p.name = read_name(name, f.key("name"), kMaxName);
+      for (size_t j = 0; j < c_.peers.size(); ++j)
+        if (c_.peers[j].name == p.name)
+          fail(name, f.key("name"),
+               fmt::format("expected a unique peer name, got {} (peers[{}] has it)", quoted(p.name), j));
+
+      const Val eps = f.need("endpoints");
+      const auto ep_items = read_list(eps, f.key("endpoints"), 1, dp::kMaxPathsPerPeer, "endpoints");
+      size_t paths = 0;
+      for (size_t k = 0; k < ep_items.size(); ++k) {
+        const std::string ekey = index_key(f.key("endpoints"), k);
+        EndpointConfig e = endpoint(ep_items[k], ekey);
+        const uint16_t port_of_e = e.port == 0 ? c_.overlay_port : e.port;
+        for (size_t j = 0; j < p.endpoints.size(); ++j) {
+          const auto& o = p.endpoints[j];
+          if (o.address == e.address && (o.port == 0 ? c_.overlay_port : o.port) == port_of_e)
+            fail(ep_items[k], ekey,
+                 fmt::format("expected a distinct endpoint, got {}:{} again (endpoints[{}] has it)", e.address.str(),
+                             port_of_e, j));
+        }
+        paths += e.uplinks.empty() ? c_.uplinks.size() : e.uplinks.size();
+        p.endpoints.push_back(std::move(e));
+      }
+      if (paths > dp::kMaxPathsPerPeer)
+        fail(eps, f.key("endpoints"),
+             fmt::format("expected at most {} paths (endpoints x the uplinks that reach them), got {}",
+                         dp::kMaxPathsPerPeer, paths));
+      total_paths += paths;
+
+      const Val pfx = f.need("prefixes");
+      const auto pfx_items = read_list(pfx, f.key("prefixes"), 1, SIZE_MAX, "prefixes");
+      for (size_t k = 0; k < pfx_items.size(); ++k) {
+        const std::string key = index_key(f.key("prefixes"), k);
+        const Prefix4 net = read_network(pfx_items[k], key);
+        // A prefix that covers the LAN (a default route via the hub) is fine: the LAN's own,
+        // longer route still wins; one inside the LAN would steal local traffic.
+        if (net.len >= lan_net.len && lan_net.contains(net.addr))
+          fail(pfx_items[k], key,
+               fmt::format("expected a network outside the LAN subnet {}, got {}", lan_net.str(), quoted(net.str())));
+        if (std::find(p.prefixes.begin(), p.prefixes.end(), net) != p.prefixes.end())
+          fail(pfx_items[k], key, fmt::format("expected each prefix once, got {} twice", quoted(net.str())));
+        for (size_t j = 0; j < c_.peers.size(); ++j) {
+          const auto& other = c_.peers[j].prefixes;
+          if (std::find(other.begin(), other.end(), net) != other.end())
+            fail(pfx_items[k], key,
+                 fmt::format("expected a prefix no other peer has, got {} (peers[{}] \"{}\" has it)", quoted(net.str()),
+                             j, c_.peers[j].name));
+        }
+        p.prefixes.push_back(net);
+      }
+      c_.peers.push_back(std::move(p));
+    }
+    if (total_paths > dp::kMaxPaths)
+      fail(n, "peers", fmt::format("expected at most {} paths over all peers, got {}", dp::kMaxPaths, total_paths));
+  }
+
+  void lcores(const Val& n) {
+    const Fields f(n, "lcores", {"control", "workers", "worker_count"});
+    if (auto c = f.get("control"))
+      c_.lcores.control = static_cast<unsigned>(read_uint(*c, "lcores.control", 0, kMaxLcore, "a core number"));
+    if (auto w = f.get("workers")) {
+      const auto items = read_list(*w, "lcores.workers", 1, kMaxWorkers, "core numbers");
+      for (size_t k = 0; k < items.size(); ++k) {
+        const std::string key = index_key("lcores.workers", k);
+        const auto core = static_cast<unsigned>(read_uint(items[k], key, 0, kMaxLcore, "a core number"));
+        if (core == c_.lcores.control)
+          fail(items[k], key,
+               fmt::format("expected a core other than the control core {}, got {}", c_.lcores.control,
+                           quoted(items[k].Scalar())));
+        auto& ws = c_.lcores.workers;
+        if (std::find(ws.begin(), ws.end(), core) != ws.end())
+          fail(items[k], key, fmt::format("expected each core once, got {} twice", quoted(items[k].Scalar())));
+        ws.push_back(core);
+      }
+      c_.lcores.worker_count = static_cast<unsigned>(c_.lcores.workers.size());
+    }
+    if (auto wc = f.get("worker_count")) {
+      const auto count = static_cast<unsigned>(read_uint(*wc, "lcores.worker_count", 1, kMaxWorkers));
+      // Both keys at once is only coherent when they agree; otherwise one of them is a typo.
+      if (!c_.lcores.workers.empty() && count != c_.lcores.workers.size())
+        fail(*wc, "lcores.worker_count",
+             fmt::format("expected {} (the number of cores in lcores.workers) or no worker_count, got {}",
+                         c_.lcores.workers.size(), quoted(wc->Scalar())));
+      c_.lcores.worker_count = count;
+    }
+  }
+
+  void dpdk(const Val& n) {
+    const Fields f(n, "dpdk", {"file_prefix", "hugepages", "memory_mb", "extra_args"});
+    if (auto p = f.get("file_prefix")) {
+      const std::string what = fmt::format("a file prefix of 1 to {} characters a-z, A-Z, 0-9, '_' or '-'", kMaxName);
+      const std::string s = read_scalar(*p, "dpdk.file_prefix", what);
+      const bool ok = !s.empty() && s.size() <= kMaxName && std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+      });
+      if (!ok) fail(*p, "dpdk.file_prefix", fmt::format("expected {}, got {}", what, quoted(s)));
+      c_.dpdk.file_prefix = s;
+    }
+    if (auto h = f.get("hugepages")) c_.dpdk.hugepages = read_bool(*h, "dpdk.hugepages");
+    if (auto m = f.get("memory_mb"))
+      c_.dpdk.memory_mb = static_cast<unsigned>(read_uint(*m, "dpdk.memory_mb", 0, kMaxMemoryMb));
+    if (auto a = f.get("extra_args")) {
+      const auto items = read_list(*a, "dpdk.extra_args", 0, SIZE_MAX, "EAL arguments");
+      for (size_t k = 0; k < items.size(); ++k)
+        c_.dpdk.extra_args.push_back(read_scalar(items[k], index_key("dpdk.extra_args", k), "an EAL argument string"));
+    }
+  }
+
+  void mgmt(const Val& n) {
+    const Fields f(n, "mgmt", {"socket", "group"});
+    if (auto s = f.get("socket")) {
+      const std::string what = fmt::format("an absolute path of at most {} bytes", kMaxSocketPath);
+      const std::string v = read_scalar(*s, "mgmt.socket", what);
+      if (v.empty() || v[0] != '/' || v.size() > kMaxSocketPath)
+        fail(*s, "mgmt.socket", fmt::format("expected {}, got {}", what, quoted(v)));
+      c_.mgmt.socket = v;
+    }
+    if (auto g = f.get("group")) {
+      const std::string what =
+          fmt::format("a group name (letters, digits, '_', '-' or '.', at most {}) or \"\"", kMaxGroupName);
+      const std::string v = read_scalar(*g, "mgmt.group", what);
+      const bool ok = v.size() <= kMaxGroupName && std::all_of(v.begin(), v.end(), [](char c) {
+                        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+                      });
+      if (!ok) fail(*g, "mgmt.group", fmt::format("expected {}, got {}", what, quoted(v)));
+      c_.mgmt.group = v;
+    }
+  }
+
+  std::string_view text_;
+  Config c_;
+  std::vector<std::pair<std::string, std::string>> devices_;  // device identity, key that took it
+};
+
+std::string located(const std::string& file, int line0, std::string_view key, std::string_view msg) {
+  const int line = std::max(line0, 0) + 1;
+  if (key.empty()) return fmt::format("{}:{}: {}", file, line, msg);
+  return fmt::format("{}:{}: {}: {}", file, line, key, msg);
+}
+
+}  // namespace
+
+std::string_view role_name(Role r) {
+  switch (r) {
+    case Role::kEdge: return "edge";
+    case Role::kHub: return "hub";
+  }
+  return "edge";
+}
+
+std::string_view cost_name(CostTier c) {
+  switch (c) {
+    case CostTier::kNormal: return "normal";
+    case CostTier::kMetered: return "metered";
+  }
+  return "normal";
+}
+
+Result<Config> parse_config(std::string_view text, const std::string& filename) {
+  try {
+    const std::string owned(text);
+    const std::vector<Node> docs = YAML::LoadAll(owned);
+    if (docs.size() > 1)
+      return err(located(filename, line_of(docs[1]), "", "expected one YAML document, got a second one"));
+    Config c = Walker{owned}.walk(docs.empty() ? Val{} : located_val(docs[0]));
+    c.file = filename;
+    return c;
+  } catch (const Reject& r) {
+    return err(located(filename, r.line, r.key, r.msg));
+  } catch (const YAML::Exception& e) {
+    // e.what() repeats the position in yaml-cpp's own words; the contract has ours.
+    return err(located(filename, e.mark.is_null() ? 0 : e.mark.line, "", "invalid YAML: " + e.msg));
+  }
+}
+
+Result<Config> load_config(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return err(fmt::format("{}: cannot read: {}", path, std::strerror(errno)));
+  std::string text;
+  char buf[65536];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  // A directory opens fine and fails here with EISDIR.
+  const int read_errno = std::ferror(f) ? errno : 0;
+  std::fclose(f);
+  if (read_errno != 0) return err(fmt::format("{}: cannot read: {}", path, std::strerror(read_errno)));
+  return parse_config(text, path);
+}
+
+}  // namespace sdwan::cp
