@@ -1,1 +1,621 @@
-// Filled in by the config work.
+#include "control/config/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace sdwan::cp {
+namespace {
+
+// The base config every broken case edits. Line numbers in the expected messages refer to it:
+//  1 name   3 lan   6 uplinks   7 isp1   11 isp2   16 peers   17 hub   19/21 endpoints   22 prefixes
+constexpr const char* kHead =
+    "name: branch1\n"
+    "role: edge\n"
+    "lan:\n"
+    "  port: af_packet:lan0\n"
+    "  address: 192.168.10.1/24\n";
+constexpr const char* kUplinks =
+    "uplinks:\n"
+    "  - name: isp1\n"
+    "    port: af_packet:wan1\n"
+    "    address: 10.1.0.2/24\n"
+    "    next_hop: 10.1.0.1\n"
+    "  - name: isp2\n"
+    "    port: af_packet:wan2\n"
+    "    address: 10.2.0.2/24\n"
+    "    next_hop: 10.2.0.1\n"
+    "    cost: metered\n";
+constexpr const char* kPeers =
+    "peers:\n"
+    "  - name: hub\n"
+    "    endpoints:\n"
+    "      - address: 10.1.1.2\n"
+    "        uplinks: [isp1]\n"
+    "      - address: 10.2.1.2\n"
+    "    prefixes: [192.168.20.0/24]\n";
+
+std::string base() { return std::string(kHead) + kUplinks + kPeers; }
+
+// Replaces the one occurrence of `from` in `text`; an edit that matches nothing or twice
+// would silently test something else, so it throws (gtest reports it as a failure).
+std::string edit(std::string text, const std::string& from, const std::string& to) {
+  const auto at = text.find(from);
+  if (at == std::string::npos || text.find(from, at + 1) != std::string::npos)
+    throw std::logic_error("edit target not found exactly once: " + from);
+  return text.replace(at, from.size(), to);
+}
+
+std::string edit(const std::string& from, const std::string& to) { return edit(base(), from, to); }
+
+// Lines appended to the base start at line 23.
+std::string append(const std::string& more) { return base() + more; }
+
+std::string endpoints(int n) {
+  std::string s = "    endpoints:\n";
+  for (int i = 0; i < n; ++i) s += "      - address: 10.9.0." + std::to_string(i + 1) + "\n";
+  return s;
+}
+
+std::string five_uplinks() {
+  std::string s = "uplinks:\n";
+  for (int i = 1; i <= 5; ++i) {
+    const std::string n = std::to_string(i);
+    s += "  - name: isp" + n + "\n    port: af_packet:wan" + n + "\n    address: 10." + n +
+         ".0.2/24\n    next_hop: 10." + n + ".0.1\n";
+  }
+  return s;
+}
+
+constexpr const char* kSecondPeer =
+    "  - name: dc2\n"
+    "    endpoints:\n"
+    "      - address: 10.5.1.2\n"
+    "    prefixes: [192.168.30.0/24, 192.168.20.0/24]\n";
+
+struct Broken {
+  const char* name;
+  std::string yaml;
+  std::string expected;
+};
+
+TEST(Config, BaseIsValid) {
+  auto r = parse_config(base(), "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+}
+
+TEST(Config, RejectsEachMistakeWithFileLineKeyAndExpectation) {
+  const std::string top_keys =
+      "name, role, lan, uplinks, peers, lcores, idle, overlay_port, flow_capacity, icmp_errors_per_sec, log_level, "
+      "dpdk, mgmt";
+  const std::string name_rule = "characters a-z, 0-9, '_' or '-'";
+  const std::string unicast = "a unicast IPv4 address (not 0.0.0.0/8, 127.0.0.0/8, multicast or reserved)";
+  const std::vector<Broken> cases = {
+      // Document shape
+      {"syntax error", edit("  port: af_packet:lan0", "  port: [af_packet:lan0"),
+       "edge.yaml:5: invalid YAML: end of sequence flow not found"},
+      {"two documents", append("---\nrole: hub\n"), "edge.yaml:24: expected one YAML document, got a second one"},
+      {"top level is not a mapping", "just some text\n",
+       "edge.yaml:1: expected a mapping with keys " + top_keys + ", got \"just some text\""},
+      {"empty file", "", "edge.yaml:1: role: required key is missing"},
+      {"unknown top-level key", edit("peers:", "peer:"),
+       "edge.yaml:16: peer: unknown key (expected one of: " + top_keys + ")"},
+      {"duplicate key", edit("  address: 192.168.10.1/24\n", "  address: 192.168.10.1/24\n  port: af_packet:lan1\n"),
+       "edge.yaml:6: lan.port: duplicate key (first on line 4)"},
+      // name, role
+      {"role missing", edit("role: edge\n", ""), "edge.yaml:1: role: required key is missing"},
+      {"role unknown", edit("role: edge", "role: spoke"), "edge.yaml:2: role: expected edge or hub, got \"spoke\""},
+      {"name with capitals", edit("name: branch1", "name: Branch1"),
+       "edge.yaml:1: name: expected a name of 1 to 32 " + name_rule + ", got \"Branch1\""},
+      {"name with a newline stays on one line", edit("name: branch1", "name: \"a\\nb\""),
+       "edge.yaml:1: name: expected a name of 1 to 32 " + name_rule + ", got \"a\\nb\""},
+      // lan
+      {"lan missing", std::string("role: edge\n") + kUplinks + kPeers, "edge.yaml:1: lan: required key is missing"},
+      {"lan not a mapping", edit("lan:\n  port: af_packet:lan0\n  address: 192.168.10.1/24\n", "lan: af_packet:lan0\n"),
+       "edge.yaml:3: lan: expected a mapping with keys port, address, mtu, got \"af_packet:lan0\""},
+      {"lan empty", edit("lan:\n  port: af_packet:lan0\n  address: 192.168.10.1/24\n", "lan:\n"),
+       "edge.yaml:3: lan.port: required key is missing"},
+      {"lan port missing", edit("  port: af_packet:lan0\n", ""), "edge.yaml:4: lan.port: required key is missing"},
+      {"lan port unknown kind", edit("af_packet:lan0", "virtio:0"),
+       "edge.yaml:4: lan.port: port spec \"virtio:0\": unknown port kind \"virtio\" (expected pci:DOMAIN:BUS:DEV.FN, "
+       "af_packet:IFACE, af_xdp:IFACE, tap, tap:NAME, ring:NAME or null)"},
+      {"lan port empty", edit("  port: af_packet:lan0", "  port:"),
+       "edge.yaml:4: lan.port: expected a port spec like af_packet:eth1, got nothing"},
+      {"lan port tilde", edit("  port: af_packet:lan0", "  port: ~"),
+       "edge.yaml:4: lan.port: expected a port spec like af_packet:eth1, got nothing"},
+      {"lan port is a list", edit("  port: af_packet:lan0", "  port: [af_packet:lan0]"),
+       "edge.yaml:4: lan.port: expected a port spec like af_packet:eth1, got a list"},
+      {"lan address without length", edit("192.168.10.1/24", "192.168.10.1"),
+       "edge.yaml:5: lan.address: expected an IPv4 address with prefix length like 192.168.10.1/24, got "
+       "\"192.168.10.1\""},
+      {"lan address is the network", edit("192.168.10.1/24", "192.168.10.0/24"),
+       "edge.yaml:5: lan.address: expected a host address inside 192.168.10.0/24, got its network address "
+       "\"192.168.10.0/24\""},
+      {"lan address /32", edit("192.168.10.1/24", "192.168.10.1/32"),
+       "edge.yaml:5: lan.address: expected a prefix length from /1 to /31 on an interface, got \"192.168.10.1/32\""},
+      {"lan address loopback", edit("192.168.10.1/24", "127.0.0.1/8"),
+       "edge.yaml:5: lan.address: expected " + unicast + ", got \"127.0.0.1/8\""},
+      {"lan mtu too big", edit("  address: 192.168.10.1/24\n", "  address: 192.168.10.1/24\n  mtu: 9500\n"),
+       "edge.yaml:6: lan.mtu: expected an MTU from 576 to 9000, got \"9500\""},
+      {"lan mtu empty", edit("  address: 192.168.10.1/24\n", "  address: 192.168.10.1/24\n  mtu:\n"),
+       "edge.yaml:6: lan.mtu: expected an MTU from 576 to 9000, got nothing"},
+      // uplinks: the list
+      {"uplinks missing", std::string(kHead) + kPeers, "edge.yaml:1: uplinks: required key is missing"},
+      {"uplinks empty", std::string(kHead) + "uplinks: []\n" + kPeers,
+       "edge.yaml:6: uplinks: expected 1 to 4 uplinks, got none"},
+      {"uplinks not a list", std::string(kHead) + "uplinks: isp1\n" + kPeers,
+       "edge.yaml:6: uplinks: expected a list of uplinks, got \"isp1\""},
+      {"five uplinks", std::string(kHead) + five_uplinks() + kPeers,
+       "edge.yaml:7: uplinks: expected 1 to 4 uplinks, got 5"},
+      // uplinks: each entry
+      {"uplink key typo", edit("    address: 10.1.0.2/24", "    adress: 10.1.0.2/24"),
+       "edge.yaml:9: uplinks[0].adress: unknown key (expected one of: name, port, address, next_hop, cost, bandwidth, "
+       "mtu)"},
+      {"uplink name missing", edit("  - name: isp2\n    port: af_packet:wan2\n", "  - port: af_packet:wan2\n"),
+       "edge.yaml:11: uplinks[1].name: required key is missing"},
+      {"uplink name with capitals", edit("- name: isp1", "- name: ISP1"),
+       "edge.yaml:7: uplinks[0].name: expected a name of 1 to 15 " + name_rule + ", got \"ISP1\""},
+      {"uplink name too long", edit("- name: isp2", "- name: isp2-backup-line"),
+       "edge.yaml:11: uplinks[1].name: expected a name of 1 to 15 " + name_rule + ", got \"isp2-backup-line\""},
+      {"uplink name twice", edit("- name: isp2", "- name: isp1"),
+       "edge.yaml:11: uplinks[1].name: expected a unique uplink name, got \"isp1\" (uplinks[0] has it)"},
+      {"uplink port is the lan's", edit("af_packet:wan2", "af_packet:lan0"),
+       "edge.yaml:12: uplinks[1].port: expected a device no other port uses, got \"af_packet:lan0\" (lan.port already "
+       "uses it)"},
+      {"uplink port same interface other kind", edit("af_packet:wan2", "af_xdp:wan1"),
+       "edge.yaml:12: uplinks[1].port: expected a device no other port uses, got \"af_xdp:wan1\" (uplinks[0].port "
+       "already uses it)"},
+      {"uplink address invalid", edit("10.2.0.2/24", "10.0.0.300/24"),
+       "edge.yaml:13: uplinks[1].address: expected an IPv4 address with prefix length like 10.1.0.2/24, got "
+       "\"10.0.0.300/24\""},
+      {"uplink subnet overlaps the lan", edit("10.2.0.2/24", "192.168.10.130/25"),
+       "edge.yaml:13: uplinks[1].address: expected a subnet apart from the LAN subnet 192.168.10.0/24, got "
+       "\"192.168.10.130/25\""},
+      {"uplink subnet contains the lan", edit("10.2.0.2/24", "192.168.0.2/16"),
+       "edge.yaml:13: uplinks[1].address: expected a subnet apart from the LAN subnet 192.168.10.0/24, got "
+       "\"192.168.0.2/16\""},
+      {"next hop missing", edit("    next_hop: 10.2.0.1\n", ""),
+       "edge.yaml:11: uplinks[1].next_hop: required key is missing"},
+      {"next hop not an address", edit("next_hop: 10.2.0.1", "next_hop: gateway"),
+       "edge.yaml:14: uplinks[1].next_hop: expected an IPv4 address like 10.1.0.1, got \"gateway\""},
+      {"next hop outside the subnet", edit("next_hop: 10.2.0.1", "next_hop: 10.9.0.1"),
+       "edge.yaml:14: uplinks[1].next_hop: expected an address inside the uplink's subnet 10.2.0.0/24, got "
+       "\"10.9.0.1\""},
+      {"next hop is our own address", edit("next_hop: 10.2.0.1", "next_hop: 10.2.0.2"),
+       "edge.yaml:14: uplinks[1].next_hop: expected the gateway's address, got the uplink's own address \"10.2.0.2\""},
+      {"next hop is the broadcast address", edit("next_hop: 10.2.0.1", "next_hop: 10.2.0.255"),
+       "edge.yaml:14: uplinks[1].next_hop: expected a host address inside 10.2.0.0/24, got its broadcast address "
+       "\"10.2.0.255\""},
+      {"cost unknown", edit("cost: metered", "cost: cheap"),
+       "edge.yaml:15: uplinks[1].cost: expected normal or metered, got \"cheap\""},
+      {"bandwidth in bytes", edit("    cost: metered\n", "    cost: metered\n    bandwidth: 100Mbps\n"),
+       "edge.yaml:16: uplinks[1].bandwidth: expected a rate like 100Mbit (bit/s, or a number with unit bit, kbit, Mbit "
+       "or "
+       "Gbit), got \"100Mbps\""},
+      {"uplink mtu too small", edit("    cost: metered\n", "    cost: metered\n    mtu: 500\n"),
+       "edge.yaml:16: uplinks[1].mtu: expected an MTU from 576 to 9000, got \"500\""},
+      // peers
+      {"peers missing", std::string(kHead) + kUplinks, "edge.yaml:1: peers: required key is missing"},
+      {"peers empty", std::string(kHead) + kUplinks + "peers: []\n",
+       "edge.yaml:16: peers: expected 1 to 4096 peers, got none"},
+      {"peer name twice", append(edit(kSecondPeer, "name: dc2", "name: hub")),
+       "edge.yaml:23: peers[1].name: expected a unique peer name, got \"hub\" (peers[0] has it)"},
+      {"peer key typo", edit("    prefixes:", "    prefix:"),
+       "edge.yaml:22: peers[0].prefix: unknown key (expected one of: name, endpoints, prefixes)"},
+      {"endpoints empty",
+       edit("    endpoints:\n      - address: 10.1.1.2\n        uplinks: [isp1]\n      - address: 10.2.1.2\n",
+            "    endpoints: []\n"),
+       "edge.yaml:18: peers[0].endpoints: expected 1 to 16 endpoints, got none"},
+      {"seventeen endpoints",
+       edit("    endpoints:\n      - address: 10.1.1.2\n        uplinks: [isp1]\n      - address: 10.2.1.2\n",
+            endpoints(17)),
+       "edge.yaml:19: peers[0].endpoints: expected 1 to 16 endpoints, got 17"},
+      {"too many paths",
+       edit("    endpoints:\n      - address: 10.1.1.2\n        uplinks: [isp1]\n      - address: 10.2.1.2\n",
+            endpoints(9)),
+       "edge.yaml:19: peers[0].endpoints: expected at most 16 paths (endpoints x the uplinks that reach them), got 18"},
+      {"endpoint address is a name", edit("address: 10.2.1.2", "address: hub.example.net"),
+       "edge.yaml:21: peers[0].endpoints[1].address: expected an IPv4 address like 203.0.113.1, got "
+       "\"hub.example.net\""},
+      {"endpoint address multicast", edit("address: 10.2.1.2", "address: 239.1.1.1"),
+       "edge.yaml:21: peers[0].endpoints[1].address: expected " + unicast + ", got \"239.1.1.1\""},
+      {"endpoint port too big", edit("      - address: 10.2.1.2\n", "      - address: 10.2.1.2\n        port: 70000\n"),
+       "edge.yaml:22: peers[0].endpoints[1].port: expected a UDP port from 0 to 65535, got \"70000\""},
+      {"endpoint uplink unknown", edit("[isp1]", "[isp9]"),
+       "edge.yaml:20: peers[0].endpoints[0].uplinks[0]: expected the name of a configured uplink (isp1 or isp2), got "
+       "\"isp9\""},
+      {"endpoint uplink twice", edit("[isp1]", "[isp1, isp1]"),
+       "edge.yaml:20: peers[0].endpoints[0].uplinks[1]: expected each uplink once, got \"isp1\" twice"},
+      {"endpoint uplinks empty", edit("[isp1]", "[]"),
+       "edge.yaml:20: peers[0].endpoints[0].uplinks: expected 1 to 4 uplink names, got none"},
+      {"endpoint twice", edit("address: 10.2.1.2", "address: 10.1.1.2\n        port: 4500"),
+       "edge.yaml:21: peers[0].endpoints[1]: expected a distinct endpoint, got 10.1.1.2:4500 again (endpoints[0] has "
+       "it)"},
+      {"prefixes missing", edit("    prefixes: [192.168.20.0/24]\n", ""),
+       "edge.yaml:17: peers[0].prefixes: required key is missing"},
+      {"prefixes empty", edit("[192.168.20.0/24]", "[]"),
+       "edge.yaml:22: peers[0].prefixes: expected a non-empty list of prefixes, got none"},
+      {"prefixes not a list", edit("[192.168.20.0/24]", "192.168.20.0/24"),
+       "edge.yaml:22: peers[0].prefixes: expected a list of prefixes, got \"192.168.20.0/24\""},
+      {"prefix not a network", edit("[192.168.20.0/24]", "[192.168.20.0]"),
+       "edge.yaml:22: peers[0].prefixes[0]: expected a network like 192.168.20.0/24, got \"192.168.20.0\""},
+      {"prefix with host bits", edit("[192.168.20.0/24]", "[192.168.20.1/24]"),
+       "edge.yaml:22: peers[0].prefixes[0]: expected a network with host bits zero (192.168.20.0/24), got "
+       "\"192.168.20.1/24\""},
+      {"prefix is the lan", edit("[192.168.20.0/24]", "[192.168.10.0/24]"),
+       "edge.yaml:22: peers[0].prefixes[0]: expected a network outside the LAN subnet 192.168.10.0/24, got "
+       "\"192.168.10.0/24\""},
+      {"prefix inside the lan", edit("[192.168.20.0/24]", "[192.168.20.0/24, 192.168.10.128/25]"),
+       "edge.yaml:22: peers[0].prefixes[1]: expected a network outside the LAN subnet 192.168.10.0/24, got "
+       "\"192.168.10.128/25\""},
+      {"prefix twice in a peer", edit("[192.168.20.0/24]", "[192.168.20.0/24, 192.168.20.0/24]"),
+       "edge.yaml:22: peers[0].prefixes[1]: expected each prefix once, got \"192.168.20.0/24\" twice"},
+      {"prefix on two peers", append(kSecondPeer),
+       "edge.yaml:26: peers[1].prefixes[1]: expected a prefix no other peer has, got \"192.168.20.0/24\" (peers[0] "
+       "\"hub\" has it)"},
+      // lcores
+      {"worker on the control core", append("lcores:\n  control: 1\n  workers: [1, 2]\n"),
+       "edge.yaml:25: lcores.workers[0]: expected a core other than the control core 1, got \"1\""},
+      {"worker twice", append("lcores:\n  workers: [1, 2, 1]\n"),
+       "edge.yaml:24: lcores.workers[2]: expected each core once, got \"1\" twice"},
+      {"workers empty", append("lcores:\n  workers: []\n"),
+       "edge.yaml:24: lcores.workers: expected 1 to 64 core numbers, got none"},
+      {"worker count disagrees", append("lcores:\n  workers: [1, 2]\n  worker_count: 3\n"),
+       "edge.yaml:25: lcores.worker_count: expected 2 (the number of cores in lcores.workers) or no worker_count, got "
+       "\"3\""},
+      {"worker count zero", append("lcores:\n  worker_count: 0\n"),
+       "edge.yaml:24: lcores.worker_count: expected an integer from 1 to 64, got \"0\""},
+      {"control core out of range", append("lcores:\n  control: 5000\n"),
+       "edge.yaml:24: lcores.control: expected a core number from 0 to 1023, got \"5000\""},
+      // scalars at the top
+      {"idle unknown", append("idle: spin\n"), "edge.yaml:23: idle: expected busy or adaptive, got \"spin\""},
+      {"overlay port zero", append("overlay_port: 0\n"),
+       "edge.yaml:23: overlay_port: expected a UDP port from 1 to 65535, got \"0\""},
+      {"flow capacity too small", append("flow_capacity: 100\n"),
+       "edge.yaml:23: flow_capacity: expected an integer from 1024 to 16777216, got \"100\""},
+      {"icmp rate negative", append("icmp_errors_per_sec: -1\n"),
+       "edge.yaml:23: icmp_errors_per_sec: expected an integer from 0 to 1000000, got \"-1\""},
+      {"log level unknown", append("log_level: verbose\n"),
+       "edge.yaml:23: log_level: expected error, warning, info or debug, got \"verbose\""},
+      // dpdk, mgmt
+      {"dpdk key typo", append("dpdk:\n  hugepage: false\n"),
+       "edge.yaml:24: dpdk.hugepage: unknown key (expected one of: file_prefix, hugepages, memory_mb, extra_args)"},
+      {"hugepages not a boolean", append("dpdk:\n  hugepages: maybe\n"),
+       "edge.yaml:24: dpdk.hugepages: expected true or false, got \"maybe\""},
+      {"file prefix with a slash", append("dpdk:\n  file_prefix: edge/1\n"),
+       "edge.yaml:24: dpdk.file_prefix: expected a file prefix of 1 to 32 characters a-z, A-Z, 0-9, '_' or '-', got "
+       "\"edge/1\""},
+      {"memory too big", append("dpdk:\n  memory_mb: 2000000\n"),
+       "edge.yaml:24: dpdk.memory_mb: expected an integer from 0 to 1048576, got \"2000000\""},
+      {"extra args not a list", append("dpdk:\n  extra_args: --log-level=8\n"),
+       "edge.yaml:24: dpdk.extra_args: expected a list of EAL arguments, got \"--log-level=8\""},
+      {"socket relative", append("mgmt:\n  socket: sdwand.sock\n"),
+       "edge.yaml:24: mgmt.socket: expected an absolute path of at most 107 bytes, got \"sdwand.sock\""},
+      {"socket too long", append("mgmt:\n  socket: /" + std::string(107, 's') + "\n"),
+       "edge.yaml:24: mgmt.socket: expected an absolute path of at most 107 bytes, got \"/" + std::string(56, 's') +
+           "...\""},
+      {"group with a space", append("mgmt:\n  group: \"sdwan ops\"\n"),
+       "edge.yaml:24: mgmt.group: expected a group name (letters, digits, '_', '-' or '.', at most 32) or \"\", got "
+       "\"sdwan ops\""},
+      {"mgmt key typo", append("mgmt:\n  sock: /run/x.sock\n"),
+       "edge.yaml:24: mgmt.sock: unknown key (expected one of: socket, group)"},
+  };
+  ASSERT_GE(cases.size(), 25u);
+  for (const auto& c : cases) {
+    auto r = parse_config(c.yaml, "edge.yaml");
+    ASSERT_FALSE(r.ok()) << c.name << " parsed:\n" << c.yaml;
+    EXPECT_EQ(r.error().msg, c.expected) << c.name;
+    EXPECT_EQ(r.error().msg.find('\n'), std::string::npos) << c.name;
+  }
+}
+
+TEST(Config, BaseParsesToItsValuesAndDefaults) {
+  auto r = parse_config(base(), "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  const Config& c = *r;
+  EXPECT_EQ(c.file, "edge.yaml");
+  EXPECT_EQ(c.name, "branch1");
+  EXPECT_EQ(c.role, Role::kEdge);
+  EXPECT_EQ(c.lan.port, "af_packet:lan0");
+  EXPECT_EQ(c.lan.address, (Prefix4{Ipv4{0xc0a80a01}, 24}));  // host bits kept
+  EXPECT_EQ(c.lan.mtu, 1500);
+  ASSERT_EQ(c.uplinks.size(), 2u);
+  EXPECT_EQ(c.uplinks[0].name, "isp1");
+  EXPECT_EQ(c.uplinks[0].port, "af_packet:wan1");
+  EXPECT_EQ(c.uplinks[0].address.str(), "10.1.0.2/24");
+  EXPECT_EQ(c.uplinks[0].next_hop.str(), "10.1.0.1");
+  EXPECT_EQ(c.uplinks[0].cost, CostTier::kNormal);
+  EXPECT_EQ(c.uplinks[0].bandwidth_bps, 0u);
+  EXPECT_EQ(c.uplinks[0].mtu, 1500);
+  EXPECT_EQ(c.uplinks[1].cost, CostTier::kMetered);
+  ASSERT_EQ(c.peers.size(), 1u);
+  EXPECT_EQ(c.peers[0].name, "hub");
+  ASSERT_EQ(c.peers[0].endpoints.size(), 2u);
+  EXPECT_EQ(c.peers[0].endpoints[0].address.str(), "10.1.1.2");
+  EXPECT_EQ(c.peers[0].endpoints[0].port, 0);
+  EXPECT_EQ(c.peers[0].endpoints[0].uplinks, std::vector<std::string>{"isp1"});
+  EXPECT_TRUE(c.peers[0].endpoints[1].uplinks.empty());
+  ASSERT_EQ(c.peers[0].prefixes.size(), 1u);
+  EXPECT_EQ(c.peers[0].prefixes[0].str(), "192.168.20.0/24");
+  EXPECT_EQ(c.lcores.control, 0u);
+  EXPECT_TRUE(c.lcores.workers.empty());
+  EXPECT_EQ(c.lcores.worker_count, 1u);
+  EXPECT_EQ(c.idle, dp::IdlePolicy::kAdaptive);
+  EXPECT_EQ(c.overlay_port, 4500);
+  EXPECT_EQ(c.flow_capacity, 65536u);
+  EXPECT_EQ(c.icmp_errors_per_sec, 100u);
+  EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.dpdk.file_prefix, "branch1");
+  EXPECT_TRUE(c.dpdk.hugepages);
+  EXPECT_EQ(c.dpdk.memory_mb, 0u);
+  EXPECT_TRUE(c.dpdk.extra_args.empty());
+  EXPECT_EQ(c.mgmt.socket, "/run/sdwan/sdwand.sock");
+  EXPECT_EQ(c.mgmt.group, "");
+}
+
+TEST(Config, NameAndFilePrefixDefaultToTheRole) {
+  auto r = parse_config(edit(edit("name: branch1\n", ""), "role: edge", "role: hub"), "hub.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->role, Role::kHub);
+  EXPECT_EQ(r->name, "hub");
+  EXPECT_EQ(r->dpdk.file_prefix, "hub");
+}
+
+TEST(Config, EveryOptionalKeyIsRead) {
+  const std::string more =
+      "lcores:\n"
+      "  control: 2\n"
+      "  workers: [3, 5]\n"
+      "  worker_count: 2\n"
+      "idle: busy\n"
+      "overlay_port: 4600\n"
+      "flow_capacity: 1024\n"
+      "icmp_errors_per_sec: 0\n"
+      "log_level: debug\n"
+      "dpdk:\n"
+      "  file_prefix: Edge_1\n"
+      "  hugepages: no\n"
+      "  memory_mb: 512\n"
+      "  extra_args: [--log-level=lib.eal:8, --no-telemetry]\n"
+      "mgmt:\n"
+      "  socket: /tmp/s.sock\n"
+      "  group: sdwan\n";
+  std::string yaml = edit("  address: 192.168.10.1/24\n", "  address: 192.168.10.1/24\n  mtu: 9000\n");
+  yaml = edit(yaml, "    cost: metered\n", "    cost: metered\n    bandwidth: 2.5Gbit\n    mtu: 1400\n");
+  yaml = edit(yaml, "      - address: 10.2.1.2\n",
+              "      - address: 10.2.1.2\n        port: 4501\n        uplinks: [isp2, isp1]\n");
+  auto r = parse_config(yaml + more, "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  const Config& c = *r;
+  EXPECT_EQ(c.lan.mtu, 9000);
+  EXPECT_EQ(c.uplinks[1].bandwidth_bps, 2500000000u);
+  EXPECT_EQ(c.uplinks[1].mtu, 1400);
+  EXPECT_EQ(c.peers[0].endpoints[1].port, 4501);
+  EXPECT_EQ(c.peers[0].endpoints[1].uplinks, (std::vector<std::string>{"isp2", "isp1"}));
+  EXPECT_EQ(c.lcores.control, 2u);
+  EXPECT_EQ(c.lcores.workers, (std::vector<unsigned>{3, 5}));
+  EXPECT_EQ(c.lcores.worker_count, 2u);
+  EXPECT_EQ(c.idle, dp::IdlePolicy::kBusy);
+  EXPECT_EQ(c.overlay_port, 4600);
+  EXPECT_EQ(c.flow_capacity, 1024u);
+  EXPECT_EQ(c.icmp_errors_per_sec, 0u);
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.dpdk.file_prefix, "Edge_1");
+  EXPECT_FALSE(c.dpdk.hugepages);
+  EXPECT_EQ(c.dpdk.memory_mb, 512u);
+  EXPECT_EQ(c.dpdk.extra_args, (std::vector<std::string>{"--log-level=lib.eal:8", "--no-telemetry"}));
+  EXPECT_EQ(c.mgmt.socket, "/tmp/s.sock");
+  EXPECT_EQ(c.mgmt.group, "sdwan");
+}
+
+TEST(Config, PathsOverAllPeersAreBounded) {
+  // 257 peers x 8 endpoints x 2 uplinks = 4112 paths, each peer within its own limit of 16.
+  std::string yaml = std::string(kHead) + kUplinks + "peers:\n";
+  for (int p = 0; p < 257; ++p) {
+    yaml += "  - name: p" + std::to_string(p) + "\n    endpoints:\n";
+    for (int e = 1; e <= 8; ++e)
+      yaml += "      - address: 10.9." + std::to_string(p % 250) + "." + std::to_string(e) + "\n";
+    yaml += "    prefixes: [10." + std::to_string(100 + p / 250) + "." + std::to_string(p % 250) + ".0/24]\n";
+  }
+  auto r = parse_config(yaml, "edge.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().msg, "edge.yaml:17: peers: expected at most 4096 paths over all peers, got 4112");
+}
+
+TEST(Config, WorkersAloneSetTheWorkerCount) {
+  auto r = parse_config(append("lcores:\n  workers: [1, 2, 3]\n"), "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->lcores.worker_count, 3u);
+}
+
+TEST(Config, BandwidthTakesTcStyleUnits) {
+  struct Rate {
+    const char* text;
+    uint64_t bps;  // 0 = rejected
+  };
+  const Rate rates[] = {
+      {"64000", 64000},
+      {"64000bit", 64000},
+      {"250kbit", 250000},
+      {"250Kbit", 250000},
+      {"100Mbit", 100000000},
+      {"100mbit", 100000000},
+      {"100MBIT", 100000000},
+      {"10Gbit", 10000000000},
+      {"2.5gbit", 2500000000},
+      {"1.5kbit", 1500},
+      {"1000Gbit", 1000000000000},
+      {"1.5bit", 0},
+      {"0", 0},
+      {"0Mbit", 0},
+      {"Mbit", 0},
+      {"10 Mbit", 0},
+      {"10Mbps", 0},
+      {"10MiBit", 0},
+      {"-5Mbit", 0},
+      {"1e9", 0},
+      {"1.Mbit", 0},
+      {"1001Gbit", 0},
+      {"99999999999999999999", 0},
+  };
+  for (const auto& rate : rates) {
+    const std::string yaml =
+        edit("    cost: metered\n", std::string("    cost: metered\n    bandwidth: \"") + rate.text + "\"\n");
+    auto r = parse_config(yaml, "edge.yaml");
+    if (rate.bps == 0) {
+      ASSERT_FALSE(r.ok()) << rate.text;
+      EXPECT_NE(r.error().msg.find("uplinks[1].bandwidth: expected a rate like 100Mbit"), std::string::npos)
+          << r.error().msg;
+    } else {
+      ASSERT_TRUE(r.ok()) << rate.text << ": " << r.error().msg;
+      EXPECT_EQ(r->uplinks[1].bandwidth_bps, rate.bps) << rate.text;
+    }
+  }
+}
+
+TEST(Config, DefaultRouteViaAPeerIsAllowedAlthoughItCoversTheLan) {
+  // The LAN's own route is longer, so only traffic for elsewhere follows 0.0.0.0/0.
+  auto r = parse_config(edit("[192.168.20.0/24]", "[0.0.0.0/0]"), "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->peers[0].prefixes[0], (Prefix4{Ipv4{0}, 0}));
+}
+
+TEST(Config, PointToPointUplinkUsesBothAddresses) {
+  auto r = parse_config(edit("10.2.0.2/24", "10.2.0.0/31"), "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->uplinks[1].address.str(), "10.2.0.0/31");
+}
+
+TEST(Config, NullAndUnnamedTapMayRepeatButNamedDevicesMayNot) {
+  // YAML reads a plain null as no value; the port spec null must survive that.
+  std::string yaml = edit("af_packet:lan0", "null");
+  yaml = edit(yaml, "af_packet:wan1", "null  # discards");
+  yaml = edit(yaml, "af_packet:wan2", "tap");
+  auto r = parse_config(yaml, "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->lan.port, "null");
+  EXPECT_EQ(r->uplinks[0].port, "null");
+  EXPECT_EQ(r->uplinks[1].port, "tap");
+  auto quoted = parse_config(edit(edit("af_packet:wan1", "\"null\""), "af_packet:wan2", "tap"), "edge.yaml");
+  ASSERT_TRUE(quoted.ok()) << quoted.error().msg;
+  EXPECT_EQ(quoted->uplinks[0].port, "null");
+  auto tap = parse_config(edit(edit("af_packet:wan1", "tap"), "af_packet:wan2", "tap"), "edge.yaml");
+  ASSERT_TRUE(tap.ok()) << tap.error().msg;
+
+  auto named_tap = parse_config(edit(edit("af_packet:wan1", "tap:sd0"), "af_packet:wan2", "tap:sd0"), "edge.yaml");
+  ASSERT_FALSE(named_tap.ok());
+  EXPECT_EQ(named_tap.error().msg,
+            "edge.yaml:12: uplinks[1].port: expected a device no other port uses, got \"tap:sd0\" (uplinks[0].port "
+            "already uses it)");
+
+  auto pci =
+      parse_config(edit(edit("af_packet:wan1", "pci:0000:03:00.0"), "af_packet:wan2", "pci:0000:03:00.0"), "edge.yaml");
+  ASSERT_FALSE(pci.ok());
+  EXPECT_EQ(
+      pci.error().msg,
+      "edge.yaml:12: uplinks[1].port: expected a device no other port uses, got \"pci:0000:03:00.0\" (uplinks[0].port "
+      "already uses it)");
+}
+
+TEST(Config, ValuesMayBeQuoted) {
+  auto r = parse_config(edit("  address: 192.168.10.1/24\n", "  address: \"192.168.10.1/24\"\n  mtu: '1400'\n"),
+                        "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->lan.mtu, 1400);
+}
+
+TEST(Config, LabExamplesLoad) {
+  auto edge = load_config(SDWAN_SOURCE_ROOT "/tests/configs/edge.yaml");
+  ASSERT_TRUE(edge.ok()) << edge.error().msg;
+  EXPECT_EQ(edge->file, SDWAN_SOURCE_ROOT "/tests/configs/edge.yaml");
+  EXPECT_EQ(edge->name, "edge");
+  EXPECT_EQ(edge->role, Role::kEdge);
+  EXPECT_EQ(edge->lan.port, "af_packet:e-lan");
+  EXPECT_EQ(edge->lan.address.str(), "192.168.10.1/24");
+  ASSERT_EQ(edge->uplinks.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const std::string n = std::to_string(i + 1);
+    EXPECT_EQ(edge->uplinks[i].name, "isp" + n);
+    EXPECT_EQ(edge->uplinks[i].port, "af_packet:e-isp" + n);
+    EXPECT_EQ(edge->uplinks[i].address.str(), "10." + n + ".0.2/24");
+    EXPECT_EQ(edge->uplinks[i].next_hop.str(), "10." + n + ".0.1");
+    EXPECT_EQ(edge->uplinks[i].cost, i == 2 ? CostTier::kMetered : CostTier::kNormal);
+  }
+  ASSERT_EQ(edge->peers.size(), 1u);
+  EXPECT_EQ(edge->peers[0].name, "hub");
+  ASSERT_EQ(edge->peers[0].endpoints.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const std::string n = std::to_string(i + 1);
+    EXPECT_EQ(edge->peers[0].endpoints[i].address.str(), "10." + n + ".1.2");
+    EXPECT_EQ(edge->peers[0].endpoints[i].uplinks, std::vector<std::string>{"isp" + n});
+  }
+  EXPECT_EQ(edge->peers[0].prefixes, std::vector<Prefix4>{*Prefix4::parse("192.168.20.0/24")});
+  EXPECT_EQ(edge->mgmt.socket, "/run/sdwan/edge.sock");
+  EXPECT_EQ(edge->dpdk.file_prefix, "edge");
+  EXPECT_EQ(edge->idle, dp::IdlePolicy::kAdaptive);
+  EXPECT_EQ(edge->lcores.control, 0u);
+  EXPECT_EQ(edge->lcores.workers, std::vector<unsigned>{1});
+
+  auto hub = load_config(SDWAN_SOURCE_ROOT "/tests/configs/hub.yaml");
+  ASSERT_TRUE(hub.ok()) << hub.error().msg;
+  EXPECT_EQ(hub->name, "hub");
+  EXPECT_EQ(hub->role, Role::kHub);
+  EXPECT_EQ(hub->lan.port, "af_packet:h-lan");
+  EXPECT_EQ(hub->lan.address.str(), "192.168.20.1/24");
+  ASSERT_EQ(hub->uplinks.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const std::string n = std::to_string(i + 1);
+    EXPECT_EQ(hub->uplinks[i].name, "isp" + n);
+    EXPECT_EQ(hub->uplinks[i].port, "af_packet:h-isp" + n);
+    EXPECT_EQ(hub->uplinks[i].address.str(), "10." + n + ".1.2/24");
+    EXPECT_EQ(hub->uplinks[i].next_hop.str(), "10." + n + ".1.1");
+  }
+  ASSERT_EQ(hub->peers.size(), 1u);
+  EXPECT_EQ(hub->peers[0].name, "edge");
+  ASSERT_EQ(hub->peers[0].endpoints.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const std::string n = std::to_string(i + 1);
+    // The hub reaches each edge uplink address over the ISP that carries it.
+    EXPECT_EQ(hub->peers[0].endpoints[i].address, edge->uplinks[i].address.addr);
+    EXPECT_EQ(hub->peers[0].endpoints[i].uplinks, std::vector<std::string>{"isp" + n});
+  }
+  EXPECT_EQ(hub->peers[0].prefixes, std::vector<Prefix4>{*Prefix4::parse("192.168.10.0/24")});
+  EXPECT_EQ(hub->mgmt.socket, "/run/sdwan/hub.sock");
+  EXPECT_EQ(hub->dpdk.file_prefix, "hub");
+  EXPECT_EQ(hub->lcores.workers, std::vector<unsigned>{1});
+  // And the edge reaches each hub uplink address the same way.
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(edge->peers[0].endpoints[i].address, hub->uplinks[i].address.addr);
+}
+
+TEST(Config, UnreadableFileSaysWhy) {
+  auto missing = load_config("/nonexistent/edge.yaml");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().msg, "/nonexistent/edge.yaml: cannot read: No such file or directory");
+
+  auto dir = load_config(SDWAN_SOURCE_ROOT "/tests/configs");
+  ASSERT_FALSE(dir.ok());
+  EXPECT_EQ(dir.error().msg, SDWAN_SOURCE_ROOT "/tests/configs: cannot read: Is a directory");
+}
+
+TEST(Config, LoadNamesTheGivenPathInErrors) {
+  const std::string path = testing::TempDir() + "config_test_broken.yaml";
+  { std::ofstream(path) << edit("role: edge", "role: spoke"); }
+  auto r = load_config(path);
+  std::remove(path.c_str());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().msg, path + ":2: role: expected edge or hub, got \"spoke\"");
+}
+
+TEST(Config, NamesOfEnums) {
+  EXPECT_EQ(role_name(Role::kEdge), "edge");
+  EXPECT_EQ(role_name(Role::kHub), "hub");
+  EXPECT_EQ(cost_name(CostTier::kNormal), "normal");
+  EXPECT_EQ(cost_name(CostTier::kMetered), "metered");
+}
+
+}  // namespace
+}  // namespace sdwan::cp
