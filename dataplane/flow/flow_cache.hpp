@@ -1,0 +1,126 @@
+// Per-worker flow cache: 5-tuple -> (class, path) and the flow's counters. One writer, no locks.
+// Buckets of 8 16-bit signatures (32 bytes, two per cache line) sit apart from a 64-byte entry
+// per slot, so a lookup reads one bucket and, on a signature match, one entry. A key lives in
+// its primary bucket, or in an alternative one when the primary was full (two-choice hashing
+// lets the table fill past 95%); the primary counts its spilled keys so a miss only reads the
+// alternative when something could be there.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+
+namespace sdwan::dp {
+
+/// IPv4 5-tuple in host order. 16 bytes; pad must be zero (keys compare as bytes).
+struct FlowKey {
+  uint32_t src, dst;      /// addresses
+  uint16_t sport, dport;  /// ports (0 for protocols without)
+  uint8_t proto;          /// IP protocol
+  uint8_t pad[3];         /// zero
+  /// Byte equality (pad included).
+  bool operator==(const FlowKey& o) const noexcept { return std::memcmp(this, &o, sizeof *this) == 0; }
+};
+static_assert(sizeof(FlowKey) == 16);
+
+/// One flow: what the worker decided for it and what it has seen. One cache line.
+struct alignas(64) FlowEntry {
+  FlowKey key;          /// the flow
+  uint16_t path;        /// path id chosen for the flow (caller's)
+  uint8_t cls;          /// traffic class (caller's)
+  uint8_t flags;        /// caller's flags
+  uint32_t gen;         /// snapshot generation the decision was made in (caller's)
+  uint64_t first_tsc;   /// TSC at insertion
+  uint64_t last_tsc;    /// TSC of the last packet; the caller updates it on each hit
+  uint64_t pkts;        /// packets seen (caller's)
+  uint64_t bytes;       /// bytes seen (caller's)
+  uint32_t hash;        /// the key's hash, kept by the cache for its bookkeeping; do not change
+};
+static_assert(sizeof(FlowEntry) == 64);
+
+/// The cache. Owned by one worker: every member except size()/capacity() is for that thread
+/// only (control-side dumps through for_each are for tests and stopped workers).
+class FlowCache {
+ public:
+  /// Allocates room for capacity flows (rounded up to a power of two, 8 to 2^28) before the
+  /// loop starts. On allocation failure the cache is empty, ok() is false and insert fails.
+  explicit FlowCache(uint32_t capacity);
+  ~FlowCache();
+  FlowCache(const FlowCache&) = delete;
+  FlowCache& operator=(const FlowCache&) = delete;
+
+  /// The hash every other call takes: CRC32-C of the key when built with SSE4.2 (the
+  /// dataplane always is on x86), else a multiplicative mix. Any thread.
+  static uint32_t hash(const FlowKey& k) noexcept;
+
+  /// The entry for k (hash == hash(k)), or nullptr on a miss. Does not touch last_tsc.
+  FlowEntry* lookup(const FlowKey& k, uint32_t hash) noexcept;
+
+  /// The existing entry for k, or a new one (first_tsc = last_tsc = now, the caller's fields
+  /// zero). When both candidate buckets are full it first moves entries to their other bucket
+  /// (a short cuckoo search), then evicts the least recently used entry of the two buckets if
+  /// it has been idle for more than idle_tsc; otherwise returns nullptr (the caller counts it).
+  /// Either may move or reuse other entries: pointers from earlier calls are void after it.
+  FlowEntry* insert(const FlowKey& k, uint32_t hash, uint64_t now, uint64_t idle_tsc) noexcept;
+
+  /// Removes the entry for k if present; true if it was. For control-requested flushes.
+  bool erase(const FlowKey& k, uint32_t hash) noexcept;
+
+  /// Removes entries idle for more than idle_tsc from the next max_buckets buckets (a cursor
+  /// wraps round the table across calls); returns how many it removed. Once per loop.
+  uint32_t expire(uint64_t now, uint64_t idle_tsc, uint32_t max_buckets) noexcept;
+
+  /// Live entries. Any thread (relaxed; approximate while the worker runs).
+  uint32_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+  /// Slots (a power of two; 0 after an allocation failure).
+  uint32_t capacity() const noexcept { return entries_ ? (mask_ + 1) * kSlots : 0; }
+  /// False if the constructor could not allocate.
+  bool ok() const noexcept { return entries_ != nullptr; }
+
+  /// Calls f(const FlowEntry&) for every live entry. Not thread safe.
+  template <class F>
+  void for_each(F&& f) const {
+    if (!entries_) return;
+    for (uint32_t b = 0; b <= mask_; ++b) {
+      for (uint32_t s = 0; s < kSlots; ++s) {
+        if (buckets_[b].sig[s] != 0) f(static_cast<const FlowEntry&>(entries_[b * kSlots + s]));
+      }
+    }
+  }
+
+  /// Prefetches the primary bucket for hash, ahead of a burst of lookups.
+  void prefetch(uint32_t hash) const noexcept { __builtin_prefetch(&buckets_[hash & mask_], 0, 3); }
+
+  /// Slots per bucket.
+  static constexpr uint32_t kSlots = 8;
+
+ private:
+  struct alignas(32) Bucket {
+    uint16_t sig[kSlots];  // 0 = empty slot
+    uint32_t spilled;      // keys whose primary is this bucket but which live in their alternative
+    uint32_t pad[3];
+  };
+  static_assert(sizeof(Bucket) == 32);
+
+  static uint16_t signature(uint32_t hash) noexcept;
+  uint32_t alt_bucket(uint32_t bucket, uint16_t sig) const noexcept;
+  FlowEntry* find_in(uint32_t bucket, const FlowKey& k, uint16_t sig) noexcept;
+  void remove_slot(uint32_t bucket, uint32_t slot) noexcept;
+  FlowEntry* fill_slot(uint32_t bucket, uint32_t slot, const FlowKey& k, uint32_t hash,
+                       uint64_t now) noexcept;
+  int free_slot(uint32_t bucket) const noexcept;
+  bool make_room(const uint32_t (&roots)[2], uint32_t n_roots, uint32_t* bucket, uint32_t* slot) noexcept;
+  void move_slot(uint32_t from_bucket, uint32_t from_slot, uint32_t to_bucket, uint32_t to_slot) noexcept;
+
+  // All-empty stand-in after an allocation failure, so lookup() needs no branch for that case.
+  static Bucket empty_bucket_;
+
+  Bucket* buckets_ = &empty_bucket_;
+  FlowEntry* entries_ = nullptr;
+  uint32_t mask_ = 0;  // bucket count - 1
+  // One writer; atomic only so that other threads may read it (relaxed, no locked instruction).
+  std::atomic<uint32_t> size_{0};
+  uint32_t cursor_ = 0;  // next bucket expire() looks at
+};
+
+}  // namespace sdwan::dp
