@@ -48,7 +48,9 @@ bool NeighborManager::on_arp(uint8_t p, const ArpPacket& a, uint64_t now_ms) {
   const bool sender_ok = a.spa.v != 0 && np->addr.contains(a.spa) && a.spa != np->addr.addr && !a.sha.is_zero() &&
                          a.sha != MacAddr::broadcast() && (a.sha.b[0] & 1) == 0;
   const bool for_us = a.tpa == np->addr.addr;
-  if (sender_ok) learn(p, a.spa, a.sha, now_ms, for_us);
+  // Like Linux with arp_accept=0: a request aimed at us creates an entry (we are about to
+  // talk to the asker), an unsolicited reply only refreshes one we already have.
+  if (sender_ok) learn(p, a.spa, a.sha, now_ms, for_us && a.op == 1);
   return a.op == 1 && for_us;
 }
 

@@ -52,8 +52,9 @@ class NeighborManager {
   /// Asks for ip on port. permanent = a next hop: resolved forever, never forgotten.
   void want(uint8_t port, Ipv4 ip, bool permanent, uint64_t now_ms);
 
-  /// An ARP packet arrived on port. Learns from replies and from requests aimed at us
-  /// (RFC 826), only for senders inside the port's subnet. True if it is a request for our
+  /// An ARP packet arrived on port. Requests aimed at us create an entry for the sender;
+  /// replies and other requests only refresh existing ones; senders outside the port's
+  /// subnet are ignored. True if it is a request for our
   /// address on that port: the caller answers it.
   bool on_arp(uint8_t port, const ArpPacket& a, uint64_t now_ms);
 
