@@ -5,10 +5,8 @@
 #include <bit>
 #include <cstdlib>
 
-#if defined(__SSE4_2__)
-#include <nmmintrin.h>
-#elif defined(__SSE2__)
-#include <emmintrin.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
 #endif
 
 namespace sdwan::dp {
@@ -84,26 +82,32 @@ uint32_t FlowCache::alt_bucket(uint32_t bucket, uint16_t sig) const noexcept {
   return (bucket ^ (((sig * 0x9e3779b1u) >> 8) | 1u)) & mask_;
 }
 
-FlowEntry* FlowCache::find_in(uint32_t bucket, const FlowKey& k, uint16_t sig) noexcept {
+// Bit i set when slot i holds sig.
+uint32_t FlowCache::match_mask(uint32_t bucket, uint16_t sig) const noexcept {
   const Bucket& b = buckets_[bucket];
 #if defined(__SSE2__)
   const __m128i sigs = _mm_load_si128(reinterpret_cast<const __m128i*>(b.sig));
-  auto m = static_cast<uint32_t>(
-      _mm_movemask_epi8(_mm_cmpeq_epi16(sigs, _mm_set1_epi16(static_cast<short>(sig)))));
-  while (m) {
-    const uint32_t slot = static_cast<uint32_t>(std::countr_zero(m)) >> 1;
-    FlowEntry* e = &entries_[bucket * kSlots + slot];
-    if (e->key == k) return e;
-    m &= ~(3u << (slot * 2));
-  }
+  const __m128i eq = _mm_cmpeq_epi16(sigs, _mm_set1_epi16(static_cast<short>(sig)));
+  // Packing the 16-bit lanes to bytes leaves one mask bit per slot.
+  return static_cast<uint32_t>(_mm_movemask_epi8(_mm_packs_epi16(eq, _mm_setzero_si128())));
 #else
-  for (uint32_t slot = 0; slot < kSlots; ++slot) {
-    if (b.sig[slot] != sig) continue;
-    FlowEntry* e = &entries_[bucket * kSlots + slot];
-    if (e->key == k) return e;
-  }
+  uint32_t m = 0;
+  for (uint32_t s = 0; s < kSlots; ++s) m |= uint32_t{b.sig[s] == sig} << s;
+  return m;
 #endif
+}
+
+FlowEntry* FlowCache::find_matches(uint32_t bucket, const FlowKey& k, uint32_t matches) noexcept {
+  while (matches) {
+    FlowEntry* e = &entries_[bucket * kSlots + static_cast<uint32_t>(std::countr_zero(matches))];
+    if (e->key == k) return e;
+    matches &= matches - 1;
+  }
   return nullptr;
+}
+
+FlowEntry* FlowCache::find_in(uint32_t bucket, const FlowKey& k, uint16_t sig) noexcept {
+  return find_matches(bucket, k, match_mask(bucket, sig));
 }
 
 FlowEntry* FlowCache::lookup(const FlowKey& k, uint32_t hash) noexcept {
@@ -112,6 +116,35 @@ FlowEntry* FlowCache::lookup(const FlowKey& k, uint32_t hash) noexcept {
   if (FlowEntry* e = find_in(b, k, sig)) return e;
   if (buckets_[b].spilled == 0) return nullptr;
   return find_in(alt_bucket(b, sig), k, sig);
+}
+
+void FlowCache::lookup_burst(const FlowKey* keys, const uint32_t* hashes, uint32_t n,
+                             FlowEntry** out) noexcept {
+  constexpr uint32_t kChunk = 64;
+  uint32_t matches[kChunk];
+  for (uint32_t base = 0; base < n; base += kChunk) {
+    const uint32_t m = n - base < kChunk ? n - base : kChunk;
+    const uint32_t* h = hashes + base;
+    for (uint32_t i = 0; i < m; ++i) prefetch(h[i]);
+    for (uint32_t i = 0; i < m; ++i) {
+      const uint32_t b = h[i] & mask_;
+      matches[i] = match_mask(b, signature(h[i]));
+      // The first match is almost always the only one and the right one. On a miss, the slot
+      // an insert would take is fetched for writing, as a new flow usually follows.
+      if (matches[i]) {
+        __builtin_prefetch(&entries_[b * kSlots + std::countr_zero(matches[i])], 0, 3);
+      } else if (const uint32_t free = match_mask(b, 0)) {
+        __builtin_prefetch(&entries_[b * kSlots + std::countr_zero(free)], 1, 3);
+      }
+    }
+    for (uint32_t i = 0; i < m; ++i) {
+      const FlowKey& k = keys[base + i];
+      const uint32_t b = h[i] & mask_;
+      FlowEntry* e = find_matches(b, k, matches[i]);
+      if (!e && buckets_[b].spilled != 0) e = find_in(alt_bucket(b, signature(h[i])), k, signature(h[i]));
+      out[base + i] = e;
+    }
+  }
 }
 
 void FlowCache::remove_slot(uint32_t bucket, uint32_t slot) noexcept {
@@ -137,10 +170,8 @@ FlowEntry* FlowCache::fill_slot(uint32_t bucket, uint32_t slot, const FlowKey& k
 }
 
 int FlowCache::free_slot(uint32_t bucket) const noexcept {
-  for (uint32_t s = 0; s < kSlots; ++s) {
-    if (buckets_[bucket].sig[s] == 0) return static_cast<int>(s);
-  }
-  return -1;
+  const uint32_t free = match_mask(bucket, 0);
+  return free ? std::countr_zero(free) : -1;
 }
 
 void FlowCache::move_slot(uint32_t from_bucket, uint32_t from_slot, uint32_t to_bucket,

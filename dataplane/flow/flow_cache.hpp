@@ -56,6 +56,11 @@ class FlowCache {
   /// The entry for k (hash == hash(k)), or nullptr on a miss. Does not touch last_tsc.
   FlowEntry* lookup(const FlowKey& k, uint32_t hash) noexcept;
 
+  /// Looks up n keys at once, out[i] as lookup(keys[i], hashes[i]) would return it. Buckets,
+  /// then the matching entries, are prefetched for all keys before any is compared, so the
+  /// cache misses of a burst overlap (what a table larger than the CPU caches needs).
+  void lookup_burst(const FlowKey* keys, const uint32_t* hashes, uint32_t n, FlowEntry** out) noexcept;
+
   /// The existing entry for k, or a new one (first_tsc = last_tsc = now, the caller's fields
   /// zero). When both candidate buckets are full it first moves entries to their other bucket
   /// (a short cuckoo search), then evicts the least recently used entry of the two buckets if
@@ -104,7 +109,9 @@ class FlowCache {
 
   static uint16_t signature(uint32_t hash) noexcept;
   uint32_t alt_bucket(uint32_t bucket, uint16_t sig) const noexcept;
+  uint32_t match_mask(uint32_t bucket, uint16_t sig) const noexcept;
   FlowEntry* find_in(uint32_t bucket, const FlowKey& k, uint16_t sig) noexcept;
+  FlowEntry* find_matches(uint32_t bucket, const FlowKey& k, uint32_t matches) noexcept;
   void remove_slot(uint32_t bucket, uint32_t slot) noexcept;
   FlowEntry* fill_slot(uint32_t bucket, uint32_t slot, const FlowKey& k, uint32_t hash,
                        uint64_t now) noexcept;

@@ -263,6 +263,37 @@ TEST(FlowCache, KeysWithIdenticalSignatures) {
   for (uint32_t i = 0; i < 17; ++i) EXPECT_EQ(c.lookup(keys[i], h) != nullptr, i != 3 && i != 12) << i;
 }
 
+// lookup_burst agrees with lookup key by key: hits in primary and spilled slots, misses, and
+// bursts longer than its internal chunk.
+TEST(FlowCache, LookupBurstAgreesWithLookup) {
+  FlowCache c(1024);
+  Rng rng;
+  std::vector<FlowKey> keys;
+  for (uint32_t i = 0; i < 2000; ++i) keys.push_back(key_n(i));
+  uint32_t present = 0;
+  for (uint32_t i = 0; i < 2000; i += 2) present += c.insert(keys[i], FlowCache::hash(keys[i]), 0, kNever) != nullptr;
+  ASSERT_GT(present, 950u) << "crowded enough that keys spill to their alternative bucket";
+  for (uint32_t n : {1u, 7u, 32u, 64u, 65u, 200u}) {
+    std::vector<FlowKey> burst(n);
+    std::vector<uint32_t> hashes(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      burst[i] = keys[rng() % keys.size()];
+      hashes[i] = FlowCache::hash(burst[i]);
+    }
+    std::vector<FlowEntry*> out(n, reinterpret_cast<FlowEntry*>(1));
+    c.lookup_burst(burst.data(), hashes.data(), n, out.data());
+    uint32_t hits = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      EXPECT_EQ(out[i], c.lookup(burst[i], hashes[i])) << n << " " << i;
+      hits += out[i] != nullptr;
+    }
+    if (n >= 32) {
+      EXPECT_GT(hits, 0u);
+      EXPECT_LT(hits, n);
+    }
+  }
+}
+
 // Random inserts, hits, erases and sweeps on a small, crowded table, checked against a model:
 // the spill counters and the sweep must never hide a live entry or keep a dead one.
 TEST(FlowCache, ChurnMatchesAModel) {
