@@ -1,9 +1,10 @@
 // Per-worker flow cache: 5-tuple -> (class, path) and the flow's counters. One writer, no locks.
 // Buckets of 8 16-bit signatures (32 bytes, two per cache line) sit apart from a 64-byte entry
 // per slot, so a lookup reads one bucket and, on a signature match, one entry. A key lives in
-// its primary bucket, or in an alternative one when the primary was full (two-choice hashing
-// lets the table fill past 95%); the primary counts its spilled keys so a miss only reads the
-// alternative when something could be there.
+// its primary bucket, or in an alternative one when the primary was full; a short cuckoo
+// search moves entries between their two buckets before anything is evicted, so the table
+// fills past 95%. The primary counts its spilled keys, so a miss only reads the alternative
+// when something could be there.
 #pragma once
 
 #include <atomic>
@@ -14,10 +15,10 @@ namespace sdwan::dp {
 
 /// IPv4 5-tuple in host order. 16 bytes; pad must be zero (keys compare as bytes).
 struct FlowKey {
-  uint32_t src, dst;      /// addresses
-  uint16_t sport, dport;  /// ports (0 for protocols without)
-  uint8_t proto;          /// IP protocol
-  uint8_t pad[3];         /// zero
+  uint32_t src, dst;      ///< addresses
+  uint16_t sport, dport;  ///< ports (0 for protocols without)
+  uint8_t proto;          ///< IP protocol
+  uint8_t pad[3];         ///< zero
   /// Byte equality (pad included).
   bool operator==(const FlowKey& o) const noexcept { return std::memcmp(this, &o, sizeof *this) == 0; }
 };
@@ -25,16 +26,16 @@ static_assert(sizeof(FlowKey) == 16);
 
 /// One flow: what the worker decided for it and what it has seen. One cache line.
 struct alignas(64) FlowEntry {
-  FlowKey key;          /// the flow
-  uint16_t path;        /// path id chosen for the flow (caller's)
-  uint8_t cls;          /// traffic class (caller's)
-  uint8_t flags;        /// caller's flags
-  uint32_t gen;         /// snapshot generation the decision was made in (caller's)
-  uint64_t first_tsc;   /// TSC at insertion
-  uint64_t last_tsc;    /// TSC of the last packet; the caller updates it on each hit
-  uint64_t pkts;        /// packets seen (caller's)
-  uint64_t bytes;       /// bytes seen (caller's)
-  uint32_t hash;        /// the key's hash, kept by the cache for its bookkeeping; do not change
+  FlowKey key;          ///< the flow
+  uint16_t path;        ///< path id chosen for the flow (caller's)
+  uint8_t cls;          ///< traffic class (caller's)
+  uint8_t flags;        ///< caller's flags
+  uint32_t gen;         ///< snapshot generation the decision was made in (caller's)
+  uint64_t first_tsc;   ///< TSC at insertion
+  uint64_t last_tsc;    ///< TSC of the last packet; the caller updates it on each hit
+  uint64_t pkts;        ///< packets seen (caller's)
+  uint64_t bytes;       ///< bytes seen (caller's)
+  uint32_t hash;        ///< the key's hash, kept by the cache for its bookkeeping; do not change
 };
 static_assert(sizeof(FlowEntry) == 64);
 
@@ -100,34 +101,45 @@ class FlowCache {
   static constexpr uint32_t kSlots = 8;
 
  private:
+  /// Eight signatures and the spill count; two buckets share a cache line.
   struct alignas(32) Bucket {
-    uint16_t sig[kSlots];  // 0 = empty slot
-    uint32_t spilled;      // keys whose primary is this bucket but which live in their alternative
-    uint32_t pad[3];
+    uint16_t sig[kSlots];  ///< 0 = empty slot
+    uint32_t spilled;      ///< keys whose primary is this bucket but which live in their alternative
+    uint32_t pad[3];       ///< up to 32 bytes
   };
   static_assert(sizeof(Bucket) == 32);
 
+  /// The 16-bit signature of hash (never 0, which marks an empty slot).
   static uint16_t signature(uint32_t hash) noexcept;
+  /// The other bucket of an entry with sig in bucket (symmetric: alt(alt(b)) == b).
   uint32_t alt_bucket(uint32_t bucket, uint16_t sig) const noexcept;
+  /// Bit s set when slot s of bucket holds sig (sig 0: the free slots).
   uint32_t match_mask(uint32_t bucket, uint16_t sig) const noexcept;
+  /// The entry for k in bucket, comparing keys only where the signature matches.
   FlowEntry* find_in(uint32_t bucket, const FlowKey& k, uint16_t sig) noexcept;
+  /// The entry for k among the slots of bucket set in matches.
   FlowEntry* find_matches(uint32_t bucket, const FlowKey& k, uint32_t matches) noexcept;
+  /// Frees a slot, keeping size_ and the primary's spill count right.
   void remove_slot(uint32_t bucket, uint32_t slot) noexcept;
+  /// Puts a new entry for k in a free slot.
   FlowEntry* fill_slot(uint32_t bucket, uint32_t slot, const FlowKey& k, uint32_t hash,
                        uint64_t now) noexcept;
+  /// The first free slot of bucket, or -1.
   int free_slot(uint32_t bucket) const noexcept;
+  /// Frees a slot in one of the full roots by moving entries to their other bucket.
   bool make_room(const uint32_t (&roots)[2], uint32_t n_roots, uint32_t* bucket, uint32_t* slot) noexcept;
+  /// Moves an entry to the free slot of its other bucket.
   void move_slot(uint32_t from_bucket, uint32_t from_slot, uint32_t to_bucket, uint32_t to_slot) noexcept;
 
-  // All-empty stand-in after an allocation failure, so lookup() needs no branch for that case.
+  /// All-empty stand-in after an allocation failure, so lookup() needs no branch for that case.
   static Bucket empty_bucket_;
 
-  Bucket* buckets_ = &empty_bucket_;
-  FlowEntry* entries_ = nullptr;
-  uint32_t mask_ = 0;  // bucket count - 1
-  // One writer; atomic only so that other threads may read it (relaxed, no locked instruction).
+  Bucket* buckets_ = &empty_bucket_;  ///< mask_ + 1 buckets
+  FlowEntry* entries_ = nullptr;      ///< kSlots per bucket, slot s of bucket b at b * kSlots + s
+  uint32_t mask_ = 0;                 ///< bucket count - 1
+  /// One writer; atomic only so that other threads may read it (relaxed, no locked instruction).
   std::atomic<uint32_t> size_{0};
-  uint32_t cursor_ = 0;  // next bucket expire() looks at
+  uint32_t cursor_ = 0;               ///< next bucket expire() looks at
 };
 
 }  // namespace sdwan::dp

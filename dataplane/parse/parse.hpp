@@ -65,21 +65,21 @@ enum class ParseError : uint8_t { kOk, kRunt, kBadL2, kBadIpHeader, kBadIpChecks
 /// What the pipeline needs from a frame's headers. Offsets are from the frame start; multi-byte
 /// values are host order. Filled by parse_frame; every field is written on every call.
 struct HeaderView {
-  L3 l3;                  /// kArp, kIpv4 or kIpv6 on success (kNone on failure)
-  uint16_t l3_off;        /// first byte after the Ethernet header and VLAN tags
-  uint16_t l4_off;        /// first byte after the IP header (IPv6: after the extensions walked)
-  uint16_t ethertype;     /// innermost ethertype, after up to two VLAN tags
-  uint16_t ip_len;        /// IPv4 total length / 40 + IPv6 payload length
-  uint8_t proto;          /// IPv4 protocol / IPv6 upper-layer header after the walked extensions
-  uint8_t ttl;            /// TTL / hop limit
-  uint8_t dscp;           /// DSCP (TOS / traffic class >> 2)
-  bool fragment;          /// IPv4 MF or offset != 0 / an IPv6 fragment header is present
-  bool first_fragment;    /// fragment offset == 0 (also true when not a fragment)
-  uint32_t src4, dst4;    /// IPv4 addresses (0 for IPv6)
-  std::array<uint8_t, 16> src6, dst6;  /// IPv6 addresses in wire order (zero for IPv4)
-  uint16_t sport, dport;  /// TCP/UDP/SCTP ports; 0 otherwise, in a non-first fragment or when cut
-  uint8_t icmp_type;      /// ICMP/ICMPv6 type (first fragment only), else 0
-  uint8_t tcp_flags;      /// TCP flags byte (FIN 0x01 .. CWR 0x80), else 0
+  L3 l3;                  ///< kArp, kIpv4 or kIpv6 on success (kNone on failure)
+  uint16_t l3_off;        ///< first byte after the Ethernet header and VLAN tags
+  uint16_t l4_off;        ///< first byte after the IP header (IPv6: after the extensions walked)
+  uint16_t ethertype;     ///< innermost ethertype, after up to two VLAN tags
+  uint16_t ip_len;        ///< IPv4 total length / 40 + IPv6 payload length
+  uint8_t proto;          ///< IPv4 protocol / IPv6 upper-layer header after the walked extensions
+  uint8_t ttl;            ///< TTL / hop limit
+  uint8_t dscp;           ///< DSCP (TOS / traffic class >> 2)
+  bool fragment;          ///< IPv4 MF or offset != 0 / an IPv6 fragment header is present
+  bool first_fragment;    ///< fragment offset == 0 (also true when not a fragment)
+  uint32_t src4, dst4;    ///< IPv4 addresses (0 for IPv6)
+  std::array<uint8_t, 16> src6, dst6;  ///< IPv6 addresses in wire order (zero for IPv4)
+  uint16_t sport, dport;  ///< TCP/UDP/SCTP ports; 0 otherwise, in a non-first fragment or when cut
+  uint8_t icmp_type;      ///< ICMP/ICMPv6 type (first fragment only), else 0
+  uint8_t tcp_flags;      ///< TCP flags byte (FIN 0x01 .. CWR 0x80), else 0
 };
 static_assert(sizeof(HeaderView) == 64, "HeaderView is meant to fill one cache line");
 

@@ -45,11 +45,11 @@ void ipv4_ttl_decrement(uint8_t* ip) noexcept;
 
 /// The fields of an Ethernet/IPv4 ARP packet, host order.
 struct ArpInfo {
-  uint16_t op;  /// kArpOpRequest, kArpOpReply, or anything the sender put there
-  MacAddr sha;  /// sender hardware address
-  Ipv4 spa;     /// sender protocol address
-  MacAddr tha;  /// target hardware address
-  Ipv4 tpa;     /// target protocol address
+  uint16_t op;  ///< kArpOpRequest, kArpOpReply, or anything the sender put there
+  MacAddr sha;  ///< sender hardware address
+  Ipv4 spa;     ///< sender protocol address
+  MacAddr tha;  ///< target hardware address
+  Ipv4 tpa;     ///< target protocol address
 };
 
 /// Reads the ARP body at hv.l3_off of a frame parse_frame classified as kArp. False unless it
