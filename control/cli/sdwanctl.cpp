@@ -1,0 +1,380 @@
+// sdwanctl: the operator's view of a running sdwand, over its management socket
+// (docs/mgmt-api.md). Tables for people; --json prints the daemon's data untouched for tools.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "control/mgmt/client.hpp"
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int kDefaultTimeoutMs = 5000;
+constexpr std::string_view kMissing = "-";
+
+// How a value is turned into a cell. Numbers stay raw except where a unit makes them easier
+// to read; the JSON output keeps them raw everywhere.
+enum class Kind { kText, kCount, kBytes, kBitsPerSec, kSpeedMbps, kNextHopMac, kList };
+
+struct Column {
+  std::string_view header;
+  std::string_view key;
+  Kind kind;
+};
+
+const json* field(const json& row, std::string_view key) {
+  if (!row.is_object()) return nullptr;
+  auto it = row.find(key);
+  return it == row.end() ? nullptr : &*it;
+}
+
+std::string text(const json* v) {
+  if (v == nullptr || v->is_null()) return std::string(kMissing);
+  if (v->is_string()) return v->get<std::string>();
+  if (v->is_boolean()) return v->get<bool>() ? "yes" : "no";
+  if (v->is_array()) {
+    std::string s;
+    for (const json& e : *v) {
+      if (!s.empty()) s += ',';
+      s += text(&e);
+    }
+    return s.empty() ? std::string(kMissing) : s;
+  }
+  return v->dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// 1536 -> "1.5", 2048 -> "2": one decimal, none when it is zero.
+std::string one_decimal(double x) {
+  std::string s = fmt::format("{:.1f}", x);
+  if (s.size() > 2 && s.ends_with(".0")) s.resize(s.size() - 2);
+  return s;
+}
+
+std::string scaled(double x, double base, std::string_view suffix) {
+  static constexpr std::string_view kUnits[] = {"", "K", "M", "G", "T", "P", "E"};
+  std::size_t u = 0;
+  while (std::fabs(x) >= base && u + 1 < std::size(kUnits)) {
+    x /= base;
+    ++u;
+  }
+  // Rounding can carry to the base ("1024.0K"): step up once more.
+  if (u + 1 < std::size(kUnits) && std::fabs(std::round(x * 10) / 10) >= base) {
+    x /= base;
+    ++u;
+  }
+  return fmt::format("{}{}{}", one_decimal(x), kUnits[u], suffix);
+}
+
+std::string cell(const json* v, Kind kind) {
+  if (v == nullptr) return std::string(kMissing);
+  switch (kind) {
+    case Kind::kNextHopMac:
+      return v->is_null() ? "unresolved" : text(v);
+    case Kind::kBytes:
+      if (!v->is_number()) return text(v);
+      if (std::fabs(v->get<double>()) < 1024) return text(v);
+      return scaled(v->get<double>(), 1024, "");
+    case Kind::kBitsPerSec:
+      // 0 is how the config says "unknown".
+      if (!v->is_number() || v->get<double>() == 0) return text(v->is_number() ? nullptr : v);
+      return scaled(v->get<double>(), 1000, "bps");
+    case Kind::kSpeedMbps:
+      // DPDK reports 0 Mb/s for a link that is down or of unknown speed.
+      if (!v->is_number() || v->get<double>() == 0) return text(v->is_number() ? nullptr : v);
+      return scaled(v->get<double>() * 1e6, 1000, "bps");
+    case Kind::kText:
+    case Kind::kCount:
+    case Kind::kList:
+      return text(v);
+  }
+  return text(v);
+}
+
+class Table {
+ public:
+  explicit Table(std::vector<std::string> headers, std::vector<bool> right)
+      : headers_(std::move(headers)), right_(std::move(right)) {}
+
+  void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+
+  void print(std::FILE* out) const {
+    std::vector<std::size_t> width(headers_.size());
+    for (std::size_t c = 0; c < headers_.size(); ++c) width[c] = headers_[c].size();
+    for (const auto& r : rows_)
+      for (std::size_t c = 0; c < r.size() && c < width.size(); ++c)
+        width[c] = std::max(width[c], r[c].size());
+    print_row(out, headers_, width);
+    for (const auto& r : rows_) print_row(out, r, width);
+  }
+
+ private:
+  void print_row(std::FILE* out, const std::vector<std::string>& r,
+                 const std::vector<std::size_t>& width) const {
+    std::string line;
+    for (std::size_t c = 0; c < width.size(); ++c) {
+      const std::string& v = c < r.size() ? r[c] : std::string(kMissing);
+      if (c > 0) line += "  ";
+      const bool last = c + 1 == width.size();
+      if (right_[c])
+        line += fmt::format("{:>{}}", v, width[c]);
+      else
+        line += last ? v : fmt::format("{:<{}}", v, width[c]);
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    fmt::print(out, "{}\n", line);
+  }
+
+  std::vector<std::string> headers_;
+  std::vector<bool> right_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+bool right_aligned(Kind k) {
+  return k == Kind::kCount || k == Kind::kBytes || k == Kind::kBitsPerSec ||
+         k == Kind::kSpeedMbps;
+}
+
+const json& expect_list(const json& data, std::string_view what) {
+  if (!data.is_array())
+    throw std::runtime_error(fmt::format("unexpected answer from sdwand: {} is not a list", what));
+  return data;
+}
+
+void print_rows(const json& rows, const std::vector<Column>& cols) {
+  std::vector<std::string> headers;
+  std::vector<bool> right;
+  for (const Column& c : cols) {
+    headers.emplace_back(c.header);
+    right.push_back(right_aligned(c.kind));
+  }
+  Table t(std::move(headers), std::move(right));
+  for (const json& row : rows) {
+    std::vector<std::string> cells;
+    for (const Column& c : cols) cells.push_back(cell(field(row, c.key), c.kind));
+    t.add(std::move(cells));
+  }
+  t.print(stdout);
+}
+
+void show_ports(const json& data) {
+  print_rows(expect_list(data, "ports"), {
+      {"NAME", "name", Kind::kText},
+      {"SPEC", "spec", Kind::kText},
+      {"DRIVER", "driver", Kind::kText},
+      {"PORT", "port_id", Kind::kCount},
+      {"MAC", "mac", Kind::kText},
+      {"LINK", "link", Kind::kText},
+      {"SPEED", "speed_mbps", Kind::kSpeedMbps},
+      {"MTU", "mtu", Kind::kCount},
+      {"RX_PKTS", "rx_pkts", Kind::kCount},
+      {"RX_BYTES", "rx_bytes", Kind::kBytes},
+      {"TX_PKTS", "tx_pkts", Kind::kCount},
+      {"TX_BYTES", "tx_bytes", Kind::kBytes},
+      {"RX_MISSED", "rx_missed", Kind::kCount},
+      {"RX_ERRORS", "rx_errors", Kind::kCount},
+      {"TX_ERRORS", "tx_errors", Kind::kCount},
+  });
+}
+
+void show_uplinks(const json& data) {
+  print_rows(expect_list(data, "uplinks"), {
+      {"NAME", "name", Kind::kText},
+      {"PORT", "port", Kind::kText},
+      {"ADDRESS", "address", Kind::kText},
+      {"NEXT_HOP", "next_hop", Kind::kText},
+      {"NEXT_HOP_MAC", "next_hop_mac", Kind::kNextHopMac},
+      {"COST", "cost", Kind::kText},
+      {"BANDWIDTH", "bandwidth_bps", Kind::kBitsPerSec},
+      {"MTU", "mtu", Kind::kCount},
+      {"LINK", "link", Kind::kText},
+      {"STATE", "state", Kind::kText},
+  });
+}
+
+// "203.0.113.1:4500 via isp1,isp2; 198.51.100.7:4500"
+std::string endpoints_cell(const json* eps) {
+  if (eps == nullptr || !eps->is_array() || eps->empty()) return text(eps);
+  std::string s;
+  for (const json& ep : *eps) {
+    if (!s.empty()) s += "; ";
+    s += text(field(ep, "address"));
+    if (const json* port = field(ep, "port"); port != nullptr && !port->is_null())
+      s += ":" + text(port);
+    if (const json* ups = field(ep, "uplinks"); ups != nullptr && ups->is_array() && !ups->empty())
+      s += " via " + text(ups);
+  }
+  return s;
+}
+
+void show_peers(const json& data) {
+  Table t({"NAME", "ENDPOINTS", "PREFIXES", "PATHS"}, {false, false, false, true});
+  for (const json& row : expect_list(data, "peers")) {
+    const json* up = field(row, "paths_up");
+    const json* total = field(row, "paths_total");
+    t.add({text(field(row, "name")), endpoints_cell(field(row, "endpoints")),
+           text(field(row, "prefixes")), text(up) + "/" + text(total) + " up"});
+  }
+  t.print(stdout);
+}
+
+void show_paths(const json& data) {
+  print_rows(expect_list(data, "paths"), {
+      {"NAME", "name", Kind::kText},
+      {"UPLINK", "uplink", Kind::kText},
+      {"PEER", "peer", Kind::kText},
+      {"ENDPOINT", "endpoint", Kind::kText},
+      {"STATE", "state", Kind::kText},
+      {"REASON", "reason", Kind::kText},
+      {"TX_PKTS", "tx_pkts", Kind::kCount},
+      {"TX_BYTES", "tx_bytes", Kind::kBytes},
+      {"RX_PKTS", "rx_pkts", Kind::kCount},
+      {"RX_BYTES", "rx_bytes", Kind::kBytes},
+  });
+}
+
+std::string uptime_cell(const json* v) {
+  if (v == nullptr || !v->is_number()) return text(v);
+  const auto s = static_cast<long long>(v->get<double>());
+  const long long d = s / 86400;
+  const std::string hms = fmt::format("{:02}:{:02}:{:02}", s % 86400 / 3600, s % 3600 / 60, s % 60);
+  return d > 0 ? fmt::format("{}d {}", d, hms) : hms;
+}
+
+void print_pairs(const std::vector<std::pair<std::string, std::string>>& pairs) {
+  std::size_t w = 0;
+  for (const auto& [k, v] : pairs) w = std::max(w, k.size());
+  for (const auto& [k, v] : pairs) fmt::print("{:<{}}  {}\n", k, w, v);
+}
+
+// A {name: number} object as a two-column table, in the daemon's order of keys.
+void print_map(const json* m, std::string_view key_header, std::string_view value_header) {
+  Table t({std::string(key_header), std::string(value_header)}, {false, true});
+  if (m != nullptr && m->is_object())
+    for (const auto& [k, v] : m->items()) t.add({k, text(&v)});
+  t.print(stdout);
+}
+
+void show_stats(const json& data) {
+  if (!data.is_object())
+    throw std::runtime_error("unexpected answer from sdwand: stats is not an object");
+  print_pairs({{"name", text(field(data, "name"))},
+               {"role", text(field(data, "role"))},
+               {"version", text(field(data, "version"))},
+               {"uptime", uptime_cell(field(data, "uptime_s"))}});
+  fmt::print("\n");
+  const json* workers = field(data, "workers");
+  print_rows(workers != nullptr && workers->is_array() ? *workers : json::array(), {
+      {"WORKER", "index", Kind::kCount},
+      {"LCORE", "lcore", Kind::kCount},
+      {"POLLS", "polls", Kind::kCount},
+      {"BUSY_POLLS", "busy_polls", Kind::kCount},
+      {"RX_PKTS", "rx_pkts", Kind::kCount},
+      {"TX_PKTS", "tx_pkts", Kind::kCount},
+      {"FLOWS", "flows", Kind::kCount},
+  });
+  fmt::print("\n");
+  print_map(field(data, "counters"), "COUNTER", "VALUE");
+  fmt::print("\n");
+  print_map(field(data, "drops"), "DROP", "COUNT");
+}
+
+void show_version(const json& data) {
+  if (!data.is_object())
+    throw std::runtime_error("unexpected answer from sdwand: version is not an object");
+  print_pairs({{"name", text(field(data, "name"))},
+               {"role", text(field(data, "role"))},
+               {"version", text(field(data, "version"))},
+               {"sdwanctl", SDWAN_VERSION}});
+}
+
+// The daemon's messages are meant to be one line; make sure a stray newline cannot break
+// "one line on stderr" for scripts that read it.
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  return s;
+}
+
+struct Thing {
+  const char* name;
+  const char* help;
+  void (*render)(const json&);
+};
+
+constexpr Thing kThings[] = {
+    {"ports", "DPDK ports: link, speed, packet and error counters", show_ports},
+    {"uplinks", "WAN uplinks: address, next hop and its MAC, cost, state", show_uplinks},
+    {"peers", "remote appliances: endpoints, prefixes, paths up", show_peers},
+    {"paths", "(uplink, peer endpoint) paths: state, reason, traffic", show_paths},
+    {"stats", "daemon, worker, counter and drop statistics", show_stats},
+    {"version", "the daemon's name, role and version", show_version},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Inspect a running sdwand through its management socket.", "sdwanctl"};
+  std::string socket = sdwan::cp::kMgmtDefaultSocket;
+  int timeout_ms = kDefaultTimeoutMs;
+  app.add_option("--socket", socket, "sdwand's management socket")
+      ->envname("SDWAN_SOCKET")
+      ->capture_default_str();
+  app.add_option("--timeout", timeout_ms, "milliseconds to wait for the answer")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600 * 1000));
+  app.set_version_flag("--version", SDWAN_VERSION);
+  app.require_subcommand(1);
+
+  CLI::App* show = app.add_subcommand("show", "show the daemon's state");
+  show->require_subcommand(1);
+  show->fallthrough();
+  bool as_json = false;
+  const Thing* chosen = nullptr;
+  for (const Thing& t : kThings) {
+    CLI::App* sub = show->add_subcommand(t.name, t.help);
+    sub->add_flag("--json", as_json, "print the daemon's data as JSON, exactly as received");
+    sub->fallthrough();
+    sub->callback([&chosen, &t] { chosen = &t; });
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version end here with 0; every usage error is 2, like other Unix tools.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (chosen == nullptr) return 2;
+
+  try {
+    const json req = {{"cmd", "show"}, {"what", chosen->name}};
+    auto data = sdwan::cp::mgmt_request(socket, req, timeout_ms);
+    if (!data) {
+      fmt::print(stderr, "sdwanctl: {}\n", one_line(data.error().msg));
+      return 1;
+    }
+    if (as_json)
+      fmt::print("{}\n", data->dump(2, ' ', false, json::error_handler_t::replace));
+    else
+      chosen->render(*data);
+    std::fflush(stdout);
+    if (std::ferror(stdout)) {
+      fmt::print(stderr, "sdwanctl: cannot write to standard output\n");
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "sdwanctl: {}\n", one_line(e.what()));
+    return 1;
+  }
+  return 0;
+}

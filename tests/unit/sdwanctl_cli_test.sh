@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# sdwanctl with no daemon: exit status 1 and exactly one line on stderr naming the socket,
+# because scripts and operators both read that line. Usage errors are status 2.
+set -u
+sdwanctl=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+
+check() {  # name, expected status, expected stderr, actual status
+  local name=$1 want_status=$2 want_err=$3 status=$4
+  local got_err
+  got_err=$(cat "$tmp/err")
+  if [[ $status -ne $want_status ]]; then
+    echo "FAIL $name: exit status $status, want $want_status"; fail=1
+  fi
+  if [[ -n $want_err && $got_err != "$want_err" ]]; then
+    echo "FAIL $name: stderr was: $got_err"; echo "  want: $want_err"; fail=1
+  fi
+  if [[ -n $want_err && $(wc -l <"$tmp/err") -ne 1 ]]; then
+    echo "FAIL $name: stderr is not exactly one line"; fail=1
+  fi
+  if [[ -s $tmp/out ]]; then
+    echo "FAIL $name: unexpected stdout: $(cat "$tmp/out")"; fail=1
+  fi
+}
+
+sock=$tmp/missing/sdwand.sock
+"$sdwanctl" --socket "$sock" show ports >"$tmp/out" 2>"$tmp/err"
+check "missing socket" 1 \
+  "sdwanctl: cannot connect to sdwand at $sock: No such file or directory (is sdwand running?)" $?
+
+SDWAN_SOCKET=$sock "$sdwanctl" show stats --json >"$tmp/out" 2>"$tmp/err"
+check "missing socket from SDWAN_SOCKET" 1 \
+  "sdwanctl: cannot connect to sdwand at $sock: No such file or directory (is sdwand running?)" $?
+
+"$sdwanctl" --socket "$sock" show no-such-thing >"$tmp/out" 2>"$tmp/err"
+check "unknown subcommand" 2 "" $?
+
+[[ $fail -eq 0 ]] && echo "ok"
+exit $fail
