@@ -166,7 +166,9 @@ Status Appliance::Impl::bring_up() {
   unsigned pool_size = 1;
   while (pool_size - 1 < n_mbufs) pool_size <<= 1;
   const int socket = static_cast<int>(rte_socket_id()) == SOCKET_ID_ANY ? 0 : static_cast<int>(rte_socket_id());
-  pool = rte_pktmbuf_pool_create("sdwan_mbufs", pool_size - 1, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+  uint32_t room = RTE_MBUF_DEFAULT_BUF_SIZE;
+  for (const auto& r : reqs) room = std::max(room, drv::rx_data_room(r));
+  pool = rte_pktmbuf_pool_create("sdwan_mbufs", pool_size - 1, 256, 0, static_cast<uint16_t>(room), socket);
   if (pool == nullptr) return err("cannot create the packet pool of " + std::to_string(pool_size - 1) + " mbufs: " + rte_err());
 
   for (auto& r : reqs) {
