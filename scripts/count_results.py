@@ -3,6 +3,7 @@
 
     count_results.py clean DIR...           remove result files a previous run left behind
     count_results.py count LABEL=DIR...     print failed cases, a line per run, then the total
+    count_results.py targets DIR SUITE...   the ninja targets the tests of those suites need
 
 Meson's testlog.json is the list of test programs and their verdicts. A program's cases come
 from the JUnit XML that meson builds (it folds in GoogleTest's XML for protocol 'gtest') or,
@@ -60,6 +61,25 @@ def clean(build_dir):
                 os.unlink(p)
             except FileNotFoundError:
                 pass
+
+
+def targets(build_dir, suites):
+    """Relative output paths of the targets that tests in suites depend on, so a build dir
+    used for some suites only (the sanitizer build) need not build everything."""
+    def introspect(what):
+        return json.loads(subprocess.run(["meson", "introspect", what, build_dir], check=True,
+                                         capture_output=True, text=True).stdout)
+    files = {t["id"]: t["filename"] for t in introspect("--targets")}
+    out = []
+    for t in introspect("--tests"):
+        if not any(s.rpartition(":")[2] in suites for s in t.get("suite", [])):
+            continue
+        for dep in t.get("depends", []):
+            for f in files.get(dep, []):
+                rel = os.path.relpath(f, build_dir)
+                if rel not in out:
+                    out.append(rel)
+    return out
 
 
 def case_verdict(case):
@@ -146,10 +166,12 @@ def summary(passed, failed, skipped):
 
 
 def main(argv):
-    if len(argv) < 3 or argv[1] not in ("clean", "count"):
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
-        print(__doc__.strip().splitlines()[3], file=sys.stderr)
+    if len(argv) < 3 or argv[1] not in ("clean", "count", "targets"):
+        print("\n".join(__doc__.strip().splitlines()[2:5]), file=sys.stderr)
         return 2
+    if argv[1] == "targets":
+        print("\n".join(targets(argv[2], set(argv[3:]))))
+        return 0
     if argv[1] == "clean":
         for d in argv[2:]:
             clean(d)
