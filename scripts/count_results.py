@@ -18,6 +18,7 @@ Exit status: 0 only when nothing failed, nothing was skipped and at least one ca
 
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -80,6 +81,22 @@ def targets(build_dir, suites):
                 if rel not in out:
                     out.append(rel)
     return out
+
+
+SANITIZER_REPORT = re.compile(r"ERROR: \w+Sanitizer|runtime error:")
+
+
+def sanitizer_excerpt(text, lines=24):
+    """The head of the first sanitizer report in text (meson prints only a log's last 100
+    lines, where an ASan report has its shadow-byte legend, not its stack)."""
+    out = text.splitlines()
+    for i, line in enumerate(out):
+        if SANITIZER_REPORT.search(line):
+            end = i + 1
+            while end < len(out) and end < i + lines and not out[end].startswith("Shadow bytes"):
+                end += 1
+            return out[i:end]
+    return []
 
 
 def case_verdict(case):
@@ -157,6 +174,9 @@ def count_run(build_dir):
         else:
             failed += 1
             bad.append(f"FAILED  {name}: {result} (exit status {prog.get('returncode')})")
+        if not program_ok:
+            excerpt = sanitizer_excerpt(prog.get("stdout", "") + "\n" + prog.get("stderr", ""))
+            bad += [f"        | {line}" for line in excerpt]
     return passed, failed, skipped, bad
 
 
