@@ -61,10 +61,7 @@ def items(data, key):
 
 
 def link_up(port):
-    link = port.get("link", port.get("link_up", port.get("up", port.get("state"))))
-    if isinstance(link, dict):
-        link = link.get("up", link.get("state"))
-    return link is True or link == "up"
+    return port.get("link") == "up"
 
 
 @pytest.mark.parametrize("appliance", ["edge", "hub"])
