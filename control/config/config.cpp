@@ -127,14 +127,14 @@ class Fields {
     if (!node.IsMap())
       fail(node, path_, fmt::format("expected a mapping with keys {}, got {}", join(names(), ", "), describe(node)));
     for (auto it = node.begin(); it != node.end(); ++it) {
-      const Node& k = it->first;
+      const Node k = it->first;  // a copy: the iterator hands out a temporary
       if (!k.IsScalar()) fail(k, path_, fmt::format("expected plain key names, got {} as a key", describe(k)));
       const std::string name = k.Scalar();
       if (std::find(keys_.begin(), keys_.end(), name) == keys_.end())
         fail(k, key(name), fmt::format("unknown key (expected one of: {})", join(names(), ", ")));
       for (const auto& e : entries_)
         if (e.name == name) fail(k, key(name), fmt::format("duplicate key (first on line {})", line_of(e.key) + 1));
-      const Node& v = it->second;
+      const Node v = it->second;
       entries_.push_back({name, k, Val{v, v.IsNull() ? line_of(k) : line_of(v)}});
     }
   }

@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   const std::string prefix = "--file-prefix=sdwan-ct-" + std::to_string(getpid());
   std::vector<std::string> args = {"component_tests", "--no-huge", "--no-pci", "-m", "512", "-l", "0",
-                                   "--log-level=lib.eal:error", prefix, "--no-telemetry"};
+                                   "--log-level=lib.eal:error", prefix, "--no-telemetry", "--in-memory"};
   std::vector<char*> eal_argv;
   for (auto& a : args) eal_argv.push_back(a.data());
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
