@@ -50,9 +50,12 @@ struct GcmOp {
   bool ok;             ///< out: sealed, or opened with a matching tag
 };
 
-/// How the burst calls drive the library; chosen once per engine. bench_esp compares them.
+/// How the burst calls drive the library; chosen once per engine. bench_esp compares them:
+/// with intel-ipsec-mb 1.3 on avx512 (vaes), GCM has no multi-buffer code, the job and burst
+/// APIs call the same single-buffer functions behind a queue, and kDirect was the fastest at
+/// 64, 512 and 1400 bytes (64 B: 30 ns/packet against 51 for kBurst and 68 for kJobs).
 enum class GcmBurstMode : uint8_t {
-  kDirect,  ///< one direct AES-GCM call per buffer (gcm256_enc/dec)
+  kDirect,  ///< one direct AES-GCM call per buffer (gcm256_enc/dec); the default
   kJobs,    ///< job API: IMB_GET_NEXT_JOB, IMB_SUBMIT_JOB, IMB_GET_COMPLETED_JOB, IMB_FLUSH_JOB
   kBurst,   ///< burst API: IMB_GET_NEXT_BURST, IMB_SUBMIT_BURST, IMB_FLUSH_BURST
 };
