@@ -215,7 +215,7 @@ uint32_t CryptoEngine::imb_burst(GcmOp* ops, uint32_t n) noexcept {
     uint32_t got = IMB_GET_NEXT_BURST(mgr_, want, jobs);
     if (got < want) {
       // The ring holds unfinished jobs (never after a call of ours returned): finish them.
-      const uint32_t flushed = IMB_FLUSH_BURST(mgr_, IMB_MAX_JOBS, jobs);
+      const uint32_t flushed = IMB_FLUSH_BURST(mgr_, IMB_MAX_BURST_SIZE, jobs);
       for (uint32_t j = 0; j < flushed; ++j) ok += finish_job<kSeal>(jobs[j]);
       got = IMB_GET_NEXT_BURST(mgr_, want, jobs);
       if (got == 0) [[unlikely]] {
@@ -226,7 +226,8 @@ uint32_t CryptoEngine::imb_burst(GcmOp* ops, uint32_t n) noexcept {
     for (uint32_t j = 0; j < got; ++j) fill_job<kSeal>(jobs[j], &ops[base + j]);
     const uint32_t completed = IMB_SUBMIT_BURST(mgr_, got, jobs);
     if (completed == 0 && imb_get_errno(mgr_) != 0) [[unlikely]] {
-      // The checked burst refuses all of its jobs when one is invalid.
+      // The checked burst validates every job before submitting any: on an invalid one
+      // nothing was queued, so the whole chunk fails and the ring stays empty.
       for (uint32_t j = 0; j < got; ++j) fail_op<kSeal>(&ops[base + j]);
     } else {
       for (uint32_t j = 0; j < completed; ++j) ok += finish_job<kSeal>(jobs[j]);
