@@ -444,7 +444,8 @@ json Appliance::Impl::show_stats() {
   json ws = json::array();
   json drops = json::object();
   for (size_t d = 0; d < static_cast<size_t>(dp::Drop::kCount); ++d) drops[std::string(dp::drop_name(static_cast<dp::Drop>(d)))] = 0;
-  uint64_t enc = 0, dec = 0, arp = 0, echo = 0, icmp = 0, icmp_rl = 0, mss = 0, flows_new = 0, flow_full = 0, ctl = 0;
+  uint64_t enc = 0, dec = 0, arp = 0, echo = 0, icmp = 0, icmp_rl = 0, mss = 0, flows_new = 0, flow_full = 0, ctl = 0,
+           parked = 0, released = 0;
   for (const auto& slot : workers) {
     const auto& c = slot.worker->counters();
     uint64_t rx = 0, tx = 0;
@@ -473,6 +474,8 @@ json Appliance::Impl::show_stats() {
     flows_new += c.flows_created.load();
     flow_full += c.flow_cache_full.load();
     ctl += c.control_tx.load();
+    parked += c.arp_parked.load();
+    released += c.arp_released.load();
   }
   json counters = {{"encapsulated", enc},
                    {"decapsulated", dec},
@@ -486,6 +489,8 @@ json Appliance::Impl::show_stats() {
                    {"flows_created", flows_new},
                    {"flow_cache_full", flow_full},
                    {"control_tx", ctl},
+                   {"arp_parked", parked},
+                   {"arp_released", released},
                    {"control_tx_dropped", control_tx_dropped},
                    {"snapshot_generation", generation},
                    {"snapshots_awaiting_grace", published->retired()}};

@@ -81,6 +81,8 @@ struct alignas(64) WorkerCounters {
   Counter flow_cache_full;  // flow could not be inserted (packet still forwarded)
   Counter polls, busy_polls;  // loop iterations, and those that moved at least one packet
   Counter control_tx;      // frames control asked this worker to send
+  Counter arp_parked;      // packets held while their LAN destination was being resolved
+  Counter arp_released;    // ... and sent once it was
 
   void drop(Drop d, uint64_t n = 1) noexcept { drops[static_cast<size_t>(d)].add(n); }
 };

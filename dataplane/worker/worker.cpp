@@ -31,6 +31,9 @@ constexpr uint32_t kExpireBucketsPerPoll = 16;
 constexpr uint64_t kFlowIdleSeconds = 120;
 constexpr uint32_t kResolveMemoSlots = 64;
 constexpr uint64_t kResolveMemoMs = 200;
+constexpr uint32_t kParkSlots = 64;         // packets held while ARP resolves, per worker
+constexpr uint32_t kParkPerDestination = 3;  // Linux's unres_qlen default
+constexpr uint64_t kParkMs = 1000;
 constexpr uint32_t kIdleSpinRounds = 16;
 constexpr uint32_t kIdleMaxSleepUs = 200;
 
@@ -72,6 +75,13 @@ struct Worker::Impl {
     uint8_t port = 0;
     uint64_t tsc = 0;
   };
+  struct Parked {
+    rte_mbuf* m;
+    uint32_t ip;
+    uint16_t l3_off;
+    uint8_t port;
+    uint64_t tsc;
+  };
 
   WorkerConfig cfg;
   WorkerCounters ctr;
@@ -80,6 +90,9 @@ struct Worker::Impl {
   std::vector<uint64_t> peer_seq;
   std::array<TxBuf, kMaxPorts> txq{};
   std::array<Memo, kResolveMemoSlots> memo{};
+  std::array<Parked, kParkSlots> parked{};
+  uint32_t n_parked = 0;
+  uint64_t parked_gen = 0;
   uint64_t hz;
   uint16_t ip_id = 0;
   bool online = false;
@@ -100,6 +113,9 @@ struct Worker::Impl {
   void icmp_error(const Snapshot& s, rte_mbuf* m, const HeaderView& hv, uint8_t type, uint8_t code, uint16_t mtu,
                   uint8_t in_port, uint64_t now) noexcept;
   void to_control(rte_mbuf* m, uint8_t port) noexcept;
+  [[gnu::cold]] bool park(rte_mbuf* m, uint32_t ip, uint16_t l3_off, uint8_t port, uint64_t now) noexcept;
+  void release_parked(const Snapshot& s, uint64_t now) noexcept;
+  void send_lan(const Snapshot& s, rte_mbuf* m, uint16_t l3_off, uint8_t lan, const MacAddr& mac) noexcept;
   void request_resolve(uint8_t port, Ipv4 ip, uint64_t now) noexcept;
   void tx(const Snapshot& s, uint8_t port, rte_mbuf* m) noexcept;
   void flush(const Snapshot& s, uint8_t port) noexcept;
@@ -280,23 +296,59 @@ void Worker::Impl::to_lan(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_
   const MacAddr* mac = s.neighbors.lookup(lan, Ipv4{hv.dst4});
   if (mac == nullptr) {
     request_resolve(lan, Ipv4{hv.dst4}, now);
-    drop(m, Drop::kUnresolved);
+    if (!park(m, hv.dst4, hv.l3_off, lan, now)) drop(m, Drop::kUnresolved);
     return;
   }
+  send_lan(s, m, hv.l3_off, lan, *mac);
+}
+
+void Worker::Impl::send_lan(const Snapshot& s, rte_mbuf* m, uint16_t l3_off, uint8_t lan, const MacAddr& mac) noexcept {
   uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
-  ipv4_ttl_decrement(f + hv.l3_off);
-  if (hv.l3_off != kEthLen) {  // VLAN-tagged in, untagged out
-    f = reinterpret_cast<uint8_t*>(rte_pktmbuf_adj(m, static_cast<uint16_t>(hv.l3_off - kEthLen)));
+  ipv4_ttl_decrement(f + l3_off);
+  if (l3_off != kEthLen) {  // VLAN-tagged in, untagged out
+    f = reinterpret_cast<uint8_t*>(rte_pktmbuf_adj(m, static_cast<uint16_t>(l3_off - kEthLen)));
     if (f == nullptr) {
       drop(m, Drop::kRunt);
       return;
     }
   }
-  std::memcpy(f, mac->b.data(), 6);
-  std::memcpy(f + 6, p.mac.b.data(), 6);
+  std::memcpy(f, mac.b.data(), 6);
+  std::memcpy(f + 6, s.ports[lan].mac.b.data(), 6);
   f[12] = 0x08;
   f[13] = 0x00;
   tx(s, lan, m);
+}
+
+// Holds a packet whose LAN destination control is resolving, as a kernel router does, so the
+// first packets of a conversation are not lost to ARP.
+bool Worker::Impl::park(rte_mbuf* m, uint32_t ip, uint16_t l3_off, uint8_t port, uint64_t now) noexcept {
+  if (n_parked == kParkSlots) return false;
+  uint32_t same = 0;
+  for (uint32_t i = 0; i < n_parked; ++i) same += parked[i].ip == ip && parked[i].port == port;
+  if (same >= kParkPerDestination) return false;
+  parked[n_parked++] = Parked{m, ip, l3_off, port, now};
+  ctr.arp_parked.add();
+  return true;
+}
+
+void Worker::Impl::release_parked(const Snapshot& s, uint64_t now) noexcept {
+  const bool fresh = s.generation != parked_gen;
+  parked_gen = s.generation;
+  const uint64_t limit = kParkMs * hz / 1000;
+  uint32_t keep = 0;
+  for (uint32_t i = 0; i < n_parked; ++i) {
+    Parked p = parked[i];
+    const MacAddr* mac = fresh ? s.neighbors.lookup(p.port, Ipv4{p.ip}) : nullptr;
+    if (mac != nullptr) {
+      ctr.arp_released.add();
+      send_lan(s, p.m, p.l3_off, p.port, *mac);
+    } else if (now - p.tsc > limit) {
+      drop(p.m, Drop::kUnresolved);
+    } else {
+      parked[keep++] = p;
+    }
+  }
+  n_parked = keep;
 }
 
 void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint16_t peer, uint8_t in_port,
@@ -502,6 +554,7 @@ uint32_t Worker::Impl::poll() noexcept {
       rx_wan(*s, q.port, pkts, n, now);
     moved += n;
   }
+  if (n_parked != 0) release_parked(*s, now);
   for (uint8_t p = 0; p < s->ports.size(); ++p) flush(*s, p);
   flows.expire(now, flow_idle_tsc, kExpireBucketsPerPoll);
   if (moved) ctr.busy_polls.add();
@@ -511,7 +564,9 @@ uint32_t Worker::Impl::poll() noexcept {
 }
 
 Worker::Worker(const WorkerConfig& cfg) : impl_(std::make_unique<Impl>(cfg)) {}
-Worker::~Worker() = default;
+Worker::~Worker() {
+  for (uint32_t i = 0; i < impl_->n_parked; ++i) rte_pktmbuf_free(impl_->parked[i].m);
+}
 
 uint32_t Worker::poll_once() noexcept { return impl_->poll(); }
 

@@ -1,6 +1,7 @@
 // The real worker on ring ports with real mbufs: one poll at a time, packets in and out as
 // bytes. An edge and a hub are wired back to back through their uplink rings.
 #include <gtest/gtest.h>
+#include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_eth_ring.h>
 #include <rte_mbuf.h>
@@ -426,24 +427,43 @@ TEST(Worker, NoRouteIsCountedAndAnsweredWithNetUnreachable) {
   EXPECT_EQ((*r)[35], 0);
 }
 
-TEST(Worker, UnresolvedLanHostIsCountedAndControlIsAsked) {
+TEST(Worker, UnresolvedLanHostIsParkedWhileControlResolvesIt) {
   Pair p;
-  inject(p.edge.lan_in, from_a(udp(1, 2, "x"), {}, "192.168.20.55"));
+  for (const char* payload : {"x1", "x2", "x3", "x4"}) inject(p.edge.lan_in, from_a(udp(1, 2, payload), {}, "192.168.20.55"));
   p.edge.worker->poll_once();
   p.hub.worker->poll_once();
-  EXPECT_EQ(p.hub.drops(Drop::kUnresolved), 1u);
+  EXPECT_EQ(p.hub.worker->counters().arp_parked.load(), 3u) << "three held per destination, like Linux";
+  EXPECT_EQ(p.hub.drops(Drop::kUnresolved), 1u) << "the fourth did not fit";
+  EXPECT_FALSE(take(p.hub.lan_out));
   dp::ResolveRequest rr{};
   ASSERT_EQ(rte_ring_dequeue_elem(p.hub.ch.to_control_resolve, &rr, sizeof rr), 0);
   EXPECT_EQ(rr.ip, ip("192.168.20.55").v);
   EXPECT_EQ(rr.port, 0);
-  // Control resolves it; the next packet goes through.
+  EXPECT_NE(rte_ring_dequeue_elem(p.hub.ch.to_control_resolve, &rr, sizeof rr), 0) << "asked once, not per packet";
+  // Control resolves it: the held packets leave in order with the next snapshot.
   p.hub.learn(0, ip("192.168.20.55"), mac(0x55));
-  inject(p.edge.lan_in, from_a(udp(1, 2, "y"), {}, "192.168.20.55"));
+  p.hub.worker->poll_once();
+  for (const char* payload : {"x1", "x2", "x3"}) {
+    auto got = take(p.hub.lan_out);
+    ASSERT_TRUE(got) << payload;
+    EXPECT_EQ((*got)[5], 0x55);
+    EXPECT_EQ((*got)[14 + 8], 62) << "TTL decremented once at each end";
+    EXPECT_TRUE(ipv4_checksum_ok(*got, 14));
+    EXPECT_EQ(0, std::memcmp(got->data() + got->size() - 2, payload, 2));
+  }
+  EXPECT_EQ(p.hub.worker->counters().arp_released.load(), 3u);
+}
+
+TEST(Worker, ParkedPacketsAreDroppedWhenResolutionTakesTooLong) {
+  Pair p;
+  inject(p.edge.lan_in, from_a(udp(1, 2, "lost"), {}, "192.168.20.66"));
   p.edge.worker->poll_once();
   p.hub.worker->poll_once();
-  auto got = take(p.hub.lan_out);
-  ASSERT_TRUE(got);
-  EXPECT_EQ((*got)[5], 0x55);
+  ASSERT_EQ(p.hub.worker->counters().arp_parked.load(), 1u);
+  const uint64_t end = rte_get_tsc_cycles() + rte_get_tsc_hz() * 3 / 2;
+  while (rte_get_tsc_cycles() < end && p.hub.drops(Drop::kUnresolved) == 0) p.hub.worker->poll_once();
+  EXPECT_EQ(p.hub.drops(Drop::kUnresolved), 1u) << "given up after the hold time";
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
 }
 
 TEST(Worker, TooBigWithDfGetsFragmentationNeededWithTheTunnelMtu) {
