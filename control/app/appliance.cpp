@@ -21,7 +21,7 @@
 #include "control/neighbor/neighbor.hpp"
 #include "control/publish/topology.hpp"
 #include "dataplane/api/worker.hpp"
-#include "dataplane/proto/proto.hpp"
+#include "dataplane/api/arp.hpp"
 #include "drivers/api/placement.hpp"
 #include "drivers/api/ports.hpp"
 

@@ -1,7 +1,6 @@
 #include "control/neighbor/neighbor.hpp"
 
-#include "dataplane/parse/parse.hpp"
-#include "dataplane/proto/proto.hpp"
+#include "dataplane/api/arp.hpp"
 
 namespace sdwan::cp {
 
@@ -116,11 +115,8 @@ std::vector<NeighborManager::Info> NeighborManager::dump() const {
 
 uint32_t handle_arp_frame(NeighborManager& nm, uint8_t port, const uint8_t* frame, uint32_t len, MacAddr our_mac,
                           Ipv4 our_ip, uint64_t now_ms, uint8_t* out) {
-  dp::HeaderView hv;
   dp::ArpInfo a;
-  if (dp::parse_frame(frame, len, &hv) != dp::ParseError::kOk || hv.l3 != dp::L3::kArp ||
-      !dp::parse_arp(frame, len, hv, &a))
-    return 0;
+  if (!dp::arp_from_frame(frame, len, &a)) return 0;
   if (!nm.on_arp(port, ArpPacket{a.op, a.sha, a.spa, a.tpa}, now_ms)) return 0;
   return dp::build_arp_reply(out, our_mac, our_ip, a);
 }

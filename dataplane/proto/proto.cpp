@@ -265,4 +265,9 @@ bool clamp_tcp_mss(uint8_t* frame, uint32_t len, const HeaderView& hv, uint16_t 
   return false;
 }
 
+bool arp_from_frame(const uint8_t* frame, uint32_t len, ArpInfo* out) noexcept {
+  HeaderView hv;
+  return parse_frame(frame, len, &hv) == ParseError::kOk && hv.l3 == L3::kArp && parse_arp(frame, len, hv, out);
+}
+
 }  // namespace sdwan::dp

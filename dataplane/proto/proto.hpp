@@ -6,13 +6,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "dataplane/api/arp.hpp"
 #include "dataplane/api/types.hpp"
 #include "dataplane/parse/parse.hpp"
 
 namespace sdwan::dp {
 
-/// Length of every ARP frame this module writes (Ethernet minimum, without FCS).
-constexpr uint32_t kArpFrameLen = 60;
 /// Largest ICMP error build_icmp_error writes (RFC 1812 4.3.2.3).
 constexpr uint32_t kIcmpErrorMaxLen = 576;
 /// ICMP types and codes the worker sends.
@@ -43,29 +42,11 @@ uint16_t csum_update16(uint16_t check, uint16_t old_word, uint16_t new_word) noe
 /// incrementally (RFC 1624). Precondition: TTL > 1 (the caller sends time-exceeded otherwise).
 void ipv4_ttl_decrement(uint8_t* ip) noexcept;
 
-/// The fields of an Ethernet/IPv4 ARP packet, host order.
-struct ArpInfo {
-  uint16_t op;  ///< kArpOpRequest, kArpOpReply, or anything the sender put there
-  MacAddr sha;  ///< sender hardware address
-  Ipv4 spa;     ///< sender protocol address
-  MacAddr tha;  ///< target hardware address
-  Ipv4 tpa;     ///< target protocol address
-};
-
 /// Reads the ARP body at hv.l3_off of a frame parse_frame classified as kArp. False unless it
 /// is Ethernet/IPv4 ARP (htype 1, ptype 0x0800, hlen 6, plen 4) and all 28 bytes are present.
 bool parse_arp(const uint8_t* frame, uint32_t len, const HeaderView& hv, ArpInfo* out) noexcept;
 
-/// Writes an untagged Ethernet+ARP reply to request (to its sender) into out (>= 60 bytes),
-/// zero-padded; returns kArpFrameLen.
-uint32_t build_arp_reply(uint8_t* out, MacAddr our_mac, Ipv4 our_ip, const ArpInfo& request) noexcept;
-
-/// Writes a broadcast ARP request for target into out (>= 60 bytes); returns kArpFrameLen.
-uint32_t build_arp_request(uint8_t* out, MacAddr our_mac, Ipv4 our_ip, Ipv4 target) noexcept;
-
-/// Writes a gratuitous ARP (broadcast request, spa == tpa == our_ip, tha zero, RFC 5227) into
-/// out (>= 60 bytes); returns kArpFrameLen.
-uint32_t build_garp(uint8_t* out, MacAddr our_mac, Ipv4 our_ip) noexcept;
+// build_arp_reply, build_arp_request and build_garp: dataplane/api/arp.hpp.
 
 /// Turns the IPv4 ICMP echo request frame parsed into hv into its reply in place: MACs and
 /// addresses swapped, type 0, TTL 64, both checksums updated. False, frame untouched, unless it
