@@ -402,6 +402,25 @@ TEST(Worker, TtlOneGetsTimeExceededFromTheLanAddress) {
   EXPECT_EQ(p.edge.worker->counters().icmp_errors_sent.load(), 1u);
 }
 
+TEST(Worker, IcmpErrorsAreRateLimitedPerWorker) {
+  Pair p;
+  p.edge.topo.icmp_errors_per_sec = 1;  // burst 50 (Snapshot default); 1/s refills nothing within the test
+  p.edge.publish();
+  for (int i = 0; i < 80; ++i) {
+    inject(p.edge.lan_in, from_a(udp(1, static_cast<uint16_t>(33434 + i), "t"), {.ttl = 1}));
+    if (i % 20 == 19) p.edge.worker->poll_once();
+  }
+  p.edge.worker->poll_once();
+  const auto& c = p.edge.worker->counters();
+  EXPECT_EQ(p.edge.drops(Drop::kTtlExpired), 80u) << "every expired packet is counted";
+  EXPECT_EQ(c.icmp_errors_sent.load(), 50u) << "but only a burst's worth is answered";
+  EXPECT_EQ(c.icmp_errors_ratelimited.load(), 30u);
+  int replies = 0;
+  while (take(p.edge.lan_out)) ++replies;
+  EXPECT_EQ(replies, 50);
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
 TEST(Worker, TtlExpiringAtTheHubIsReportedBackThroughTheOverlay) {
   Pair p;
   inject(p.edge.lan_in, from_a(udp(1, 33435, "trace"), {.ttl = 2}));
