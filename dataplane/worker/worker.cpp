@@ -104,6 +104,8 @@ struct Worker::Impl {
   uint32_t poll() noexcept;
   void rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
   void rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
+  bool rx_front(rte_mbuf* m, uint8_t port, HeaderView* hv) noexcept;
+  void wan_one(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept;
   void forward(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t in_port, bool from_overlay,
                uint64_t now) noexcept;
   void to_lan(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t lan, uint8_t in_port, uint64_t now) noexcept;
@@ -420,96 +422,70 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
   tx(s, p.port, m);
 }
 
-void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
+// The front both RX paths share: one segment, parsed, ARP to control, IPv4 only. False when
+// the packet was consumed (dropped and counted, or handed to control).
+bool Worker::Impl::rx_front(rte_mbuf* m, uint8_t port, HeaderView* hv) noexcept {
+  if (m->nb_segs != 1) {
+    drop(m, Drop::kTooBig);
+    return false;
+  }
+  const ParseError pe = parse_mbuf(m, hv);
+  if (pe != ParseError::kOk) {
+    drop(m, drop_for(pe));
+    return false;
+  }
+  if (hv->l3 == L3::kArp) {
+    to_control(m, port);
+    return false;
+  }
+  if (hv->l3 != L3::kIpv4) {
+    drop(m, Drop::kIpv6Unsupported);
+    return false;
+  }
+  return true;
+}
+
+template <class F>
+static void for_each_prefetched(rte_mbuf** pkts, uint16_t n, F&& f) noexcept {
   for (uint16_t i = 0; i < std::min<uint16_t>(n, kPrefetchAhead); ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
   for (uint16_t i = 0; i < n; ++i) {
     if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
-    rte_mbuf* m = pkts[i];
-    if (m->nb_segs != 1) {
-      drop(m, Drop::kTooBig);
-      continue;
-    }
-    HeaderView hv;
-    const ParseError pe = parse_mbuf(m, &hv);
-    if (pe != ParseError::kOk) {
-      drop(m, drop_for(pe));
-      continue;
-    }
-    if (hv.l3 == L3::kArp) {
-      to_control(m, port);
-      continue;
-    }
-    if (hv.l3 != L3::kIpv4) {
-      drop(m, Drop::kIpv6Unsupported);
-      continue;
-    }
-    forward(s, m, hv, port, false, now);
+    f(pkts[i]);
   }
 }
 
-void Worker::Impl::rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
-  const PortInfo& pi = s.ports[port];
-  for (uint16_t i = 0; i < std::min<uint16_t>(n, kPrefetchAhead); ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
-  for (uint16_t i = 0; i < n; ++i) {
-    if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
-    rte_mbuf* m = pkts[i];
-    if (m->nb_segs != 1) {
-      drop(m, Drop::kTooBig);
-      continue;
-    }
+void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
+  for_each_prefetched(pkts, n, [&](rte_mbuf* m) {
     HeaderView hv;
-    const ParseError pe = parse_mbuf(m, &hv);
-    if (pe != ParseError::kOk) {
-      drop(m, drop_for(pe));
-      continue;
-    }
-    if (hv.l3 == L3::kArp) {
-      to_control(m, port);
-      continue;
-    }
-    if (hv.l3 != L3::kIpv4) {
-      drop(m, Drop::kIpv6Unsupported);
-      continue;
-    }
-    if (hv.dst4 != pi.addr.v) {
-      drop(m, Drop::kNotForUs);
-      continue;
-    }
-    if (hv.fragment) {
-      drop(m, Drop::kFragment);
-      continue;
-    }
-    if (hv.proto == IPPROTO_UDP && hv.dport == s.overlay_port) {
-      const uint64_t key = uint64_t{port} << 32 | hv.src4;
-      auto it = std::lower_bound(s.path_by_remote.begin(), s.path_by_remote.end(), key,
-                                 [](const auto& a, uint64_t k) { return a.first < k; });
-      if (it == s.path_by_remote.end() || it->first != key) {
-        drop(m, Drop::kUnknownPeer);
-        continue;
-      }
-      OverlayHdr ov;
-      if (!overlay_decap(m, hv.l4_off, &ov)) {
-        drop(m, Drop::kBadOverlay);
-        continue;
-      }
-      path_ctr[it->second].rx_pkts.add();
-      path_ctr[it->second].rx_bytes.add(rte_pktmbuf_pkt_len(m));
-      HeaderView ihv;
-      const ParseError ie = parse_mbuf(m, &ihv);
-      if (ie != ParseError::kOk) {
-        drop(m, drop_for(ie));
-        continue;
-      }
-      if (ihv.l3 != L3::kIpv4) {
-        drop(m, Drop::kIpv6Unsupported);
-        continue;
-      }
-      ctr.decapsulated.add();
-      forward(s, m, ihv, port, true, now);
-      continue;
-    }
-    local_in(s, m, hv, port, false, now);
-  }
+    if (rx_front(m, port, &hv)) forward(s, m, hv, port, false, now);
+  });
+}
+
+void Worker::Impl::rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
+  for_each_prefetched(pkts, n, [&](rte_mbuf* m) { wan_one(s, port, m, now); });
+}
+
+// An uplink accepts only what is addressed to it: overlay from a known endpoint, or ICMP echo.
+void Worker::Impl::wan_one(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept {
+  HeaderView hv;
+  if (!rx_front(m, port, &hv)) return;
+  if (hv.dst4 != s.ports[port].addr.v) return drop(m, Drop::kNotForUs);
+  if (hv.fragment) return drop(m, Drop::kFragment);
+  if (hv.proto != IPPROTO_UDP || hv.dport != s.overlay_port) return local_in(s, m, hv, port, false, now);
+  const uint64_t key = uint64_t{port} << 32 | hv.src4;
+  auto it = std::lower_bound(s.path_by_remote.begin(), s.path_by_remote.end(), key,
+                             [](const auto& a, uint64_t k) { return a.first < k; });
+  if (it == s.path_by_remote.end() || it->first != key) return drop(m, Drop::kUnknownPeer);
+  OverlayHdr ov;
+  if (!overlay_decap(m, hv.l4_off, &ov)) return drop(m, Drop::kBadOverlay);
+  path_ctr[it->second].rx_pkts.add();
+  path_ctr[it->second].rx_bytes.add(rte_pktmbuf_pkt_len(m));
+  HeaderView ihv;
+  const ParseError ie = parse_mbuf(m, &ihv);
+  if (ie != ParseError::kOk) return drop(m, drop_for(ie));
+  if (ihv.l3 != L3::kIpv4) return drop(m, Drop::kIpv6Unsupported);
+  ctr.decapsulated.add();
+  forward(s, m, ihv, port, true, now);
 }
 
 uint32_t Worker::Impl::poll() noexcept {
