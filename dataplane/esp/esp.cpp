@@ -59,12 +59,16 @@ inline uint16_t fold(uint32_t s) noexcept {
 // Bytes of padding that make inner + pad + 2 a multiple of 4.
 inline uint32_t pad_for(uint32_t inner_len) noexcept { return (0u - (inner_len + 2)) & 3u; }
 
-// The padding RFC 4303 2.4 prescribes, 1, 2, 3..., for comparing a received one at once.
-constexpr std::array<uint8_t, 255> kPadSeq = [] {
-  std::array<uint8_t, 255> a{};
-  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint8_t>(i + 1);
-  return a;
-}();
+// The start of the padding RFC 4303 2.4 prescribes (1, 2, 3...): at most 3 bytes are needed.
+constexpr uint8_t kPadStart[4] = {1, 2, 3, 4};
+
+// RFC 4303 2.4 padding, 1, 2, 3...: a loop rather than memcmp, as it is 0 to 3 bytes nearly
+// always and a call costs more than that.
+inline bool pad_ok(const uint8_t* p, uint32_t pad) noexcept {
+  uint32_t diff = 0;
+  for (uint32_t k = 0; k < pad; ++k) diff |= p[k] ^ (k + 1);
+  return diff == 0;
+}
 
 // Moves the chunk at pkts[base, base + n), already laid out as [kept kc][failed], behind the
 // packets kept so far: pkts[0, kept) kept, pkts[kept, base) earlier failures.
@@ -187,7 +191,7 @@ uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, std::span<rte_m
       // Trailer: 1, 2, 3 then pad length and next header over them; the tailroom check
       // covers these 4 bytes (they end inside the ICV's room when pad < 2).
       uint8_t* t = data + len;
-      std::memcpy(t, kPadSeq.data(), 4);
+      std::memcpy(t, kPadStart, 4);
       t[pad] = static_cast<uint8_t>(pad);
       t[pad + 1] = next_header;
 
@@ -279,6 +283,9 @@ uint16_t esp_decrypt_burst(CryptoEngine& engine, InboundTable& table, std::span<
     alignas(16) uint8_t iv[kChunk][kGcmIvLen];
     alignas(16) uint8_t aad[kChunk][12];
     uint32_t ng = 0;
+    // The SA of the previous packet: consecutive packets mostly share one.
+    uint32_t last_spi = 0;
+    InboundSa* last_sa = nullptr;
 
     for (uint32_t i = 0; i < std::min(n, kPrefetchAhead); ++i) rte_prefetch0(rte_pktmbuf_mtod(in[i], void*));
     for (uint32_t i = 0; i < n; ++i) {
@@ -313,7 +320,12 @@ uint16_t esp_decrypt_burst(CryptoEngine& engine, InboundTable& table, std::span<
             why = EspDrop::kRunt;
           } else {
             const uint8_t* esp = f + esp_off;
-            sa = table.find(get32(esp));
+            const uint32_t spi = get32(esp);
+            if (spi != last_spi || last_sa == nullptr) {
+              last_sa = table.find(spi);
+              last_spi = spi;
+            }
+            sa = last_sa;
             if (sa == nullptr) [[unlikely]] {
               why = EspDrop::kUnknownSpi;
             } else {
@@ -365,6 +377,10 @@ uint16_t esp_decrypt_burst(CryptoEngine& engine, InboundTable& table, std::span<
 
     uint32_t kc = 0;
     uint64_t bytes = 0;
+    // Per-SA counts go out once per run of packets of one SA (a burst is mostly one SA),
+    // not once per packet.
+    InboundSa* run_sa = nullptr;
+    uint64_t run_pkts = 0, run_bytes = 0;
     for (uint32_t j = 0; j < ng; ++j) {
       const Pending& p = pend[j];
       const GcmOp& op = ops[j];
@@ -377,7 +393,7 @@ uint16_t esp_decrypt_burst(CryptoEngine& engine, InboundTable& table, std::span<
         const uint8_t* pt = op.data;
         const uint32_t pad = pt[op.len - 2];
         const uint8_t nh = pt[op.len - 1];
-        if (pad + 2 > op.len || std::memcmp(pt + op.len - 2 - pad, kPadSeq.data(), pad) != 0) [[unlikely]] {
+        if (pad + 2 > op.len || !pad_ok(pt + op.len - 2 - pad, pad)) [[unlikely]] {
           why = EspDrop::kBadPad;
           sa->bad_trailer.add();
         } else if (nh != kEspNextIpv4 && nh != kEspNextIpv6 && nh != kEspNextOverlay) [[unlikely]] {
@@ -398,8 +414,16 @@ uint16_t esp_decrypt_burst(CryptoEngine& engine, InboundTable& table, std::span<
           m->ol_flags &= ~(RTE_MBUF_F_RX_IP_CKSUM_MASK | RTE_MBUF_F_RX_L4_CKSUM_MASK |
                            RTE_MBUF_F_RX_OUTER_L4_CKSUM_MASK | RTE_MBUF_F_RX_OUTER_IP_CKSUM_BAD);
           m->packet_type = 0;
-          sa->pkts.add();
-          sa->bytes.add(inner);
+          if (sa != run_sa) {
+            if (run_sa != nullptr) {
+              run_sa->pkts.add(run_pkts);
+              run_sa->bytes.add(run_bytes);
+            }
+            run_sa = sa;
+            run_pkts = run_bytes = 0;
+          }
+          ++run_pkts;
+          run_bytes += inner;
           next_headers_out[kept + kc] = nh;
           if (sa_tags_out != nullptr) sa_tags_out[kept + kc] = sa->tag;
           in[kc++] = m;
@@ -409,6 +433,10 @@ uint16_t esp_decrypt_burst(CryptoEngine& engine, InboundTable& table, std::span<
       }
       counters.drop(why);
       bad[nb++] = p.m;
+    }
+    if (run_sa != nullptr) {
+      run_sa->pkts.add(run_pkts);
+      run_sa->bytes.add(run_bytes);
     }
     std::memcpy(in + kc, bad, nb * sizeof(rte_mbuf*));
     counters.dec_pkts.add(kc);

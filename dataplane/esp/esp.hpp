@@ -104,8 +104,9 @@ struct alignas(64) EspCounters {
 /// its IP header on, or our overlay header and the inner packet when next_header is 253) into
 /// the ESP-in-UDP frame above, with sa's path as outer headers. Sequence numbers are reserved
 /// once per burst, consecutive over the packets kept. Keeps n packets in pkts[0, n), in their
-/// order; the others are moved to pkts[n, size), untouched (still plaintext: never send them),
-/// and counted: too_big, no_room, sa_expired (all of them once sa.expired()).
+/// order; the others are moved to pkts[n, size) and counted: too_big, no_room, sa_expired (all
+/// of them once sa.expired()), each untouched and still plaintext (never send them), and
+/// seal_failed, which the library never reports for valid operations (headers already added).
 uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, std::span<rte_mbuf*> pkts,
                            uint8_t next_header, EspCounters& counters) noexcept;
 
