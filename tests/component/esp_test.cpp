@@ -1038,6 +1038,13 @@ TEST(EspScapy, DecryptsOursAndWeDecryptTheirs) {
   char tmpl[] = "/tmp/sdwan-esp-scapy-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::filesystem::path dir(tmpl);
+  struct RemoveDir {
+    std::filesystem::path p;
+    ~RemoveDir() {
+      std::error_code ec;
+      std::filesystem::remove_all(p, ec);
+    }
+  } remove_dir{dir};
   std::ofstream ours(dir / "ours.txt"), make(dir / "make.txt");
   std::vector<std::unique_ptr<Tunnel>> tunnels;
   std::map<std::string, Bytes> made_inner;
@@ -1103,8 +1110,6 @@ TEST(EspScapy, DecryptsOursAndWeDecryptTheirs) {
   }
   EXPECT_EQ(n_theirs, n_make);
   EXPECT_EQ(tunnels[1]->in->window.top(), (uint64_t{5} << 32) + 10 + n_make / 2 - 1);
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
 }
 
 }  // namespace
