@@ -213,9 +213,7 @@ Status Appliance::Impl::bring_up() {
     wc.snapshot = published.get();
     wc.qsbr = rcu->get();
     wc.channels = slot.ch;
-    wc.pool = pool;
     wc.flow_capacity = cfg.flow_capacity;
-    wc.socket = socket;
     slot.worker = std::make_unique<dp::Worker>(wc);
     slot.lcore = plan.workers[w];
     slot.stop = &workers_stop;

@@ -11,8 +11,6 @@
 #include "dataplane/api/published.hpp"
 #include "dataplane/api/snapshot.hpp"
 
-struct rte_mempool;
-
 namespace sdwan::dp {
 
 /// One RX queue a worker polls.
@@ -29,9 +27,7 @@ struct WorkerConfig {
   const Published<Snapshot>* snapshot = nullptr;
   rte_rcu_qsbr* qsbr = nullptr;             // may be null in tests that call poll_once only
   WorkerChannels channels;
-  rte_mempool* pool = nullptr;              // for ICMP errors built from scratch
   uint32_t flow_capacity = 65536;           // flow cache entries (rounded up to a power of two)
-  int socket = 0;                           // NUMA node for the worker's own memory
 };
 
 /// A worker. Created by control before launch; afterwards only its own lcore touches it,

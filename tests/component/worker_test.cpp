@@ -117,7 +117,6 @@ struct Node {
     wc.rx = {{0, 0}, {1, 0}};
     wc.snapshot = &pub;
     wc.channels = ch;
-    wc.pool = pool();
     wc.flow_capacity = 4096;
     worker = std::make_unique<dp::Worker>(wc);
   }
