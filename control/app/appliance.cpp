@@ -186,6 +186,10 @@ Status Appliance::Impl::bring_up() {
   neighbors = std::make_unique<NeighborManager>(std::move(nps));
   const uint64_t now = mono_ms();
   for (const auto& tp : topo.paths) neighbors->want(tp.port, tp.l2_target, true, now);
+  // Every uplink's next hop too, even when all its endpoints are on-link: show uplinks
+  // reports it, and an operator reads an unresolved gateway as a broken uplink.
+  for (size_t i = 1; i < topo.ports.size(); ++i)
+    neighbors->want(static_cast<uint8_t>(i), cfg.uplinks[static_cast<size_t>(topo.ports[i].uplink)].next_hop, true, now);
 
   auto rt = build_routes(cfg, socket);
   if (!rt) return rt.error();
@@ -386,7 +390,7 @@ json Appliance::Impl::show_uplinks() {
                    {"bandwidth_bps", u.bandwidth_bps},
                    {"mtu", u.mtu},
                    {"link", link ? "up" : "down"},
-                   {"state", !link ? "down" : "up"}});
+                   {"state", !link ? "down" : mac ? "up" : "unresolved"}});
   }
   return out;
 }
