@@ -243,6 +243,16 @@ void show_paths(const json& data) {
   });
 }
 
+void show_neighbors(const json& data) {
+  print_rows(expect_list(data, "neighbors"), {
+      {"PORT", "port", Kind::kText},
+      {"ADDRESS", "address", Kind::kText},
+      {"MAC", "mac", Kind::kText},
+      {"STATE", "state", Kind::kText},
+      {"PERMANENT", "permanent", Kind::kText},
+  });
+}
+
 std::string uptime_cell(const json* v) {
   if (v == nullptr || !v->is_number()) return text(v);
   const auto s = static_cast<long long>(v->get<double>());
@@ -317,6 +327,7 @@ constexpr Thing kThings[] = {
     {"uplinks", "WAN uplinks: address, next hop and its MAC, cost, state", show_uplinks},
     {"peers", "remote appliances: endpoints, prefixes, paths up", show_peers},
     {"paths", "(uplink, peer endpoint) paths: state, reason, traffic", show_paths},
+    {"neighbors", "ARP entries: address, MAC, state (next hops are permanent)", show_neighbors},
     {"stats", "daemon, worker, counter and drop statistics", show_stats},
     {"version", "the daemon's name, role and version", show_version},
 };

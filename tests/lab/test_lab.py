@@ -179,6 +179,10 @@ def test_lan_host_resolves_its_gateway_by_arp(lab):
     neigh = lab.x("lan-a", "ip", "neigh", "show", GW_A, check=True).stdout
     lan_mac = next(p["mac"] for p in lab.ctl_json("edge", "ports") if p["name"] == "lan")
     assert lan_mac in neigh.lower(), f"lan-a's ARP entry for {GW_A}: {neigh!r}, edge LAN MAC {lan_mac}"
+    host_mac = lab.x("lan-a", "cat", "/sys/class/net/eth0/address", check=True).stdout.strip()
+    learned = {n["address"]: n for n in lab.ctl_json("edge", "neighbors")}
+    assert learned.get(HOST_A, {}).get("mac") == host_mac, f"the edge learned lan-a from its request: {learned}"
+    assert learned[HOST_A]["state"] == "reachable" and learned[HOST_A]["permanent"] is False
 
 
 def test_ttl_expiry_gets_time_exceeded_from_each_appliance(lab):
