@@ -232,8 +232,8 @@ inline void restore(rte_mbuf* m, uint32_t flows, uint32_t* next_flow) {
   m->pkt_len = pr->len;
   uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
   std::memcpy(f, pr->hdr, pr->hdr_len);
+  const uint32_t fl = (*next_flow)++ % flows;
   if (flows > 1) {
-    const uint32_t fl = (*next_flow)++ % flows;
     uint8_t* iph = f + pr->ip_off;
     iph[15] = uint8_t(iph[15] + fl / kFlowsPerHost);
     put16(iph + 20, uint16_t(1024 + fl % kFlowsPerHost));
@@ -247,6 +247,7 @@ struct Result {
   uint64_t pkts = 0, bytes = 0, worker_cycles = 0, wall_cycles = 0, lost = 0;
   double mpps = 0, gbps = 0, cpp = 0, mpps_wall = 0, crypto_mpps = 0, testpmd_mpps = 0;
   long peak_rss_kb = 0;
+  uint32_t flow_entries = 0;  // the worker's flow cache after the case (entries live 120 s)
   uint64_t hugepage_bytes = 0, dpdk_heap_bytes = 0;
 };
 
@@ -325,6 +326,7 @@ Result run_case(Edge& e, Dir d, uint32_t size, uint32_t flows, double seconds) {
   r.gbps = r.mpps * inner * 8 / 1e3;
   r.cpp = r.pkts ? double(r.worker_cycles) / double(r.pkts) : 0;
   r.mpps_wall = double(r.pkts) / (double(r.wall_cycles) / double(hz)) / 1e6;
+  r.flow_entries = e.worker->flow_count();
   r.peak_rss_kb = peak_rss_kb();
   r.hugepage_bytes = hugepages_in_use();
   r.dpdk_heap_bytes = dpdk_heap();
@@ -532,11 +534,11 @@ int main_(int argc, char** argv) {
                        "  {\"direction\": \"%s\", \"size\": \"%s\", \"flows\": %u, \"workers\": 1, \"mpps\": %.4f, "
                        "\"gbps\": %.4f, \"cycles_per_packet\": %.2f, \"ratio_to_crypto\": %.4f, \"ratio_to_testpmd\": %.4f, "
                        "\"crypto_mpps\": %.4f, \"testpmd_mpps\": %.4f, \"mpps_wall\": %.4f, \"lost\": %lu, "
-                       "\"peak_rss_kb\": %ld, \"hugepage_bytes\": %lu, \"dpdk_heap_bytes\": %lu, "
+                       "\"flow_entries\": %u, \"peak_rss_kb\": %ld, \"hugepage_bytes\": %lu, \"dpdk_heap_bytes\": %lu, "
                        "\"pipeline\": \"udp_overlay\", \"hugepages\": %s}%s\n",
                        dir_name(r.dir), size_name(r.size).c_str(), r.flows, r.mpps, r.gbps, r.cpp,
                        r.crypto_mpps > 0 ? r.mpps / r.crypto_mpps : 0, r.testpmd_mpps > 0 ? r.mpps / r.testpmd_mpps : 0,
-                       r.crypto_mpps, r.testpmd_mpps, r.mpps_wall, static_cast<unsigned long>(r.lost), r.peak_rss_kb,
+                       r.crypto_mpps, r.testpmd_mpps, r.mpps_wall, static_cast<unsigned long>(r.lost), r.flow_entries, r.peak_rss_kb,
                        static_cast<unsigned long>(r.hugepage_bytes), static_cast<unsigned long>(r.dpdk_heap_bytes),
                        huge ? "true" : "false", i + 1 < rs.size() ? "," : "");
         }
