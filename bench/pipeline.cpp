@@ -289,10 +289,10 @@ Result run_case(Edge& e, Dir d, uint32_t size, uint32_t flows, double seconds) {
     const uint64_t t0 = rte_rdtsc();
     e.worker->poll_once();
     const uint64_t t1 = rte_rdtsc();
+    if (measure) r.worker_cycles += t1 - t0;
     unsigned n;
     while ((n = rte_ring_sc_dequeue_burst(e.tx[out], reinterpret_cast<void**>(b.data()), kRecycleBurst, nullptr)) != 0) {
       if (measure) {
-        r.worker_cycles += t1 - t0;
         r.pkts += n;
         for (unsigned i = 0; i < n; ++i) r.bytes += b[i]->pkt_len;
       }
