@@ -814,7 +814,7 @@ TEST(EspDecrypt, MalformedOuterTable) {
        },
        ""},
       {"shorter than Ethernet + IPv4", [](Bytes f) { f.resize(33); return f; }, "runt+1"},
-      {"cut inside the ESP packet", [](Bytes f) { f.resize(f.size() - 1); return f; }, "runt+1"},
+      {"cut inside the ESP packet", [](Bytes f) { f.pop_back(); return f; }, "runt+1"},
       {"not IPv4 (ethertype)", [](Bytes f) { put16(f, 12, 0x86dd); return f; }, "bad_length+1"},
       {"IP version 6", [](Bytes f) { f[14] = 0x65; return f; }, "bad_length+1"},
       {"IHL 4", [](Bytes f) { f[14] = 0x44; return f; }, "bad_length+1"},
