@@ -39,8 +39,11 @@
 #include "control/config/config.hpp"
 #include "control/neighbor/neighbor.hpp"
 #include "control/publish/topology.hpp"
+#include "dataplane/api/esp.hpp"
 #include "dataplane/api/worker.hpp"
+#include "dataplane/esp/esp.hpp"
 #include "dataplane/esp/gcm.hpp"
+#include "dataplane/esp/sa.hpp"
 #include "dataplane/overlay/overlay.hpp"
 
 namespace sdwan::bench {
@@ -95,7 +98,7 @@ void ipv4_udp(uint8_t* p, uint32_t ip_len, uint32_t src, uint32_t dst, uint16_t 
 }
 
 // What the harness needs to put a frame back: kept at the end of the mbuf's buffer, where no
-// stage writes (the frame is at most 1518 + 44 bytes behind a 128-byte headroom).
+// stage writes (the frame is at most 1518 + 80 bytes of ESP and overlay behind a 128-byte headroom).
 struct Pristine {
   uint16_t data_off, len, hdr_len, ip_off;  // ip_off: the IPv4 header whose source varies per flow
   uint8_t hdr[128];
@@ -118,6 +121,12 @@ struct Edge {
   std::vector<rte_ring*> rx, tx;  // by port index
   rte_mempool* pool = nullptr;
   MacAddr host_a{{0x02, 0, 0, 0, 0, 0x12}}, isp{{0x02, 0, 0, 0, 0, 0xa1}};
+  cp::SnapshotSas sas;
+  // The generator's side of WAN -> LAN: what the hub's worker does before the wire (not timed).
+  std::unique_ptr<dp::CryptoEngine> gen_engine;
+  std::unique_ptr<dp::OutboundSa> gen_sa;
+  dp::EspCounters gen_counters;
+  static constexpr uint32_t kSpiHubToEdge = 0x5d000201;
 
   explicit Edge(uint32_t flow_capacity) {
     cfg.role = cp::Role::kEdge;
@@ -130,7 +139,7 @@ struct Edge {
       u.port = "ring:" + u.name;
       u.address = *Prefix4::parse(("10.1." + std::to_string(i) + ".2/24").c_str(), true);
       u.next_hop = ip(("10.1." + std::to_string(i) + ".1").c_str());
-      u.mtu = 1600;  // IMIX's 1518-byte frames plus the 44-byte tunnel overhead
+      u.mtu = 1600;  // IMIX's 1518-byte frames plus ESP in UDP and the overlay header (78-81 bytes)
       cfg.uplinks.push_back(u);
     }
     cp::PeerConfig p;
@@ -174,7 +183,34 @@ struct Edge {
     ch.to_control_pkts = rte_ring_create("bexc", 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
     ch.to_control_resolve = rte_ring_create_elem("bres", 8, 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
     ch.from_control_tx = rte_ring_create("bctx", 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    pub.publish(cp::build_snapshot(topo, live, *nm, routes, 1));
+    // ESP: an outbound SA per path, and the inbound SA of the generator's (the hub's) SA.
+    dp::EspSaParams sp;
+    sp.key.fill(0x11);
+    sp.salt.fill(0x11);
+    for (const auto& tp : topo.paths) {
+      sp.spi = 0x5d000100u + tp.id;
+      sas.out.push_back(dp::make_outbound_sa(sp, dp::EspPath{}));
+    }
+    sp.spi = kSpiHubToEdge;
+    sp.key.fill(0x22);
+    sp.salt.fill(0x22);
+    sp.replay_window = 1u << 16;
+    auto in_sa = dp::make_inbound_sa(sp);
+    auto table = dp::make_inbound_table();
+    if (!in_sa || !table || !dp::inbound_table_install(*table, in_sa.get())) die("inbound SA");
+    sas.in = {in_sa};
+    sas.inbound = table;
+    auto eng = dp::CryptoEngine::create();
+    if (!eng) die("crypto engine");
+    gen_engine = std::move(*eng);
+    uint8_t k[32], salt[4];
+    std::memset(k, 0x22, 32);
+    std::memset(salt, 0x22, 4);
+    gen_sa = std::make_unique<dp::OutboundSa>(*gen_engine, kSpiHubToEdge, k, salt, true, ~uint64_t{0},
+                                              dp::EspPath{isp, live[1].mac, ip("10.2.0.2"),
+                                                          cfg.uplinks[0].address.addr, kOverlayPort, kOverlayPort,
+                                                          1600});
+    pub.publish(cp::build_snapshot(topo, live, *nm, routes, 1, sas));
     dp::WorkerConfig wc;
     for (uint8_t i = 0; i < topo.ports.size(); ++i) wc.rx.push_back({i, 0});
     wc.snapshot = &pub;
@@ -197,7 +233,7 @@ struct Edge {
 void prepare(Edge& e, Dir d, uint32_t size, rte_mbuf* m, uint32_t i) {
   const uint32_t len = frame_size(size, i) - kFcs;  // bytes in the mbuf
   Pristine* pr = pristine(m);
-  uint8_t* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(d == Dir::kLanToWan ? len : len + 44)));
+  uint8_t* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(d == Dir::kLanToWan ? len : len - 14 + 16)));
   if (d == Dir::kLanToWan) {
     std::memcpy(f, e.live[0].mac.b.data(), 6);
     std::memcpy(f + 6, e.host_a.b.data(), 6);
@@ -206,17 +242,14 @@ void prepare(Edge& e, Dir d, uint32_t size, rte_mbuf* m, uint32_t i) {
     pr->ip_off = 14;
     pr->hdr_len = 14 + 28;
   } else {
-    // Overlay from the peer's endpoint to uplink 1 (what the hub's worker would send).
-    std::memcpy(f, e.live[1].mac.b.data(), 6);
-    std::memcpy(f + 6, e.isp.b.data(), 6);
-    put16(f + 12, 0x0800);
-    ipv4_udp(f + 14, len - 14 + 44, ip("10.2.0.2").v, e.cfg.uplinks[0].address.addr.v, kOverlayPort, kOverlayPort);
-    uint8_t* ov = f + dp::kOuterLen;
+    // Overlay header and inner packet, as the hub's worker hands them to ESP; seal_wan
+    // encrypts them from the peer's endpoint to uplink 1 each time they go in.
+    uint8_t* ov = f;
     std::memset(ov, 0, sizeof(dp::OverlayHdr));
     ov[0] = uint8_t(dp::kOverlayVersion << 4);
     put32(ov + 12, i + 1);
     ipv4_udp(ov + sizeof(dp::OverlayHdr), len - 14, ip("192.168.20.10").v, ip("192.168.10.2").v, 1024, 5001);
-    pr->ip_off = uint16_t(dp::kOuterLen + sizeof(dp::OverlayHdr));
+    pr->ip_off = uint16_t(sizeof(dp::OverlayHdr));
     pr->hdr_len = uint16_t(pr->ip_off + 28);
   }
   pr->data_off = m->data_off;
@@ -238,6 +271,17 @@ inline void restore(rte_mbuf* m, uint32_t flows, uint32_t* next_flow) {
     iph[15] = uint8_t(iph[15] + fl / kFlowsPerHost);
     put16(iph + 20, uint16_t(1024 + fl % kFlowsPerHost));
     set_cksum(iph);
+  }
+}
+
+// WAN -> LAN frames are ESP: each goes in freshly sealed under the generator's SA (new
+// sequence numbers, so the edge's anti-replay window passes them). Outside the timed poll.
+void seal_wan(Edge& e, rte_mbuf** ms, uint32_t n) {
+  for (uint32_t i = 0; i < n; i += 32) {
+    const uint32_t k = std::min<uint32_t>(32, n - i);
+    if (dp::esp_encrypt_burst(*e.gen_engine, *e.gen_sa, std::span<rte_mbuf*>(ms + i, k), dp::kEspNextOverlay,
+                              e.gen_counters) != k)
+      Edge::die("generator seal");
   }
 }
 
@@ -281,6 +325,7 @@ Result run_case(Edge& e, Dir d, uint32_t size, uint32_t flows, double seconds) {
   for (uint32_t i = 0; i < kInFlight; ++i) prepare(e, d, size, ms[i], i);
   uint32_t next_flow = 0;
   for (rte_mbuf* m : ms) restore(m, flows, &next_flow);
+  if (d == Dir::kWanToLan) seal_wan(e, ms.data(), kInFlight);
   if (rte_ring_enqueue_bulk(e.rx[in], reinterpret_cast<void**>(ms.data()), kInFlight, nullptr) != kInFlight)
     Edge::die("prefill");
   const uint64_t hz = rte_get_tsc_hz();
@@ -297,6 +342,7 @@ Result run_case(Edge& e, Dir d, uint32_t size, uint32_t flows, double seconds) {
         for (unsigned i = 0; i < n; ++i) r.bytes += b[i]->pkt_len;
       }
       for (unsigned i = 0; i < n; ++i) restore(b[i], flows, &next_flow);
+      if (d == Dir::kWanToLan) seal_wan(e, b.data(), n);
       rte_ring_sp_enqueue_bulk(e.rx[in], reinterpret_cast<void**>(b.data()), n, nullptr);
     }
   };
@@ -308,6 +354,10 @@ Result run_case(Edge& e, Dir d, uint32_t size, uint32_t flows, double seconds) {
     for (size_t i = 0; i < size_t(dp::Drop::kCount); ++i)
       if (const uint64_t n = e.worker->counters().drops[i].load())
         std::fprintf(stderr, " %s=%lu", std::string(dp::drop_name(dp::Drop(i))).c_str(), static_cast<unsigned long>(n));
+    for (size_t i = 0; i < size_t(dp::EspDrop::kCount); ++i)
+      if (const uint64_t n = e.worker->esp_counters().dropped(dp::EspDrop(i)))
+        std::fprintf(stderr, " esp:%s=%lu", std::string(dp::esp_drop_name(dp::EspDrop(i))).c_str(),
+                     static_cast<unsigned long>(n));
     std::fprintf(stderr, "\n");
   }
   const uint64_t start = rte_rdtsc(), end = start + uint64_t(seconds * double(hz));
@@ -418,7 +468,7 @@ void usage() {
   std::puts(
       "bench_pipeline [--seconds S] [--json FILE] [--core N] [--sizes 64,512,1400,imix] [--flows 1,1000000]\n"
       "               [--no-testpmd]\n"
-      "The real worker on ring ports, one core, LAN->WAN and WAN->LAN (plain UDP overlay today),\n"
+      "The real worker on ring ports, one core, LAN->WAN and WAN->LAN (ESP: WAN->LAN frames are sealed outside the timed poll),\n"
       "beside raw AES-256-GCM and dpdk-testpmd io forwarding measured in the same run.");
 }
 
@@ -502,7 +552,7 @@ int main_(int argc, char** argv) {
     }
     std::printf("sdwan-edge bench_pipeline: worker on lcore %u, %s, %.1f s per case, TSC %.2f GHz\n", a.core,
                 huge ? "hugepages" : "--no-huge", a.seconds, double(rte_get_tsc_hz()) / 1e9);
-    std::printf("today's pipeline: plain UDP overlay, first usable path (1 peer, 4 paths over 4 uplinks); no ESP, no classes\n");
+    std::printf("pipeline: ESP (AES-256-GCM) in UDP around the overlay, first usable path (1 peer, 4 paths over 4 uplinks); no classes yet\n");
     std::printf("crypto ceiling: AES-256-GCM seal, intel-ipsec-mb %s %s; testpmd: io fwd, 2 x net_null, 1 fwd core\n",
                 dp::CryptoEngine::library_version(), cf.empty() ? "" : cf[0].arch.c_str());
     std::printf("\n%-11s %5s %8s %8s %8s %8s %10s %8s %8s %7s %7s %6s\n", "direction", "size", "flows", "Mpps", "Gbps",

@@ -8,20 +8,32 @@
 #include <rte_mempool.h>
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
+#include <sys/stat.h>
+
+#include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 
 #include "control/app/log.hpp"
+#include "control/esp/derive.hpp"
+#include "control/esp/epoch_store.hpp"
+#include "control/esp/keylog.hpp"
+#include "control/esp/keys.hpp"
+#include "control/esp/sa_table.hpp"
 #include "control/mgmt/server.hpp"
 #include "control/neighbor/neighbor.hpp"
 #include "control/publish/topology.hpp"
-#include "dataplane/api/worker.hpp"
 #include "dataplane/api/arp.hpp"
+#include "dataplane/api/esp.hpp"
+#include "dataplane/api/worker.hpp"
 #include "drivers/api/placement.hpp"
 #include "drivers/api/ports.hpp"
 
@@ -59,6 +71,32 @@ uint64_t free_hugepage_mib() {
 
 int worker_main(void* arg);
 
+// Creates the directory that holds path (and its missing parents) with mode 0700: the epoch
+// store says which epochs were used, nobody else needs to read or change it.
+Status make_parent_dir(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return Ok{};
+  const std::string dir = path.substr(0, slash);
+  for (size_t at = 1; at != std::string::npos;) {
+    at = dir.find('/', at + 1);
+    const std::string part = dir.substr(0, at);
+    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST)
+      return err(fmt::format("{}: cannot create the directory: {}", part, std::strerror(errno)));
+  }
+  return Ok{};
+}
+
+const char* dir_name(bool out) { return out ? "out" : "in"; }
+
+const char* sa_state_name(SaRow::State s) {
+  switch (s) {
+    case SaRow::State::kActive: return "active";
+    case SaRow::State::kStandby: return "standby";
+    case SaRow::State::kDraining: return "draining";
+  }
+  return "standby";
+}
+
 struct WorkerSlot {
   std::unique_ptr<dp::Worker> worker;
   dp::WorkerChannels ch;
@@ -89,7 +127,28 @@ struct Appliance::Impl {
   uint64_t control_tx_dropped = 0;
   uint64_t arp_replies = 0, arp_requests = 0;
 
+  // ESP (docs/keys.md): the master keys, the SA table that decides, and the SA runtimes the
+  // snapshots point to. Control thread only.
+  std::vector<MasterKey> master_keys;                         // one per distinct key file
+  std::vector<size_t> peer_key;                               // peer index -> master_keys index
+  std::optional<SaTable> sa_table;
+  std::optional<EpochStore> epochs;
+  std::optional<KeyLog> keylog;
+  std::map<uint32_t, std::shared_ptr<dp::InboundSa>> in_sas;  // by SPI
+  std::vector<std::shared_ptr<dp::OutboundSa>> out_sas;       // by path id; null: none
+  std::vector<std::optional<SaAction>> out_pending;           // by path id: installs whose epoch is not on disk yet
+  std::shared_ptr<const dp::InboundTable> inbound;
+
   Status bring_up();
+  Status esp_prepare();
+  Status esp_start(uint64_t now);
+  bool esp_tick(uint64_t now);
+  bool apply_sa_actions(const std::vector<SaAction>& acts);
+  void install_outbound(const SaAction& a);
+  template <class Sa, class Make>
+  std::shared_ptr<Sa> make_sa(const SaAction& a, const char* dir, Make&& make);
+  void rebuild_inbound();
+  std::string down_reason(const TopoPath& tp) const;
   void publish();
   void send_frame(uint8_t port, const uint8_t* frame, uint32_t len);
   void handle_exceptions(uint64_t now);
@@ -101,6 +160,7 @@ struct Appliance::Impl {
   json show_paths();
   json show_stats();
   json show_neighbors();
+  json show_sas();
   void shutdown();
 };
 
@@ -120,6 +180,8 @@ Status Appliance::Impl::bring_up() {
   auto m = MgmtServer::listen(cfg.mgmt.socket, cfg.mgmt.group, [this](const json& r) { return handle(r); });
   if (!m) return m.error();
   mgmt = std::move(*m);
+
+  if (Status st = esp_prepare(); !st) return st;
 
   std::vector<drv::PortRequest> reqs;
   std::vector<int> numa;
@@ -195,6 +257,8 @@ Status Appliance::Impl::bring_up() {
   if (!rt) return rt.error();
   routes = *rt;
 
+  if (Status st = esp_start(mono_ms()); !st) return st;
+
   rcu = std::make_unique<dp::Rcu>(nw);
   published = std::make_unique<dp::Published<dp::Snapshot>>(rcu->get());
   publish();
@@ -212,6 +276,8 @@ Status Appliance::Impl::bring_up() {
       return err("cannot create the rings of worker " + sfx + ": " + rte_err());
     dp::WorkerConfig wc;
     wc.index = w;
+    wc.count = nw;
+    wc.pool = pool;
     for (size_t i = 0; i < ports.size(); ++i) wc.rx.push_back({static_cast<uint8_t>(i), w});
     wc.idle = cfg.idle;
     wc.snapshot = published.get();
@@ -232,8 +298,217 @@ Status Appliance::Impl::bring_up() {
   return Ok{};
 }
 
+Status Appliance::Impl::esp_prepare() {
+  auto arch = dp::esp_crypto_arch();
+  if (!arch) return err("crypto: " + arch.error().msg);
+  log_info("crypto: intel-ipsec-mb AES-256-GCM, arch {}", *arch);
+
+  std::vector<std::string> files;
+  for (const auto& p : cfg.peers) {
+    auto it = std::find(files.begin(), files.end(), p.key_file);
+    if (it == files.end()) {
+      auto k = load_master_key(p.key_file);
+      if (!k) return err(fmt::format("peer {}: {}", p.name, k.error().msg));
+      master_keys.push_back(std::move(*k));
+      files.push_back(p.key_file);
+      it = files.end() - 1;
+    }
+    peer_key.push_back(static_cast<size_t>(it - files.begin()));
+  }
+  log_info("{} master key file(s) loaded for {} peer(s)", files.size(), cfg.peers.size());
+
+  if (Status st = make_parent_dir(cfg.esp.epoch_store); !st) return err("epoch store: " + st.error().msg);
+  auto es = EpochStore::open(cfg.esp.epoch_store);
+  if (!es) return err("epoch store: " + es.error().msg);
+  epochs.emplace(std::move(*es));
+  if (!cfg.esp.keylog.empty()) {
+    auto kl = KeyLog::open(cfg.esp.keylog);
+    if (!kl) return kl.error();
+    keylog.emplace(std::move(*kl));
+    log_warn("ESP key log {} is on: every SA key is written there (debugging only)", cfg.esp.keylog);
+  }
+  auto t = SaTable::create(cfg.esp.lifetime);
+  if (!t) return t.error();
+  sa_table.emplace(std::move(*t));
+  return Ok{};
+}
+
+Status Appliance::Impl::esp_start(uint64_t now) {
+  out_sas.assign(topo.paths.size(), nullptr);
+  out_pending.assign(topo.paths.size(), std::nullopt);
+  std::vector<SaAction> all;
+  for (const auto& tp : topo.paths) {
+    SaPathSpec spec;
+    spec.path = tp.id;
+    spec.link = path_link(cfg, static_cast<size_t>(topo.ports[tp.port].uplink), tp.peer, tp.endpoint);
+    spec.local = Endpoint{topo.ports[tp.port].addr.addr, cfg.overlay_port};
+    spec.remote = Endpoint{tp.remote, tp.remote_port};
+    spec.esn = cfg.esp.esn;
+    auto e = epochs->next_epoch(spec.local, spec.remote);
+    if (!e) return err(fmt::format("path {}: {}", tp.name, e.error().msg));
+    spec.start_epoch = *e;
+    auto acts = sa_table->add_path(spec, now);
+    if (!acts) return err(fmt::format("path {}: {}", tp.name, acts.error().msg));
+    log_info("path {}: link {}, starting at epoch {}", tp.name, spec.link, spec.start_epoch);
+    all.insert(all.end(), acts->begin(), acts->end());
+  }
+  apply_sa_actions(all);
+  return Ok{};
+}
+
+// Applies SaTable's actions in their order, then rebuilds the inbound table once. Returns
+// true when any SA came or went (the caller publishes).
+bool Appliance::Impl::apply_sa_actions(const std::vector<SaAction>& acts) {
+  if (acts.empty()) return false;
+  // The epoch must be on disk before any packet is sealed under it: after a crash, the next
+  // start must not reuse it with sequence numbers from 1 again.
+  bool committed = true;
+  if (std::any_of(acts.begin(), acts.end(), [](const SaAction& a) { return a.kind == SaAction::Kind::kInstallOutbound; })) {
+    if (Status st = epochs->commit(acts); !st) {
+      log_error("epoch store: {}; outbound SAs are not installed (their paths stay unusable) until it can be written",
+                st.error().msg);
+      committed = false;
+    }
+  }
+  bool in_changed = false;
+  for (const SaAction& a : acts) {
+    const TopoPath& tp = topo.paths[a.path];
+    switch (a.kind) {
+      case SaAction::Kind::kInstallInbound: {
+        auto sa = make_sa<dp::InboundSa>(a, "in", [](const dp::EspSaParams& p) { return dp::make_inbound_sa(p); });
+        if (sa == nullptr) break;
+        in_sas[a.sa.spi] = std::move(sa);
+        in_changed = true;
+        break;
+      }
+      case SaAction::Kind::kRetireInbound:
+        if (in_sas.erase(a.sa.spi) != 0) in_changed = true;
+        log_info("SA retire path {} in spi 0x{:08x} epoch {}", tp.name, a.sa.spi, a.sa.epoch);
+        break;
+      case SaAction::Kind::kInstallOutbound:
+        out_pending[a.path].reset();
+        if (!committed) {
+          out_pending[a.path] = a;
+          break;
+        }
+        install_outbound(a);
+        break;
+      case SaAction::Kind::kRetireOutbound:
+        out_pending[a.path].reset();
+        out_sas[a.path].reset();
+        log_info("SA retire path {} out spi 0x{:08x} epoch {}", tp.name, a.sa.spi, a.sa.epoch);
+        break;
+    }
+  }
+  if (in_changed) rebuild_inbound();
+  return true;
+}
+
+// Derives a's keys and makes its runtime with make(params); wipes every copy of the key and
+// appends the SA to the key log. Null (logged) when derivation or memory fails.
+template <class Sa, class Make>
+std::shared_ptr<Sa> Appliance::Impl::make_sa(const SaAction& a, const char* dir, Make&& make) {
+  const TopoPath& tp = topo.paths[a.path];
+  auto keys = derive_sa(master_keys[peer_key[tp.peer]], a.sa);
+  if (!keys) {
+    log_error("path {}: {} SA 0x{:08x}: {}", tp.name, dir, a.sa.spi, keys.error().msg);
+    return nullptr;
+  }
+  dp::EspSaParams p;
+  p.spi = a.sa.spi;
+  p.key = keys->key;
+  p.salt = keys->salt;
+  p.esn = a.esn;
+  p.max_packets = a.hard.packets;
+  p.max_bytes = a.hard.bytes;
+  p.max_age_ms = a.hard.seconds * 1000;
+  p.replay_window = cfg.esp.replay_window;
+  p.tag = a.path;
+  std::shared_ptr<Sa> sa = make(p);
+  OPENSSL_cleanse(p.key.data(), p.key.size());
+  OPENSSL_cleanse(p.salt.data(), p.salt.size());
+  if (sa == nullptr) {
+    log_error("path {}: cannot make {} SA 0x{:08x} (out of memory?)", tp.name, dir, a.sa.spi);
+    return nullptr;
+  }
+  if (keylog)
+    if (Status st = keylog->append(a.sa, *keys); !st) log_warn("key log: {}", st.error().msg);
+  log_info("SA install path {} {} spi 0x{:08x} epoch {}", tp.name, dir, a.sa.spi, a.sa.epoch);
+  return sa;
+}
+
+void Appliance::Impl::install_outbound(const SaAction& a) {
+  const TopoPath& tp = topo.paths[a.path];
+  // The worker sends with the snapshot's outer headers (PathInfo::outer); these are what
+  // they are now, for the SA's own record.
+  const dp::EspPath path{live[tp.port].mac,
+                         neighbors->lookup(tp.port, tp.l2_target).value_or(MacAddr{}),
+                         topo.ports[tp.port].addr.addr,
+                         tp.remote,
+                         cfg.overlay_port,
+                         tp.remote_port,
+                         topo.ports[tp.port].mtu};
+  auto sa = make_sa<dp::OutboundSa>(a, "out", [&](const dp::EspSaParams& p) { return dp::make_outbound_sa(p, path); });
+  if (sa != nullptr) out_sas[a.path] = std::move(sa);
+}
+
+// A new table each time: workers may be reading the old one until the grace period passes.
+void Appliance::Impl::rebuild_inbound() {
+  if (in_sas.empty()) {
+    inbound.reset();
+    return;
+  }
+  auto t = dp::make_inbound_table();
+  if (t == nullptr) {
+    log_error("cannot allocate a new inbound SA table; keeping the previous one");
+    return;
+  }
+  for (const auto& [spi, sa] : in_sas)
+    if (!dp::inbound_table_install(*t, sa.get()))
+      log_error("bug: inbound SA 0x{:08x} found its table slot taken", spi);
+  inbound = std::move(t);
+}
+
+bool Appliance::Impl::esp_tick(uint64_t now) {
+  std::vector<SaUsage> usage;
+  usage.reserve(out_sas.size() + in_sas.size());
+  for (const auto& sa : out_sas) {
+    if (sa == nullptr) continue;
+    const auto st = dp::esp_sa_stats(*sa);
+    usage.push_back({SaDir::kOutbound, st.spi, st.packets, st.bytes, st.seq});
+  }
+  for (const auto& [spi, sa] : in_sas) {
+    const auto st = dp::esp_sa_stats(*sa);
+    usage.push_back({SaDir::kInbound, spi, st.packets, st.bytes, st.seq});
+  }
+  bool changed = apply_sa_actions(sa_table->tick(now, usage));
+  // Outbound installs held back by a failed epoch commit: retry them every tick.
+  std::vector<SaAction> pending;
+  for (const auto& a : out_pending)
+    if (a) pending.push_back(*a);
+  if (!pending.empty() && epochs->commit(pending)) {
+    for (const auto& a : pending) {
+      out_pending[a.path].reset();
+      install_outbound(a);
+    }
+    changed = true;
+  }
+  return changed;
+}
+
+std::string Appliance::Impl::down_reason(const TopoPath& tp) const {
+  std::string why = path_down_reason(tp, live, *neighbors);
+  if (why.empty() && (tp.id >= out_sas.size() || out_sas[tp.id] == nullptr)) why = "no SA";
+  return why;
+}
+
 void Appliance::Impl::publish() {
-  published->publish(build_snapshot(topo, live, *neighbors, routes, ++generation));
+  SnapshotSas sas;
+  sas.out = out_sas;
+  sas.inbound = inbound;
+  sas.in.reserve(in_sas.size());
+  for (const auto& [spi, sa] : in_sas) sas.in.push_back(sa);
+  published->publish(build_snapshot(topo, live, *neighbors, routes, ++generation, sas));
 }
 
 void Appliance::Impl::send_frame(uint8_t port, const uint8_t* frame, uint32_t len) {
@@ -315,6 +590,7 @@ int Appliance::run(const std::atomic<bool>& stop) {
     if (now >= next_tick) {
       next_tick = now + kTickMs;
       a.tick(now);
+      if (a.esp_tick(now)) changed = true;
     }
     if (a.neighbors->take_changed() || changed) {
       std::vector<std::string> before;
@@ -324,7 +600,7 @@ int Appliance::run(const std::atomic<bool>& stop) {
       for (size_t i = 0; i < after.size() && i < before.size(); ++i)
         if ((after[i].usable ? "up" : "down") != before[i])
           log_info("path {} {}{}", a.topo.paths[i].name, after[i].usable ? "up" : "down",
-                   after[i].usable ? "" : " (" + path_down_reason(a.topo.paths[i], a.live, *a.neighbors) + ")");
+                   after[i].usable ? "" : " (" + a.down_reason(a.topo.paths[i]) + ")");
     }
     a.published->reclaim();
   }
@@ -343,8 +619,9 @@ Result<json> Appliance::Impl::handle(const json& req) {
     if (what == "paths") return show_paths();
     if (what == "stats") return show_stats();
     if (what == "neighbors") return show_neighbors();
+    if (what == "sas") return show_sas();
     if (what == "version") return json{{"name", cfg.name}, {"role", role_name(cfg.role)}, {"version", version()}};
-    return err("cannot show \"" + what + "\" (expected: ports, uplinks, peers, paths, stats, neighbors, version)");
+    return err("cannot show \"" + what + "\" (expected: ports, uplinks, peers, paths, stats, neighbors, sas, version)");
   } catch (const std::exception& e) {
     return err(std::string("bad request: ") + e.what());
   }
@@ -427,7 +704,7 @@ json Appliance::Impl::show_paths() {
       rxp += c.rx_pkts.load();
       rxb += c.rx_bytes.load();
     }
-    const std::string why = path_down_reason(tp, live, *neighbors);
+    const std::string why = down_reason(tp);
     out.push_back({{"name", tp.name},
                    {"uplink", topo.ports[tp.port].name},
                    {"peer", cfg.peers[tp.peer].name},
@@ -479,6 +756,26 @@ json Appliance::Impl::show_stats() {
     parked += c.arp_parked.load();
     released += c.arp_released.load();
   }
+  uint64_t esp_enc = 0, esp_enc_b = 0, esp_dec = 0, esp_dec_b = 0;
+  std::array<uint64_t, static_cast<size_t>(dp::EspDrop::kCount)> esp_drops{};
+  for (const auto& slot : workers) {
+    const auto& e = slot.worker->esp_counters();
+    esp_enc += e.enc_pkts.load();
+    esp_enc_b += e.enc_bytes.load();
+    esp_dec += e.dec_pkts.load();
+    esp_dec_b += e.dec_bytes.load();
+    for (size_t d = 0; d < esp_drops.size(); ++d) esp_drops[d] += e.drops[d].load();
+  }
+  json esp_drop_obj = json::object();
+  for (size_t d = 0; d < esp_drops.size(); ++d)
+    esp_drop_obj[std::string(dp::esp_drop_name(static_cast<dp::EspDrop>(d)))] = esp_drops[d];
+  const json esp = {{"encrypted_pkts", esp_enc},
+                    {"encrypted_bytes", esp_enc_b},
+                    {"decrypted_pkts", esp_dec},
+                    {"decrypted_bytes", esp_dec_b},
+                    {"sas_in", in_sas.size()},
+                    {"sas_out", std::count_if(out_sas.begin(), out_sas.end(), [](const auto& s) { return s != nullptr; })},
+                    {"drops", esp_drop_obj}};
   json counters = {{"encapsulated", enc},
                    {"decapsulated", dec},
                    {"arp_to_control", arp},
@@ -502,7 +799,8 @@ json Appliance::Impl::show_stats() {
           {"uptime_s", (mono_ms() - started_ms) / 1000},
           {"workers", ws},
           {"counters", counters},
-          {"drops", drops}};
+          {"drops", drops},
+          {"esp", esp}};
 }
 
 json Appliance::Impl::show_neighbors() {
@@ -516,6 +814,44 @@ json Appliance::Impl::show_neighbors() {
                    {"mac", n.state == NeighborManager::State::kIncomplete ? json(nullptr) : json(n.mac.str())},
                    {"state", st},
                    {"permanent", n.permanent}});
+  }
+  return out;
+}
+
+json Appliance::Impl::show_sas() {
+  json out = json::array();
+  if (!sa_table) return out;
+  const uint64_t now = mono_ms();
+  for (const SaRow& r : sa_table->rows(now)) {
+    const bool is_out = r.dir == SaDir::kOutbound;
+    std::optional<dp::EspSaStats> st;
+    if (is_out) {
+      if (r.path < out_sas.size() && out_sas[r.path] != nullptr) {
+        auto s = dp::esp_sa_stats(*out_sas[r.path]);
+        if (s.spi == r.spi) st = s;
+      }
+    } else if (auto it = in_sas.find(r.spi); it != in_sas.end()) {
+      st = dp::esp_sa_stats(*it->second);
+    }
+    // The workers' counters are newer than the table's copy from the last tick.
+    const uint64_t pkts = st ? std::max(st->packets, r.packets) : r.packets;
+    const uint64_t bytes = st ? std::max(st->bytes, r.bytes) : r.bytes;
+    out.push_back({{"spi", fmt::format("0x{:08x}", r.spi)},
+                   {"path", r.path < topo.paths.size() ? topo.paths[r.path].name : std::to_string(r.path)},
+                   {"direction", dir_name(is_out)},
+                   {"epoch", r.epoch},
+                   {"state", sa_state_name(r.state)},
+                   {"packets", pkts},
+                   {"bytes", bytes},
+                   {"seq", st ? json(st->seq) : json(nullptr)},
+                   {"age_s", r.age_ms / 1000},
+                   {"age_ms", r.age_ms},
+                   {"soft_limit_reached", r.soft},
+                   {"installed", st.has_value()},
+                   {"replay", st ? st->replay : 0},
+                   {"too_old", st ? st->too_old : 0},
+                   {"icv_fail", st ? st->icv_fail : 0},
+                   {"bad_trailer", st ? st->bad_trailer : 0}});
   }
   return out;
 }

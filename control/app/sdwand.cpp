@@ -3,12 +3,17 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "control/app/appliance.hpp"
 #include "control/app/log.hpp"
 #include "control/config/config.hpp"
+#include "control/esp/epoch_store.hpp"
+#include "control/esp/keys.hpp"
 
 namespace {
 
@@ -41,12 +46,29 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", cfg.error().msg.c_str());
       return 1;
     }
+    // The keys as the daemon will load them (permissions, format), and the epoch store; only
+    // the loaders' messages are printed, never a key byte.
+    std::vector<std::string> key_files;
+    bool keys_ok = true;
+    for (const auto& p : cfg->peers) {
+      if (std::find(key_files.begin(), key_files.end(), p.key_file) != key_files.end()) continue;
+      key_files.push_back(p.key_file);
+      if (auto k = load_master_key(p.key_file); !k) {
+        std::fprintf(stderr, "%s: peer %s: %s\n", check_file.c_str(), p.name.c_str(), k.error().msg.c_str());
+        keys_ok = false;
+      }
+    }
+    if (auto es = EpochStore::open(cfg->esp.epoch_store); !es) {
+      std::fprintf(stderr, "%s: esp.epoch_store: %s\n", check_file.c_str(), es.error().msg.c_str());
+      keys_ok = false;
+    }
+    if (!keys_ok) return 1;
     size_t paths = 0;
     for (const auto& p : cfg->peers)
       for (const auto& e : p.endpoints) paths += e.uplinks.empty() ? cfg->uplinks.size() : e.uplinks.size();
-    std::printf("%s: OK (%s %s: %zu uplink(s), %zu peer(s), %zu path(s))\n", check_file.c_str(),
+    std::printf("%s: OK (%s %s: %zu uplink(s), %zu peer(s), %zu path(s), %zu key file(s))\n", check_file.c_str(),
                 std::string(role_name(cfg->role)).c_str(), cfg->name.c_str(), cfg->uplinks.size(), cfg->peers.size(),
-                paths);
+                paths, key_files.size());
     return 0;
   }
   if (config_file.empty()) {

@@ -253,6 +253,24 @@ void show_neighbors(const json& data) {
   });
 }
 
+void show_sas(const json& data) {
+  print_rows(expect_list(data, "sas"), {
+      {"PATH", "path", Kind::kText},
+      {"DIR", "direction", Kind::kText},
+      {"SPI", "spi", Kind::kText},
+      {"EPOCH", "epoch", Kind::kCount},
+      {"STATE", "state", Kind::kText},
+      {"PKTS", "packets", Kind::kCount},
+      {"BYTES", "bytes", Kind::kBytes},
+      {"AGE_S", "age_s", Kind::kCount},
+      {"SOFT", "soft_limit_reached", Kind::kText},
+      {"REPLAY", "replay", Kind::kCount},
+      {"TOO_OLD", "too_old", Kind::kCount},
+      {"ICV_FAIL", "icv_fail", Kind::kCount},
+      {"BAD_TRAILER", "bad_trailer", Kind::kCount},
+  });
+}
+
 std::string uptime_cell(const json* v) {
   if (v == nullptr || !v->is_number()) return text(v);
   const auto s = static_cast<long long>(v->get<double>());
@@ -297,6 +315,15 @@ void show_stats(const json& data) {
   print_map(field(data, "counters"), "COUNTER", "VALUE");
   fmt::print("\n");
   print_map(field(data, "drops"), "DROP", "COUNT");
+  if (const json* esp = field(data, "esp"); esp != nullptr && esp->is_object()) {
+    fmt::print("\n");
+    Table t({"ESP", "PKTS", "BYTES"}, {false, true, true});
+    t.add({"encrypted", text(field(*esp, "encrypted_pkts")), cell(field(*esp, "encrypted_bytes"), Kind::kBytes)});
+    t.add({"decrypted", text(field(*esp, "decrypted_pkts")), cell(field(*esp, "decrypted_bytes"), Kind::kBytes)});
+    t.print(stdout);
+    fmt::print("\n");
+    print_map(field(*esp, "drops"), "ESP_DROP", "COUNT");
+  }
 }
 
 void show_version(const json& data) {
@@ -328,7 +355,8 @@ constexpr Thing kThings[] = {
     {"peers", "remote appliances: endpoints, prefixes, paths up", show_peers},
     {"paths", "(uplink, peer endpoint) paths: state, reason, traffic", show_paths},
     {"neighbors", "ARP entries: address, MAC, state (next hops are permanent)", show_neighbors},
-    {"stats", "daemon, worker, counter and drop statistics", show_stats},
+    {"sas", "ESP SAs: path, direction, SPI, epoch, state, traffic, drops (never keys)", show_sas},
+    {"stats", "daemon, worker, counter, drop and ESP statistics", show_stats},
     {"version", "the daemon's name, role and version", show_version},
 };
 

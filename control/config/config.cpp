@@ -9,10 +9,13 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <utility>
 
+#include "control/esp/spi.hpp"
 #include "drivers/api/ports.hpp"
 
 namespace sdwan::cp {
@@ -35,6 +38,12 @@ constexpr size_t kMaxGroupName = 32;               // useradd's limit
 constexpr size_t kMaxSocketPath = 107;             // sun_path holds 108 bytes with the NUL
 constexpr uint64_t kMaxBandwidth = 1000000000000;  // 1 Tbit/s: guards the arithmetic, not a NIC
 constexpr size_t kMaxQuoted = 60;
+constexpr uint64_t kMinReplayWindow = 1024;
+constexpr uint64_t kMaxReplayWindow = 1048576;
+constexpr size_t kMaxFilePath = 4095;              // PATH_MAX without the NUL
+constexpr std::string_view kKeyHelp =
+    "the file with the peer's 256-bit master key, 64 hex digits, mode 0600 (docs/keys.md \"Key file\"); "
+    "make one with: umask 077; openssl rand -hex 32 > /etc/sdwan/master.key";
 
 // A validation failure found deep inside the walk. It never leaves this file: parse_config is
 // the boundary that turns it, like yaml-cpp's own exceptions, into a Result, so the walk reads
@@ -348,7 +357,7 @@ class Walker {
   Config walk(const Val& root) {
     const Fields f(root, "",
                    {"name", "role", "lan", "uplinks", "peers", "lcores", "idle", "overlay_port", "flow_capacity",
-                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt"});
+                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt", "esp"});
     c_.role = read_choice<Role>(f.need("role"), "role", {{"edge", Role::kEdge}, {"hub", Role::kHub}});
     c_.name = std::string(role_name(c_.role));
     if (auto n = f.get("name")) c_.name = read_name(*n, "name", kMaxName);
@@ -372,6 +381,8 @@ class Walker {
     c_.dpdk.file_prefix = c_.name;
     if (auto n = f.get("dpdk")) dpdk(*n);
     if (auto n = f.get("mgmt")) mgmt(*n);
+    c_.esp.epoch_store = "/var/lib/sdwan/" + c_.name + ".epochs";
+    if (auto n = f.get("esp")) esp(*n);
     return std::move(c_);
   }
 
@@ -458,7 +469,7 @@ class Walker {
   }
 
   EndpointConfig endpoint(const Val& n, const std::string& base) {
-    const Fields f(n, base, {"address", "port", "uplinks"});
+    const Fields f(n, base, {"address", "port", "uplinks", "link"});
     EndpointConfig e;
     e.address = read_host(f.need("address"), f.key("address"), "203.0.113.1");
     if (auto p = f.get("port")) e.port = static_cast<uint16_t>(read_uint(*p, f.key("port"), 0, 65535, "a UDP port"));
@@ -476,6 +487,17 @@ class Walker {
         e.uplinks.push_back(s);
       }
     }
+    std::optional<Val> link_val = f.get("link");
+    if (link_val) {
+      e.link = static_cast<uint16_t>(read_uint(*link_val, f.key("link"), 0, kSpiLinks - 1, "a link number"));
+      const size_t paths = e.uplinks.empty() ? c_.uplinks.size() : e.uplinks.size();
+      if (paths != 1)
+        fail(*link_val, f.key("link"),
+             fmt::format("expected link only on an endpoint with exactly one path (name its uplink: uplinks: [NAME]), "
+                         "got an endpoint reached over {} uplinks",
+                         paths));
+    }
+    endpoint_vals_.push_back({n, link_val, base});
     return e;
   }
 
@@ -485,7 +507,7 @@ class Walker {
     size_t total_paths = 0;
     for (size_t i = 0; i < items.size(); ++i) {
       const std::string base = index_key("peers", i);
-      const Fields f(items[i], base, {"name", "endpoints", "prefixes"});
+      const Fields f(items[i], base, {"name", "key_file", "endpoints", "prefixes"});
       PeerConfig p;
       const Val name = f.need("name");
       p.name = read_name(name, f.key("name"), kMaxName);
@@ -493,6 +515,9 @@ class Walker {
         if (c_.peers[j].name == p.name)
           fail(name, f.key("name"),
                fmt::format("expected a unique peer name, got {} (peers[{}] has it)", quoted(p.name), j));
+      const auto key_file = f.get("key_file");
+      if (!key_file) fail(items[i], f.key("key_file"), fmt::format("required key is missing: {}", kKeyHelp));
+      p.key_file = absolute_path(*key_file, f.key("key_file"), "/etc/sdwan/master.key");
 
       const Val eps = f.need("endpoints");
       const auto ep_items = read_list(eps, f.key("endpoints"), 1, dp::kMaxPathsPerPeer, "endpoints");
@@ -542,6 +567,46 @@ class Walker {
     }
     if (total_paths > dp::kMaxPaths)
       fail(n, "peers", fmt::format("expected at most {} paths over all peers, got {}", dp::kMaxPaths, total_paths));
+    check_links();
+  }
+
+  // Every path of this appliance needs its own link number: it picks the inbound table slot
+  // of the path's SAs (docs/keys.md "SPI layout"). Paths are walked in make_topology's order
+  // and named the same way, so the message names them as `show paths` does.
+  void check_links() {
+    struct Seen {
+      std::string path;
+      bool set;
+    };
+    std::map<uint16_t, Seen> seen;
+    size_t ev = 0;
+    for (size_t pi = 0; pi < c_.peers.size(); ++pi) {
+      const auto& peer = c_.peers[pi];
+      std::vector<size_t> per_uplink(c_.uplinks.size(), 0);
+      for (size_t ei = 0; ei < peer.endpoints.size(); ++ei, ++ev) {
+        const auto& ep = peer.endpoints[ei];
+        const EndpointVal& at = endpoint_vals_[ev];
+        for (size_t ui = 0; ui < c_.uplinks.size(); ++ui) {
+          const auto& u = c_.uplinks[ui];
+          if (!ep.uplinks.empty() && std::find(ep.uplinks.begin(), ep.uplinks.end(), u.name) == ep.uplinks.end())
+            continue;
+          std::string name = u.name + ":" + peer.name;
+          if (++per_uplink[ui] > 1) name += "#" + std::to_string(per_uplink[ui]);
+          const uint16_t link = path_link(c_, ui, pi, ei);
+          const bool set = ep.link.has_value();
+          auto [it, fresh] = seen.emplace(link, Seen{name, set});
+          if (fresh) continue;
+          auto how = [](bool explicit_link) { return explicit_link ? "set by link:" : "computed from its endpoints"; };
+          const std::string msg = fmt::format(
+              "expected a link number no other path uses, got {} for path {} ({}), the same as path {} ({}); set "
+              "link: 0..{} on the endpoint of one of them, and the same number on that path's endpoint in the peer's "
+              "config (docs/keys.md)",
+              link, name, how(set), it->second.path, how(it->second.set), kSpiLinks - 1);
+          if (at.link) fail(*at.link, at.key + ".link", msg);
+          fail(at.node, at.key, msg);
+        }
+      }
+    }
   }
 
   void lcores(const Val& n) {
@@ -617,8 +682,72 @@ class Walker {
     }
   }
 
+  std::string absolute_path(const Val& n, const std::string& key, std::string_view example) {
+    const std::string what = fmt::format("an absolute path like {}", example);
+    const std::string v = read_scalar(n, key, what);
+    if (v.empty() || v[0] != '/' || v.size() > kMaxFilePath || v.find('\0') != std::string::npos)
+      fail(n, key, fmt::format("expected {}, got {}", what, quoted(v)));
+    return v;
+  }
+
+  void esp(const Val& n) {
+    const Fields f(n, "esp", {"esn", "replay_window", "keylog", "epoch_store", "lifetime"});
+    if (auto v = f.get("esn")) c_.esp.esn = read_bool(*v, "esp.esn");
+    if (auto v = f.get("replay_window")) {
+      const std::string what =
+          fmt::format("a power of two from {} to {} (packets)", kMinReplayWindow, kMaxReplayWindow);
+      const std::string s = read_scalar(*v, "esp.replay_window", what);
+      const auto w = parse_uint(s);
+      if (!w || *w < kMinReplayWindow || *w > kMaxReplayWindow || (*w & (*w - 1)) != 0)
+        fail(*v, "esp.replay_window", fmt::format("expected {}, got {}", what, quoted(s)));
+      c_.esp.replay_window = static_cast<uint32_t>(*w);
+    }
+    if (auto v = f.get("keylog")) c_.esp.keylog = absolute_path(*v, "esp.keylog", "/run/sdwan/edge.keylog");
+    if (auto v = f.get("epoch_store"))
+      c_.esp.epoch_store = absolute_path(*v, "esp.epoch_store", "/var/lib/sdwan/edge.epochs");
+    if (auto v = f.get("lifetime")) lifetime(*v);
+  }
+
+  void lifetime(const Val& n) {
+    const Fields f(n, "esp.lifetime", {"packets", "bytes", "seconds", "soft_percent", "drain_ms"});
+    SaLifetime& lt = c_.esp.lifetime;
+    constexpr uint64_t kAny = UINT64_MAX;
+    struct Field {
+      std::string_view name;
+      std::function<void(SaLifetime&, uint64_t)> set;
+    };
+    const Field fields[] = {
+        {"packets", [](SaLifetime& l, uint64_t v) { l.hard.packets = v; }},
+        {"bytes", [](SaLifetime& l, uint64_t v) { l.hard.bytes = v; }},
+        {"seconds", [](SaLifetime& l, uint64_t v) { l.hard.seconds = v; }},
+        {"soft_percent", [](SaLifetime& l, uint64_t v) { l.soft_percent = static_cast<uint32_t>(v); }},
+        {"drain_ms", [](SaLifetime& l, uint64_t v) { l.drain_ms = v; }},
+    };
+    for (const Field& fd : fields) {
+      const auto v = f.get(fd.name);
+      if (!v) continue;
+      const std::string key = f.key(fd.name);
+      const uint64_t hi = fd.name == "soft_percent" ? UINT32_MAX : kAny;
+      const uint64_t x = read_uint(*v, key, 0, hi);
+      // check_lifetime holds the rules; each field is checked alone against the defaults so
+      // that the message points at its own line.
+      SaLifetime alone;
+      fd.set(alone, x);
+      if (Status st = check_lifetime(alone); !st) fail(*v, key, st.error().msg);
+      fd.set(lt, x);
+    }
+    if (Status st = check_lifetime(lt); !st) fail(n, "esp.lifetime", st.error().msg);
+  }
+
+  struct EndpointVal {
+    Val node;
+    std::optional<Val> link;
+    std::string key;
+  };
+
   std::string_view text_;
   Config c_;
+  std::vector<EndpointVal> endpoint_vals_;  // every endpoint in config order, for check_links
   std::vector<std::pair<std::string, std::string>> devices_;  // device identity, key that took it
 };
 
@@ -629,6 +758,14 @@ std::string located(const std::string& file, int line0, std::string_view key, st
 }
 
 }  // namespace
+
+uint16_t path_link(const Config& c, size_t uplink, size_t peer, size_t endpoint) {
+  const EndpointConfig& e = c.peers[peer].endpoints[endpoint];
+  if (e.link) return *e.link;
+  const Endpoint local{c.uplinks[uplink].address.addr, c.overlay_port};
+  const Endpoint remote{e.address, e.port ? e.port : c.overlay_port};
+  return default_link(local, remote);
+}
 
 std::string_view role_name(Role r) {
   switch (r) {

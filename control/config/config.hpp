@@ -2,10 +2,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "control/esp/sa_table.hpp"
 #include "dataplane/api/result.hpp"
 #include "dataplane/api/snapshot.hpp"
 #include "dataplane/api/types.hpp"
@@ -38,10 +40,12 @@ struct EndpointConfig {
   Ipv4 address;
   uint16_t port = 0;                 // 0 = the appliance's overlay_port
   std::vector<std::string> uplinks;  // local uplinks that reach it; empty = all
+  std::optional<uint16_t> link;      // SPI link number of its one path; nullopt = computed (path_link)
 };
 
 struct PeerConfig {
   std::string name;
+  std::string key_file;              // the peer's 256-bit master key (docs/keys.md "Key file")
   std::vector<EndpointConfig> endpoints;
   std::vector<Prefix4> prefixes;     // networks behind the peer
 };
@@ -64,6 +68,14 @@ struct MgmtConfig {
   std::string group;                 // empty = root only (mode 0600); else mode 0660 + chgrp
 };
 
+struct EspConfig {
+  bool esn = true;                   // 64-bit extended sequence numbers
+  uint32_t replay_window = 4096;     // inbound anti-replay window, packets (power of two)
+  std::string keylog;                // Wireshark esp_sa key log; empty = off
+  std::string epoch_store;           // default: /var/lib/sdwan/NAME.epochs
+  SaLifetime lifetime;               // hard limits, soft percent, drain time
+};
+
 struct Config {
   std::string file;                  // where it was read from
   std::string name;                  // appliance name; default: the role's name
@@ -75,11 +87,17 @@ struct Config {
   dp::IdlePolicy idle = dp::IdlePolicy::kAdaptive;
   DpdkConfig dpdk;
   MgmtConfig mgmt;
+  EspConfig esp;
   uint16_t overlay_port = 4500;
   uint32_t flow_capacity = 65536;    // per worker
   uint32_t icmp_errors_per_sec = 100;
   std::string log_level = "info";    // error|warning|info|debug
 };
+
+/// The SPI link number of the path over uplinks[uplink] to peers[peer].endpoints[endpoint]:
+/// the endpoint's `link`, else default_link() of the path's outer endpoints (uplink address +
+/// overlay_port, endpoint address + its port). parse_config has checked that no two paths share one.
+uint16_t path_link(const Config& c, size_t uplink, size_t peer, size_t endpoint);
 
 /// Parses and validates YAML text. Errors read "FILE:LINE: KEY: what was expected"
 /// (see tests/unit/config_test.cpp for the exact table). filename is used in messages only.

@@ -1,6 +1,10 @@
 #include "control/esp/spi.hpp"
 
 #include <fmt/format.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <array>
 
 namespace sdwan::cp {
 
@@ -16,6 +20,20 @@ Result<uint32_t> make_spi(uint16_t link, uint32_t epoch, const Endpoint& src, co
 std::optional<SpiParts> parse_spi(uint32_t spi) {
   if (spi >> 24 != kSpiTag || (spi >> 16 & 0xff) != 0) return std::nullopt;
   return SpiParts{static_cast<uint16_t>(spi >> 4 & 0xfff), static_cast<uint8_t>(spi >> 1 & 7), (spi & 1) != 0};
+}
+
+uint16_t default_link(const Endpoint& a, const Endpoint& b) noexcept {
+  static constexpr char kLabel[] = "sdwan-link v1";
+  std::array<uint8_t, sizeof kLabel - 1 + 12> msg{};
+  std::copy(kLabel, kLabel + sizeof kLabel - 1, msg.begin());
+  size_t at = sizeof kLabel - 1;
+  for (const Endpoint& e : {std::min(a, b), std::max(a, b)}) {
+    const uint64_t o = e.order();
+    for (int shift = 40; shift >= 0; shift -= 8) msg[at++] = static_cast<uint8_t>(o >> shift);
+  }
+  uint8_t h[SHA256_DIGEST_LENGTH];
+  SHA256(msg.data(), msg.size(), h);
+  return static_cast<uint16_t>(h[0] << 4 | h[1] >> 4);
 }
 
 Result<PathSaNames> path_sa_names(uint16_t link, uint32_t epoch, const Endpoint& local, const Endpoint& remote) {

@@ -44,6 +44,12 @@ std::optional<SpiParts> parse_spi(uint32_t spi);
 /// Index of spi in the inbound table.
 constexpr uint32_t spi_slot(uint32_t spi) { return spi & kSpiSlotMask; }
 
+/// The link number both appliances compute for the path between two outer endpoints, when
+/// the config gives none (docs/keys.md "Where the link number comes from"): the first 12 bits
+/// of SHA-256("sdwan-link v1" || lower endpoint || higher endpoint), each endpoint as IPv4
+/// address (4 bytes) and UDP port (2 bytes), big-endian. Symmetric in its arguments.
+uint16_t default_link(const Endpoint& a, const Endpoint& b) noexcept;
+
 /// Both SAs of a path at one epoch, named from this appliance's side (local, remote).
 struct PathSaNames {
   SaName outbound;  ///< local -> remote: its SPI is the peer's inbound SPI

@@ -67,11 +67,13 @@ Result<std::shared_ptr<const dp::RouteTable>> build_routes(const Config& cfg, in
 
 std::unique_ptr<dp::Snapshot> build_snapshot(const Topology& t, const std::vector<PortLive>& live,
                                              const NeighborManager& nm,
-                                             std::shared_ptr<const dp::RouteTable> routes, uint64_t generation) {
+                                             std::shared_ptr<const dp::RouteTable> routes, uint64_t generation,
+                                             const SnapshotSas& sas) {
   auto s = std::make_unique<dp::Snapshot>();
   s->generation = generation;
   s->overlay_port = t.overlay_port;
   s->icmp_errors_per_sec = t.icmp_errors_per_sec;
+  s->probe_interval_ms = t.probe_interval_ms;
   s->lan_port = 0;
   for (size_t i = 0; i < t.ports.size(); ++i) {
     const auto& tp = t.ports[i];
@@ -91,7 +93,8 @@ std::unique_ptr<dp::Snapshot> build_snapshot(const Topology& t, const std::vecto
     p.id = tp.id;
     p.port = tp.port;
     p.peer = tp.peer;
-    p.usable = path_down_reason(tp, live, nm).empty();
+    p.sa = tp.id < sas.out.size() ? sas.out[tp.id].get() : nullptr;
+    p.usable = path_down_reason(tp, live, nm).empty() && p.sa != nullptr;
     p.src_mac = s->ports[tp.port].mac;
     p.dst_mac = nm.lookup(tp.port, tp.l2_target).value_or(MacAddr{});
     p.src_ip = t.ports[tp.port].addr.addr;
@@ -99,10 +102,9 @@ std::unique_ptr<dp::Snapshot> build_snapshot(const Topology& t, const std::vecto
     p.src_port = t.overlay_port;
     p.dst_port = tp.remote_port;
     p.mtu = t.ports[tp.port].mtu;
+    p.outer = dp::EspOuter::of(dp::EspPath{p.src_mac, p.dst_mac, p.src_ip, p.dst_ip, p.src_port, p.dst_port, p.mtu});
     s->paths.push_back(p);
-    s->path_by_remote.emplace_back(uint64_t{tp.port} << 32 | tp.remote.v, tp.id);
   }
-  std::sort(s->path_by_remote.begin(), s->path_by_remote.end());
   for (const auto& pp : t.peer_paths) {
     dp::PeerInfo pi;
     pi.n_paths = static_cast<uint8_t>(std::min<size_t>(pp.size(), dp::kMaxPathsPerPeer));
@@ -110,6 +112,9 @@ std::unique_ptr<dp::Snapshot> build_snapshot(const Topology& t, const std::vecto
     s->peers.push_back(pi);
   }
   s->routes = std::move(routes);
+  s->inbound = sas.inbound;
+  s->out_sas = sas.out;
+  s->in_sas = sas.in;
   s->neighbors = dp::NeighborTable(nm.resolved());
   return s;
 }

@@ -41,6 +41,7 @@ struct Topology {
   std::vector<std::vector<uint16_t>> peer_paths;  // by peer index
   uint16_t overlay_port = 4500;
   uint32_t icmp_errors_per_sec = 100;
+  uint32_t probe_interval_ms = 0;   // 0: no probes
 };
 
 /// Derives the topology from a validated config.
@@ -60,9 +61,18 @@ std::string path_down_reason(const TopoPath& p, const std::vector<PortLive>& liv
 /// Builds the routes of a topology (LAN prefix -> LAN port, peer prefixes -> peers). Needs EAL.
 Result<std::shared_ptr<const dp::RouteTable>> build_routes(const Config& cfg, int socket);
 
-/// Builds a snapshot from the topology and live state.
+/// The ESP SA runtimes a snapshot points to (control/esp decides which).
+struct SnapshotSas {
+  std::vector<std::shared_ptr<dp::OutboundSa>> out;  ///< by path id; null or missing: none (unusable)
+  std::shared_ptr<const dp::InboundTable> inbound;   ///< null: no inbound SA
+  std::vector<std::shared_ptr<dp::InboundSa>> in;    ///< every SA in inbound, kept alive
+};
+
+/// Builds a snapshot from the topology and live state. A path is usable when its link is up,
+/// its next hop resolved and it has an outbound SA.
 std::unique_ptr<dp::Snapshot> build_snapshot(const Topology& t, const std::vector<PortLive>& live,
                                              const NeighborManager& nm,
-                                             std::shared_ptr<const dp::RouteTable> routes, uint64_t generation);
+                                             std::shared_ptr<const dp::RouteTable> routes, uint64_t generation,
+                                             const SnapshotSas& sas = {});
 
 }  // namespace sdwan::cp

@@ -26,7 +26,6 @@ enum class Drop : uint8_t {
   kExceptionFull,      // exception ring to control was full
   kTxFull,             // the port's TX queue did not take the packet
   kLocalUnhandled,     // addressed to us but not a protocol we answer; broadcast, multicast
-  kUnknownPeer,        // overlay packet from an address that is no configured peer endpoint
   kCount
 };
 
@@ -36,7 +35,7 @@ constexpr std::string_view drop_name(Drop d) noexcept {
       "runt",          "bad_l2",          "bad_ip_header",  "bad_ip_checksum",
       "ttl_expired",   "no_route",        "unresolved",     "no_path",
       "too_big",       "bad_overlay",     "not_for_us",     "ipv6_unsupported",
-      "fragment",      "exception_full",  "tx_full",        "local_unhandled", "unknown_peer"};
+      "fragment",      "exception_full",  "tx_full",        "local_unhandled"};
   static_assert(std::size(names) == static_cast<size_t>(Drop::kCount));
   return names[static_cast<size_t>(d)];
 }
@@ -52,13 +51,67 @@ class Counter {
   std::atomic<uint64_t> v_{0};
 };
 
+/// A counter several threads add to (an atomic add each time: use it per burst, not per packet).
+class AtomicCounter {
+ public:
+  void add(uint64_t n = 1) noexcept { v_.fetch_add(n, std::memory_order_relaxed); }
+  uint64_t load() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
 constexpr uint32_t kMaxPorts = 8;
 constexpr uint32_t kMaxPaths = 4096;  // 1,000 peers x 4 uplinks fits
 constexpr uint32_t kMaxPeers = 4096;
 
+/// Why the ESP transform dropped a packet. Stable names (esp_drop_name) for CLI and metrics.
+enum class EspDrop : uint8_t {
+  // outbound
+  kTooBig,         // the ESP packet would exceed the SA's MTU
+  kNoRoom,         // not enough headroom or tailroom, or a multi-segment mbuf
+  kSaExpired,      // the SA is at a hard limit: sequence numbers, packets, bytes or age
+  kSealFailed,     // the crypto library refused the operation (never within its limits)
+  // inbound
+  kRunt,           // frame shorter than its headers claim, or too short for ESP + ICV
+  kBadLength,      // outer headers malformed: not IPv4/UDP, fragment, lengths inconsistent
+  kUnknownSpi,     // no inbound SA with this SPI
+  kReplay,         // sequence number already received
+  kTooOld,         // sequence number below the replay window
+  kIcvFail,        // the ICV did not verify (wrong key, tampered, wrong ESN high half)
+  kBadPad,         // verified, but the pad length exceeds the payload or the padding is not 1, 2, 3...
+  kBadNextHeader,  // verified, but the next header is none of 4, 41, 253
+  kWrongWorker,    // the SA belongs to another worker (its outer 5-tuple moved to another RX queue)
+  kCount
+};
+
+/// Stable lower-case name of an ESP drop reason ("icv_fail").
+constexpr std::string_view esp_drop_name(EspDrop d) noexcept {
+  constexpr std::string_view names[] = {"too_big",     "no_room",  "sa_expired", "seal_failed",
+                                        "runt",        "bad_length", "unknown_spi", "replay",
+                                        "too_old",     "icv_fail", "bad_pad",    "bad_next_header", "wrong_worker"};
+  static_assert(std::size(names) == static_cast<size_t>(EspDrop::kCount));
+  return names[static_cast<size_t>(d)];
+}
+
+/// A worker's ESP counters: one writer (the worker), read by control with relaxed loads.
+struct alignas(64) EspCounters {
+  Counter enc_pkts;   ///< packets encrypted and kept
+  Counter enc_bytes;  ///< their inner bytes
+  Counter dec_pkts;   ///< packets decrypted, verified and kept
+  Counter dec_bytes;  ///< their inner bytes
+  std::array<Counter, static_cast<size_t>(EspDrop::kCount)> drops;
+
+  void drop(EspDrop d, uint64_t n = 1) noexcept { drops[static_cast<size_t>(d)].add(n); }
+  uint64_t dropped(EspDrop d) const noexcept { return drops[static_cast<size_t>(d)].load(); }
+};
+
 /// Per path, per worker (an array of kMaxPaths, indexed by path id).
 struct PathCounters {
-  Counter tx_pkts, tx_bytes, rx_pkts, rx_bytes;
+  Counter tx_pkts, tx_bytes, rx_pkts, rx_bytes;  // data and probes, ESP-encrypted / verified
+  Counter probes_sent;       // test packets this worker sent on the path
+  Counter probes_received;   // their reflections that came back
+  Counter probes_reflected;  // the peer's test packets this worker reflected
 };
 
 /// Per port, per worker.
@@ -83,6 +136,8 @@ struct alignas(64) WorkerCounters {
   Counter control_tx;      // frames control asked this worker to send
   Counter arp_parked;      // packets held while their LAN destination was being resolved
   Counter arp_released;    // ... and sent once it was
+  Counter probe_alloc_failed;  // a probe not sent: the mempool was empty
+  Counter probe_reports_lost;  // a reflected probe whose report did not fit control's ring
 
   void drop(Drop d, uint64_t n = 1) noexcept { drops[static_cast<size_t>(d)].add(n); }
 };

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dataplane/api/counters.hpp"
+#include "dataplane/api/esp.hpp"
 #include "dataplane/api/types.hpp"
 
 struct rte_lpm;
@@ -40,7 +41,13 @@ struct PathInfo {
   uint16_t id = 0;
   uint8_t port = 0;      // port index of the uplink
   uint16_t peer = 0;
-  bool usable = false;   // link up, next hop resolved
+  bool usable = false;   // link up, next hop resolved, an outbound SA installed: probes may go
+  bool up = true;        // and measured up (control's path state): data may go
+  /// The path's outbound SA (Snapshot::out_sas keeps it alive); null: nothing may be sent on
+  /// the path, as nothing ever goes out unencrypted.
+  OutboundSa* sa = nullptr;
+  /// The outer Ethernet/IPv4/UDP headers of its ESP packets, from the fields below.
+  EspOuter outer;
   MacAddr src_mac, dst_mac;
   Ipv4 src_ip, dst_ip;
   uint16_t src_port = 0, dst_port = 0;
@@ -129,11 +136,16 @@ struct Snapshot {
   std::vector<PathInfo> paths;            // index = path id
   std::vector<PeerInfo> peers;            // index = peer index
   std::shared_ptr<const RouteTable> routes;
-  /// (port index << 32 | remote IPv4) -> path id, sorted by key: tells which path an
-  /// arriving overlay packet came over.
-  std::vector<std::pair<uint64_t, uint16_t>> path_by_remote;
   NeighborTable neighbors;
+  /// ESP: inbound SAs by SPI, shared by consecutive snapshots until an SA comes or goes;
+  /// null = no inbound SA (every ESP packet is an unknown SPI).
+  std::shared_ptr<const InboundTable> inbound;
+  /// Keep every SA that paths and inbound point to alive until this snapshot's grace period
+  /// has passed (control frees them afterwards, never under a worker).
+  std::vector<std::shared_ptr<OutboundSa>> out_sas;
+  std::vector<std::shared_ptr<InboundSa>> in_sas;
   uint16_t overlay_port = 4500;           // UDP port we listen on and send to
+  uint32_t probe_interval_ms = 0;         // every usable path is probed this often; 0 = never
   uint32_t icmp_errors_per_sec = 100;     // per worker token bucket rate
   uint32_t icmp_errors_burst = 50;
 };

@@ -6,6 +6,8 @@
 #include <memory>
 #include <vector>
 
+struct rte_mempool;
+
 #include "dataplane/api/counters.hpp"
 #include "dataplane/api/messages.hpp"
 #include "dataplane/api/published.hpp"
@@ -22,12 +24,14 @@ struct RxQueue {
 /// Everything a worker is given at creation. Control fills it; the worker keeps a copy.
 struct WorkerConfig {
   uint16_t index = 0;                       // 0..n-1: also its TX queue on every port and its QSBR id
+  uint16_t count = 1;                       // n: the worker probes the paths whose id % n == index
   std::vector<RxQueue> rx;
   IdlePolicy idle = IdlePolicy::kAdaptive;
   const Published<Snapshot>* snapshot = nullptr;
   rte_rcu_qsbr* qsbr = nullptr;             // may be null in tests that call poll_once only
   WorkerChannels channels;
   uint32_t flow_capacity = 65536;           // flow cache entries (rounded up to a power of two)
+  rte_mempool* pool = nullptr;              // where probes come from; null: the worker sends none
 };
 
 /// A worker. Created by control before launch; afterwards only its own lcore touches it,
@@ -50,6 +54,9 @@ class Worker {
 
   /// Any thread: this worker's counters.
   const WorkerCounters& counters() const noexcept;
+
+  /// Any thread: this worker's ESP counters (encrypted, decrypted, drops by reason).
+  const EspCounters& esp_counters() const noexcept;
 
   /// Any thread: this worker's per-path counters (kMaxPaths entries, by path id).
   const PathCounters* path_counters() const noexcept;

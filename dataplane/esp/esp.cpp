@@ -6,6 +6,7 @@
 #include "dataplane/esp/esp.hpp"
 
 #include <rte_byteorder.h>
+#include <rte_cycles.h>
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
 #include <string.h>  // explicit_bzero
@@ -81,8 +82,12 @@ inline void settle(rte_mbuf** pkts, size_t& kept, size_t base, uint32_t kc) noex
 
 OutboundSa::OutboundSa(const CryptoEngine& engine, uint32_t spi_, const uint8_t key_bytes[kGcmKeyLen],
                        const uint8_t salt_[kEspSaltLen], bool esn_, uint64_t seq_limit_,
-                       const EspPath& path) noexcept
-    : seq_limit(std::min(seq_limit_, esn_ ? kEspSeqLimitEsn : kEspSeqLimitNoEsn)), spi(spi_), esn(esn_) {
+                       const EspPath& path, uint64_t byte_limit_, uint64_t expire_tsc_) noexcept
+    : seq_limit(std::min(seq_limit_, esn_ ? kEspSeqLimitEsn : kEspSeqLimitNoEsn)),
+      byte_limit(byte_limit_),
+      expire_tsc(expire_tsc_),
+      spi(spi_),
+      esn(esn_) {
   std::memcpy(salt, salt_, kEspSaltLen);
   engine.expand_key(key_bytes, &key);
   set_path(path);
@@ -93,9 +98,17 @@ OutboundSa::~OutboundSa() {
   explicit_bzero(salt, sizeof salt);
 }
 
+bool OutboundSa::expired() const noexcept { return expired(rte_rdtsc()); }
+
 void OutboundSa::set_path(const EspPath& p) noexcept {
   path_ = p;
-  uint8_t* h = outer;
+  outer = EspOuter::of(p);
+}
+
+EspOuter EspOuter::of(const EspPath& p) noexcept {
+  EspOuter o;
+  o.mtu = p.mtu;
+  uint8_t* h = o.hdr;
   std::memcpy(h, p.dmac.b.data(), 6);
   std::memcpy(h + 6, p.smac.b.data(), 6);
   put16(h + 12, 0x0800);
@@ -109,17 +122,18 @@ void OutboundSa::set_path(const EspPath& p) noexcept {
   put16(ip + 6, 0x4000);
   ip[8] = 64;
   ip[9] = 17;
-  put16(ip + 10, 0);      // checksum: per packet, from outer_sum
+  put16(ip + 10, 0);      // checksum: per packet, from sum
   put32(ip + 12, p.src.v);
   put32(ip + 16, p.dst.v);
   uint32_t sum = 0;
   for (uint32_t i = 0; i < 20; i += 2) sum += get16(ip + i);
-  outer_sum = sum;
+  o.sum = sum;
   uint8_t* udp = ip + 20;
   put16(udp, p.sport);
   put16(udp + 2, p.dport);
   put16(udp + 4, 0);      // length: per packet
   put16(udp + 6, 0);      // RFC 3948 2.1: zero over IPv4; ESP authenticates what matters
+  return o;
 }
 
 InboundSa::InboundSa(const CryptoEngine& engine, uint32_t spi_, const uint8_t key_bytes[kGcmKeyLen],
@@ -135,6 +149,11 @@ InboundSa::~InboundSa() {
 }
 
 uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, std::span<rte_mbuf*> pkts,
+                           uint8_t next_header, EspCounters& counters) noexcept {
+  return esp_encrypt_burst(engine, sa, sa.outer, pkts, next_header, counters);
+}
+
+uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter& outer, std::span<rte_mbuf*> pkts,
                            uint8_t next_header, EspCounters& counters) noexcept {
   rte_mbuf** all = pkts.data();
   const size_t total = pkts.size();
@@ -152,7 +171,7 @@ uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, std::span<rte_m
       EspDrop why;
       if (m->nb_segs != 1) [[unlikely]] {
         why = EspDrop::kNoRoom;
-      } else if (esp_outer_ip_len(len) > sa.path_.mtu) [[unlikely]] {
+      } else if (esp_outer_ip_len(len) > outer.mtu) [[unlikely]] {
         why = EspDrop::kTooBig;
       } else if (rte_pktmbuf_headroom(m) < kEspPrepend ||
                  rte_pktmbuf_tailroom(m) < pad_for(len) + 2 + kEspIcvLen) [[unlikely]] {
@@ -165,16 +184,21 @@ uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, std::span<rte_m
       bad[nb++] = m;
     }
 
-    // Sequence numbers: reserved once for the chunk, exactly as many as packets go out, so
-    // the wire shows no gaps. Past the limit nothing is encrypted, ever.
-    const uint64_t avail = sa.seq < sa.seq_limit ? sa.seq_limit - sa.seq : 0;
+    // Sequence numbers: reserved once for the chunk with one compare-and-swap (other workers
+    // may send on this SA), exactly as many as packets go out, so the wire shows no gaps and
+    // seq never passes seq_limit. Past a hard limit nothing is encrypted, ever.
+    uint64_t seq0 = sa.seq.load(std::memory_order_relaxed), avail = 0;
+    if (ng != 0 && (sa.byte_limit == 0 || sa.bytes.load() < sa.byte_limit) &&
+        (sa.expire_tsc == 0 || rte_rdtsc() < sa.expire_tsc)) [[likely]] {
+      do {
+        avail = seq0 < sa.seq_limit ? std::min<uint64_t>(ng, sa.seq_limit - seq0) : 0;
+      } while (avail != 0 && !sa.seq.compare_exchange_weak(seq0, seq0 + avail, std::memory_order_relaxed));
+    }
     const auto take = static_cast<uint32_t>(std::min<uint64_t>(ng, avail));
     if (take < ng) [[unlikely]] {
       counters.drop(EspDrop::kSaExpired, ng - take);
       for (uint32_t i = take; i < ng; ++i) bad[nb++] = good[i];
     }
-    const uint64_t seq0 = sa.seq;
-    sa.seq = seq0 + take;
 
     GcmOp ops[kChunk];
     alignas(16) uint8_t iv[kChunk][kGcmIvLen];
@@ -196,13 +220,13 @@ uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, std::span<rte_m
       t[pad + 1] = next_header;
 
       uint8_t* h = data - kEspPrepend;
-      std::memcpy(h, sa.outer, kEspOuterLen);
+      std::memcpy(h, outer.hdr, kEspOuterLen);
       const uint32_t ip_len = esp_outer_ip_len(len);
       const auto id = static_cast<uint16_t>(seq);
       uint8_t* ip = h + kIpOff;
       put16(ip + 2, static_cast<uint16_t>(ip_len));
       put16(ip + 4, id);
-      put16(ip + 10, static_cast<uint16_t>(~fold(sa.outer_sum + ip_len + id)));
+      put16(ip + 10, static_cast<uint16_t>(~fold(outer.sum + ip_len + id)));
       put16(ip + 24, static_cast<uint16_t>(ip_len - 20));
       uint8_t* esp = h + kEspOff;
       put32(esp, spi);
@@ -260,9 +284,9 @@ uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, std::span<rte_m
   return static_cast<uint16_t>(kept);
 }
 
-uint16_t esp_decrypt_burst(CryptoEngine& engine, InboundTable& table, std::span<rte_mbuf*> pkts,
-                           EspCounters& counters, uint8_t* next_headers_out,
-                           uint16_t* sa_tags_out) noexcept {
+uint16_t esp_decrypt_burst(CryptoEngine& engine, const InboundTable& table, std::span<rte_mbuf*> pkts,
+                           EspCounters& counters, uint8_t* next_headers_out, uint16_t* sa_tags_out,
+                           uint16_t worker, const InboundSa** sas_out) noexcept {
   rte_mbuf** all = pkts.data();
   const size_t total = pkts.size();
   size_t kept = 0;
@@ -286,6 +310,7 @@ uint16_t esp_decrypt_burst(CryptoEngine& engine, InboundTable& table, std::span<
     // The SA of the previous packet: consecutive packets mostly share one.
     uint32_t last_spi = 0;
     InboundSa* last_sa = nullptr;
+    bool last_mine = false;
 
     for (uint32_t i = 0; i < std::min(n, kPrefetchAhead); ++i) rte_prefetch0(rte_pktmbuf_mtod(in[i], void*));
     for (uint32_t i = 0; i < n; ++i) {
@@ -324,10 +349,13 @@ uint16_t esp_decrypt_burst(CryptoEngine& engine, InboundTable& table, std::span<
             if (spi != last_spi || last_sa == nullptr) {
               last_sa = table.find(spi);
               last_spi = spi;
+              last_mine = last_sa != nullptr && (worker == kAnyWorker || last_sa->claim(worker));
             }
             sa = last_sa;
             if (sa == nullptr) [[unlikely]] {
               why = EspDrop::kUnknownSpi;
+            } else if (!last_mine) [[unlikely]] {
+              why = EspDrop::kWrongWorker;
             } else {
               const ReplayWindow::Verdict v = sa->window.check(get32(esp + 4), &seq);
               if (v == ReplayWindow::Verdict::kOk) [[likely]] {
@@ -426,6 +454,7 @@ uint16_t esp_decrypt_burst(CryptoEngine& engine, InboundTable& table, std::span<
           run_bytes += inner;
           next_headers_out[kept + kc] = nh;
           if (sa_tags_out != nullptr) sa_tags_out[kept + kc] = sa->tag;
+          if (sas_out != nullptr) sas_out[kept + kc] = sa;
           in[kc++] = m;
           bytes += inner;
           continue;

@@ -16,7 +16,7 @@
 // Nonce = salt (4) || explicit IV (8). AAD (RFC 4106 section 5) = SPI || seq (8 bytes), or
 // with ESN SPI || seq high || seq low (12 bytes): the high half never travels in the header.
 //
-// Threads: the worker that owns the CryptoEngine, the SAs, the InboundTable and the counters.
+// Threads: the worker that owns the CryptoEngine and the counters; SAs as sa.hpp says.
 // Per packet: no allocation, lock, syscall, exception or virtual call.
 #pragma once
 
@@ -60,55 +60,23 @@ constexpr uint32_t esp_max_inner(uint32_t mtu) noexcept {
   return mtu < fixed + 4 ? 0 : ((mtu - fixed) & ~3u) - 2;
 }
 
-/// Why the ESP transform dropped a packet. Stable names (esp_drop_name) for CLI and metrics.
-enum class EspDrop : uint8_t {
-  // outbound
-  kTooBig,         // the ESP packet would exceed the SA's MTU
-  kNoRoom,         // not enough headroom or tailroom, or a multi-segment mbuf
-  kSaExpired,      // the SA's sequence numbers are used up (seq_limit)
-  kSealFailed,     // the crypto library refused the operation (never within its limits)
-  // inbound
-  kRunt,           // frame shorter than its headers claim, or too short for ESP + ICV
-  kBadLength,      // outer headers malformed: not IPv4/UDP, fragment, lengths inconsistent
-  kUnknownSpi,     // no inbound SA with this SPI
-  kReplay,         // sequence number already received
-  kTooOld,         // sequence number below the replay window
-  kIcvFail,        // the ICV did not verify (wrong key, tampered, wrong ESN high half)
-  kBadPad,         // verified, but the pad length exceeds the payload or the padding is not 1, 2, 3...
-  kBadNextHeader,  // verified, but the next header is none of 4, 41, 253
-  kCount
-};
-
-/// Stable lower-case name of an ESP drop reason ("icv_fail").
-constexpr std::string_view esp_drop_name(EspDrop d) noexcept {
-  constexpr std::string_view names[] = {"too_big",     "no_room",  "sa_expired", "seal_failed",
-                                        "runt",        "bad_length", "unknown_spi", "replay",
-                                        "too_old",     "icv_fail", "bad_pad",    "bad_next_header"};
-  static_assert(std::size(names) == static_cast<size_t>(EspDrop::kCount));
-  return names[static_cast<size_t>(d)];
-}
-
-/// A worker's ESP counters: one writer (the worker), read by control with relaxed loads.
-struct alignas(64) EspCounters {
-  Counter enc_pkts;   ///< packets encrypted and kept
-  Counter enc_bytes;  ///< their inner bytes
-  Counter dec_pkts;   ///< packets decrypted, verified and kept
-  Counter dec_bytes;  ///< their inner bytes
-  std::array<Counter, static_cast<size_t>(EspDrop::kCount)> drops;
-
-  void drop(EspDrop d, uint64_t n = 1) noexcept { drops[static_cast<size_t>(d)].add(n); }
-  uint64_t dropped(EspDrop d) const noexcept { return drops[static_cast<size_t>(d)].load(); }
-};
-
-/// Owning worker. Encrypts each single-segment mbuf of pkts (its data: the inner packet from
-/// its IP header on, or our overlay header and the inner packet when next_header is 253) into
-/// the ESP-in-UDP frame above, with sa's path as outer headers. Sequence numbers are reserved
-/// once per burst, consecutive over the packets kept. Keeps n packets in pkts[0, n), in their
-/// order; the others are moved to pkts[n, size) and counted: too_big, no_room, sa_expired (all
-/// of them once sa.expired()), each untouched and still plaintext (never send them), and
-/// seal_failed, which the library never reports for valid operations (headers already added).
+/// Any worker sending on sa. Encrypts each single-segment mbuf of pkts (its data: the inner
+/// packet from its IP header on, or our overlay header and the inner packet when next_header is
+/// 253) into the ESP-in-UDP frame above, with outer as outer headers and outer.mtu as the
+/// limit. Sequence numbers are reserved once per chunk of 32 with one compare-and-swap, consecutive
+/// over the packets kept. Keeps n packets in pkts[0, n), in their order; the others are moved
+/// to pkts[n, size) and counted: too_big, no_room, sa_expired (all of them once sa is at a
+/// hard limit; the byte limit is checked per chunk, so it may be passed by one chunk), each
+/// untouched and still plaintext (never send them), and seal_failed, which the library never
+/// reports for valid operations (headers already added).
+uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter& outer, std::span<rte_mbuf*> pkts,
+                           uint8_t next_header, EspCounters& counters) noexcept;
+/// The same with sa's own outer headers (sa.path()).
 uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, std::span<rte_mbuf*> pkts,
                            uint8_t next_header, EspCounters& counters) noexcept;
+
+/// esp_decrypt_burst's worker when SA ownership is not checked (one thread uses the table).
+constexpr uint16_t kAnyWorker = 0xffff;
 
 /// Owning worker. Decrypts each mbuf of pkts, which holds a frame from the outer Ethernet header
 /// on that the caller found to be IPv4/UDP to our ESP port (NAT keep-alives and IKE's non-ESP
@@ -120,9 +88,12 @@ uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, std::span<rte_m
 /// sa_tags_out[i] the tag of the SA that verified it. The others are moved to pkts[n, size)
 /// and counted by reason (per worker in counters, and per SA where one was found); they
 /// changed no state, and one that failed its ICV holds zeros where its plaintext would be.
-/// next_headers_out (and sa_tags_out) hold pkts.size() entries.
-uint16_t esp_decrypt_burst(CryptoEngine& engine, InboundTable& table, std::span<rte_mbuf*> pkts,
+/// next_headers_out (and sa_tags_out) hold pkts.size() entries. worker: the caller's index,
+/// which must own each SA (InboundSa::claim; wrong_worker otherwise), or kAnyWorker. sas_out,
+/// when not null, gets the SA of each packet kept, like sa_tags_out.
+uint16_t esp_decrypt_burst(CryptoEngine& engine, const InboundTable& table, std::span<rte_mbuf*> pkts,
                            EspCounters& counters, uint8_t* next_headers_out,
-                           uint16_t* sa_tags_out = nullptr) noexcept;
+                           uint16_t* sa_tags_out = nullptr, uint16_t worker = kAnyWorker,
+                           const InboundSa** sas_out = nullptr) noexcept;
 
 }  // namespace sdwan::dp

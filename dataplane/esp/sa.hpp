@@ -3,11 +3,13 @@
 // control side's SA records (control/esp/sa_table.hpp), which keep lifetimes, epochs and names.
 //
 // Ownership and threads:
-//   OutboundSa  one worker owns it: it alone encrypts with it, so its sequence number is a
-//               plain store (STYLE.md). Control builds it (init expands the key) and reads only
-//               its counters, with relaxed loads.
-//   InboundSa   one worker owns it: the replay window is single-writer. Control builds it and
-//               reads its counters.
+//   OutboundSa  shared by the workers that send on its path (dataplane/api/esp.hpp): each
+//               burst reserves its sequence numbers with one compare-and-swap, so no IV is ever used
+//               twice, and adds its counts atomically. Control builds it (the constructor
+//               expands the key) and reads only its counters, with relaxed loads.
+//   InboundSa   one worker owns it: the replay window is single-writer. The first worker whose
+//               decrypt burst meets it claims it (owner); control builds it and reads its
+//               counters.
 //   InboundTable  one per worker: non-owning pointers, indexed by spi & 0xffff (the SPI layout
 //               of control/esp/spi.hpp). Whoever frees an SA removes it from every table first
 //               (after the grace period when tables are published by snapshot).
@@ -17,10 +19,12 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
 #include "dataplane/api/counters.hpp"
+#include "dataplane/api/esp.hpp"
 #include "dataplane/api/types.hpp"
 #include "dataplane/esp/gcm.hpp"
 #include "dataplane/esp/replay_window.hpp"
@@ -35,57 +39,56 @@ constexpr uint64_t kEspSeqLimitNoEsn = uint64_t{1} << 32;
 /// ... and with ESN (2^64 - 1 itself is never used: nobody gets there).
 constexpr uint64_t kEspSeqLimitEsn = ~uint64_t{0};
 
-/// Where an outbound SA's packets go: the outer headers of every packet it encrypts.
-struct EspPath {
-  MacAddr smac, dmac;    ///< outer Ethernet source (our uplink) and destination (next hop)
-  Ipv4 src, dst;         ///< outer IPv4 source (our uplink address) and destination (peer)
-  uint16_t sport = 4500; ///< outer UDP source port
-  uint16_t dport = 4500; ///< outer UDP destination port
-  uint16_t mtu = 1500;   ///< L3 MTU of the uplink: no outer IPv4 packet is longer
-};
-
 /// An outbound SA's runtime. Control constructs it (start-up or rekey, never per packet); the
-/// owning worker passes it to esp_encrypt_burst.
+/// workers pass it to esp_encrypt_burst.
 struct alignas(64) OutboundSa {
   /// Expands key with engine (any engine of the same arch as the workers'). seq_limit is
-  /// clamped to kEspSeqLimitNoEsn without ESN; sequence numbers start at 1.
+  /// clamped to kEspSeqLimitNoEsn without ESN; sequence numbers start at 1. byte_limit: inner
+  /// bytes after which nothing more is sent (0: none); expire_tsc: TSC time from which nothing
+  /// more is sent (0: never).
   OutboundSa(const CryptoEngine& engine, uint32_t spi, const uint8_t key[kGcmKeyLen],
-             const uint8_t salt[kEspSaltLen], bool esn, uint64_t seq_limit, const EspPath& path) noexcept;
+             const uint8_t salt[kEspSaltLen], bool esn, uint64_t seq_limit, const EspPath& path,
+             uint64_t byte_limit = 0, uint64_t expire_tsc = 0) noexcept;
   /// Wipes the expanded key and the salt.
   ~OutboundSa();
   OutboundSa(const OutboundSa&) = delete;
   OutboundSa& operator=(const OutboundSa&) = delete;
 
-  /// Changes the outer headers (a new next-hop MAC, say); rebuilds the header template. The
-  /// owning worker, between bursts.
+  /// Changes the outer headers used when esp_encrypt_burst gets none of its own; rebuilds the
+  /// template. Not while a worker sends on it.
   void set_path(const EspPath& p) noexcept;
   /// The outer headers in use.
   const EspPath& path() const noexcept { return path_; }
-  /// Whether esp_encrypt_burst would encrypt nothing (the sequence space below seq_limit is
-  /// used up). Owning worker.
-  bool expired() const noexcept { return seq >= seq_limit; }
+  /// Whether esp_encrypt_burst would encrypt nothing at TSC time now: sequence numbers used
+  /// up below seq_limit, byte_limit reached or expire_tsc passed. Any thread.
+  bool expired(uint64_t now_tsc) const noexcept {
+    return seq.load(std::memory_order_relaxed) >= seq_limit ||
+           (byte_limit != 0 && bytes.load() >= byte_limit) || (expire_tsc != 0 && now_tsc >= expire_tsc);
+  }
+  /// expired() at the current TSC time.
+  bool expired() const noexcept;
 
-  // Line 0: everything a burst reads or writes, and the path.
-  uint64_t seq = 1;        ///< next sequence number to use; plain store by the owning worker
+  // Line 0: what a burst reads and reserves.
+  std::atomic<uint64_t> seq{1};  ///< next sequence number to use; reserved per burst (compare-and-swap)
   uint64_t seq_limit;      ///< sequence numbers below this may be used (exclusive)
+  uint64_t byte_limit;     ///< inner bytes after which the SA sends nothing (0: no limit)
+  uint64_t expire_tsc;     ///< TSC time from which the SA sends nothing (0: never)
   uint32_t spi;            ///< host byte order
   uint8_t salt[kEspSaltLen];
   bool esn;                ///< 64-bit sequence numbers (the high half in the AAD only)
-  EspPath path_;           ///< the outer headers; written only by the constructor and set_path
-  uint32_t outer_sum = 0;  ///< one's complement sum of the template's IPv4 header words
 
-  // Line 1: the header template, then the counters control reads.
-  /// Ethernet + IPv4 (DF, TTL 64, protocol UDP; total length, id and checksum 0) + UDP
-  /// (checksum 0, length 0), built from path_: esp_encrypt_burst copies it and patches the
-  /// lengths, the id and the checksum.
-  alignas(64) uint8_t outer[kEspOuterLen] = {};
-  Counter pkts;   ///< packets encrypted and kept
-  Counter bytes;  ///< their inner bytes (what was handed to esp_encrypt_burst)
+  // Line 1: the counters control reads (atomic adds: several workers may send on one SA).
+  alignas(64) AtomicCounter pkts;   ///< packets encrypted and kept
+  AtomicCounter bytes;              ///< their inner bytes (what was handed to esp_encrypt_burst)
+
+  // Lines 2-3: the default outer headers (path_ as a template).
+  alignas(64) EspOuter outer;
+  EspPath path_;           ///< written only by the constructor and set_path
 
   /// Round keys and GHASH powers: the rest of the record.
   GcmKey key;
 };
-static_assert(sizeof(OutboundSa) == 2 * 64 + sizeof(GcmKey), "OutboundSa grew past two lines and its key");
+static_assert(sizeof(OutboundSa) <= 4 * 64 + sizeof(GcmKey), "OutboundSa grew past four lines and its key");
 
 /// An inbound SA's runtime. Control constructs it; the owning worker passes it (through its
 /// InboundTable) to esp_decrypt_burst.
@@ -104,6 +107,14 @@ struct alignas(64) InboundSa {
 
   /// Whether 64-bit sequence numbers are in use (the window's setting).
   bool esn() const noexcept { return window.esn(); }
+  /// Whether worker may process this SA's packets: true if it owns it, or if nobody did and it
+  /// now does. Any worker; lock-free.
+  bool claim(uint16_t worker) noexcept {
+    int32_t o = owner.load(std::memory_order_relaxed);
+    if (o == worker) return true;
+    if (o >= 0) return false;
+    return owner.compare_exchange_strong(o, worker, std::memory_order_relaxed) || o == worker;
+  }
 
   // Line 0: identity and the counters control reads (per SA, for `show sas` and lifetimes).
   uint32_t spi;                 ///< host byte order
@@ -115,14 +126,15 @@ struct alignas(64) InboundSa {
   Counter too_old;              ///< dropped: below the window
   Counter icv_fail;             ///< dropped: the ICV did not verify
   Counter bad_trailer;          ///< dropped: verified, but bad padding or next header
+  std::atomic<int32_t> owner{-1};  ///< the worker that processes it (claim()); -1 before the first packet
 
   /// Round keys and GHASH powers.
   GcmKey key;
   /// Anti-replay state (single writer: the owning worker).
   ReplayWindow window;
 };
-static_assert(sizeof(InboundSa) == 64 + sizeof(GcmKey) + sizeof(ReplayWindow),
-              "InboundSa grew past one line, its key and its window");
+static_assert(sizeof(InboundSa) <= 2 * 64 + sizeof(GcmKey) + sizeof(ReplayWindow),
+              "InboundSa grew past two lines, its key and its window");
 
 /// A worker's inbound SAs by SPI: an array indexed by spi & 0xffff (control/esp/spi.hpp puts
 /// the link, epoch and direction there) and an equality check on the whole SPI. 512 KiB:

@@ -1,10 +1,11 @@
-// The overlay header that travels inside the tunnel between two appliances, and the outer
-// Ethernet/IPv4/UDP headers of a path. Wire format: docs/wire-format.md.
+// The overlay header that travels inside the ESP tunnel between two appliances, in front of
+// the inner packet. Wire format: docs/wire-format.md.
 #pragma once
 
 #include <cstdint>
 
 #include "dataplane/api/snapshot.hpp"
+#include "dataplane/esp/esp.hpp"
 
 struct rte_mbuf;
 
@@ -27,18 +28,23 @@ struct __attribute__((packed)) OverlayHdr {
 static_assert(sizeof(OverlayHdr) == 16);
 
 constexpr uint32_t kEthLen = 14;
-constexpr uint32_t kOuterLen = kEthLen + 20 + 8;            // Ethernet + IPv4 + UDP
-/// Bytes the tunnel adds on the uplink at L3 (outer IPv4 + UDP + overlay).
-constexpr uint32_t kTunnelL3Overhead = 20 + 8 + sizeof(OverlayHdr);
 
-/// Replaces the frame's Ethernet header (l3_off bytes) with the path's outer headers and an
-/// overlay header. False (mbuf untouched) when the headroom is too small.
-bool overlay_encap(rte_mbuf* m, uint16_t l3_off, const PathInfo& p, uint8_t cls, uint8_t stream,
-                   uint64_t seq, uint16_t ip_id) noexcept;
+/// Largest inner IP packet a path of L3 MTU mtu carries: ESP in UDP (esp.hpp) around our
+/// overlay header and the packet.
+constexpr uint32_t tunnel_max_inner(uint32_t mtu) noexcept {
+  const uint32_t esp = esp_max_inner(mtu);
+  return esp < sizeof(OverlayHdr) ? 0 : esp - static_cast<uint32_t>(sizeof(OverlayHdr));
+}
 
-/// Checks the outer UDP length and overlay header of a frame whose UDP header starts at l4_off,
-/// then strips outer headers + overlay and writes a fresh Ethernet header (type IPv4 or IPv6
-/// from the inner version nibble, MACs zero). False (mbuf untouched) if malformed.
-bool overlay_decap(rte_mbuf* m, uint16_t l4_off, OverlayHdr* out) noexcept;
+/// Replaces the frame's Ethernet header (l3_off bytes) with an overlay header: the mbuf then
+/// holds what ESP encrypts with next header 253. False (mbuf untouched) when the headroom is
+/// too small for it and the ESP headers.
+bool overlay_push(rte_mbuf* m, uint16_t l3_off, uint8_t cls, uint8_t stream, uint64_t seq) noexcept;
+
+/// Takes a decrypted payload that starts with the overlay header: checks version, type and the
+/// inner IP version, then replaces the overlay header with a blank Ethernet header (type IPv4
+/// or IPv6, MACs zero) so the frame parses like one from the LAN. False (mbuf untouched) if
+/// malformed.
+bool overlay_pull(rte_mbuf* m, OverlayHdr* out) noexcept;
 
 }  // namespace sdwan::dp

@@ -1,5 +1,5 @@
-// The worker loop: RX burst -> parse -> route -> flow cache -> path -> overlay -> TX burst,
-// and the reverse. Run to completion; per packet no allocation, lock, syscall or log line:
+// The worker loop: RX burst -> parse -> route -> flow cache -> path -> overlay -> ESP per path
+// in bursts -> TX burst, and the reverse (ESP decrypt in bursts -> overlay -> route). Run to completion; per packet no allocation, lock, syscall or log line:
 // every failure is a per-worker counter (dataplane/api/counters.hpp).
 #include "dataplane/api/worker.hpp"
 
@@ -15,8 +15,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "dataplane/esp/esp.hpp"
+#include "dataplane/esp/sa.hpp"
 #include "dataplane/flow/flow_cache.hpp"
 #include "dataplane/overlay/overlay.hpp"
+#include "dataplane/overlay/stamp.hpp"
 #include "dataplane/parse/parse.hpp"
 #include "dataplane/proto/proto.hpp"
 
@@ -36,6 +39,9 @@ constexpr uint32_t kParkPerDestination = 3;  // Linux's unres_qlen default
 constexpr uint64_t kParkMs = 1000;
 constexpr uint32_t kIdleSpinRounds = 16;
 constexpr uint32_t kIdleMaxSleepUs = 200;
+constexpr uint32_t kEncSlots = 8;   // paths with packets waiting for encryption at once
+constexpr uint16_t kEncBurst = 32;  // packets one encrypt burst takes
+constexpr uint32_t kProbeScan = 64; // paths whose probe timer one poll looks at
 
 constexpr uint8_t kCodeNetUnreach = 0;
 constexpr uint8_t kTcpSyn = 0x02;
@@ -63,7 +69,15 @@ struct Worker::Impl {
         path_ctr(new PathCounters[kMaxPaths]),
         flows(c.flow_capacity),
         peer_seq(kMaxPeers, 0),
-        hz(rte_get_tsc_hz()) {}
+        probe_due(kMaxPaths, 0),
+        probe_seq(kMaxPaths, 0),
+        probe_req_rx(kMaxPaths, 0),
+        hz(rte_get_tsc_hz()),
+        ns_mult((uint64_t{1000000000} << 32) / hz) {
+    // Without an engine (no AES-NI: the daemon refuses to start before this) nothing is sent.
+    auto e = CryptoEngine::create();
+    if (e) engine = std::move(*e);
+  }
 
   struct TxBuf {
     uint16_t n = 0;
@@ -75,6 +89,12 @@ struct Worker::Impl {
     uint8_t port = 0;
     uint64_t tsc = 0;
   };
+  // Packets for one path, overlay header in front, waiting for one encrypt burst.
+  struct EncQueue {
+    uint16_t path = 0;
+    uint16_t n = 0;
+    rte_mbuf* m[kEncBurst];
+  };
   struct Parked {
     rte_mbuf* m;
     uint32_t ip;
@@ -85,15 +105,24 @@ struct Worker::Impl {
 
   WorkerConfig cfg;
   WorkerCounters ctr;
+  EspCounters esp_ctr;
+  std::unique_ptr<CryptoEngine> engine;
+  std::array<EncQueue, kEncSlots> encq{};
+  uint32_t n_encq = 0;
   std::unique_ptr<PathCounters[]> path_ctr;
   FlowCache flows;
   std::vector<uint64_t> peer_seq;
+  std::vector<uint64_t> probe_due;     // by path: TSC time of its next probe (0: not scheduled)
+  std::vector<uint32_t> probe_seq;     // by path: the next probe's sequence number
+  std::vector<uint64_t> probe_req_rx;  // by path: the peer's test packets received here
+  uint32_t probe_cursor = 0;
   std::array<TxBuf, kMaxPorts> txq{};
   std::array<Memo, kResolveMemoSlots> memo{};
   std::array<Parked, kParkSlots> parked{};
   uint32_t n_parked = 0;
   uint64_t parked_gen = 0;
   uint64_t hz;
+  uint64_t ns_mult;  // ns per TSC tick, 32.32 fixed point
   uint16_t ip_id = 0;
   bool online = false;
   // ICMP error token bucket in TSC ticks, so refilling needs no division per packet.
@@ -105,7 +134,16 @@ struct Worker::Impl {
   void rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
   void rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
   bool rx_front(rte_mbuf* m, uint8_t port, HeaderView* hv) noexcept;
-  void wan_one(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept;
+  bool wan_front(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept;
+  void wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
+  void to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m) noexcept;
+  void seal(const Snapshot& s, EncQueue& q) noexcept;
+  void seal_all(const Snapshot& s) noexcept;
+  void send_probes(const Snapshot& s, uint64_t now) noexcept;
+  void on_probe(const Snapshot& s, rte_mbuf* m, uint16_t path, const InboundSa* sa, uint64_t now) noexcept;
+  uint64_t tsc_ns(uint64_t tsc) const noexcept {
+    return static_cast<uint64_t>((static_cast<unsigned __int128>(tsc) * ns_mult) >> 32);
+  }
   void forward(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t in_port, bool from_overlay,
                uint64_t now) noexcept;
   void to_lan(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t lan, uint8_t in_port, uint64_t now) noexcept;
@@ -372,12 +410,15 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     path = e->path;
   } else {
     // First usable path in the peer's preference order (path choice by class comes later).
+    // Usable includes an outbound SA: a path without one never carries a packet.
     const PeerInfo& pi = s.peers[peer];
-    for (uint8_t i = 0; i < pi.n_paths; ++i)
-      if (s.paths[pi.paths[i]].usable) {
+    for (uint8_t i = 0; i < pi.n_paths; ++i) {
+      const PathInfo& c = s.paths[pi.paths[i]];
+      if (c.usable && c.up && c.sa != nullptr) {
         path = pi.paths[i];
         break;
       }
+    }
     if (path < 0) {
       drop(m, Drop::kNoPath);
       return;
@@ -396,15 +437,15 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     }
   }
   const PathInfo& p = s.paths[static_cast<size_t>(path)];
-  if (hv.ip_len + kTunnelL3Overhead > p.mtu) {
+  const uint32_t max_inner = tunnel_max_inner(p.mtu);
+  if (hv.ip_len > max_inner) {
     ctr.drop(Drop::kTooBig);
-    icmp_error(s, m, hv, kIcmpUnreachable, kIcmpCodeFragNeeded, static_cast<uint16_t>(p.mtu - kTunnelL3Overhead), in_port,
-               now);
+    icmp_error(s, m, hv, kIcmpUnreachable, kIcmpCodeFragNeeded, static_cast<uint16_t>(max_inner), in_port, now);
     return;
   }
   uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
   if (hv.proto == IPPROTO_TCP && (hv.tcp_flags & kTcpSyn) &&
-      clamp_tcp_mss(f, rte_pktmbuf_data_len(m), hv, static_cast<uint16_t>(p.mtu - kTunnelL3Overhead - 40)))
+      clamp_tcp_mss(f, rte_pktmbuf_data_len(m), hv, static_cast<uint16_t>(max_inner - 40)))
     ctr.mss_clamped.add();
   ipv4_ttl_decrement(f + hv.l3_off);
   if (e != nullptr) {
@@ -412,14 +453,52 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     e->pkts++;
     e->bytes += hv.ip_len;
   }
-  if (!overlay_encap(m, hv.l3_off, p, 0, static_cast<uint8_t>(cfg.index), ++peer_seq[peer], ip_id++)) {
+  if (!overlay_push(m, hv.l3_off, 0, static_cast<uint8_t>(cfg.index), ++peer_seq[peer])) {
     drop(m, Drop::kTooBig);
     return;
   }
   ctr.encapsulated.add();
   path_ctr[p.id].tx_pkts.add();
-  path_ctr[p.id].tx_bytes.add(rte_pktmbuf_pkt_len(m));
-  tx(s, p.port, m);
+  path_ctr[p.id].tx_bytes.add(hv.ip_len);
+  to_esp(s, p, m);
+}
+
+// Queues m (overlay header in front) for p's next encrypt burst. Bursts go out when full, when
+// the slots run out and at the end of every poll, always before the snapshot is released.
+void Worker::Impl::to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m) noexcept {
+  EncQueue* q = nullptr;
+  for (uint32_t i = 0; i < n_encq; ++i)
+    if (encq[i].path == p.id) {
+      q = &encq[i];
+      break;
+    }
+  if (q == nullptr) {
+    if (n_encq == kEncSlots) seal_all(s);
+    q = &encq[n_encq++];
+    q->path = p.id;
+    q->n = 0;
+  }
+  q->m[q->n++] = m;
+  if (q->n == kEncBurst) seal(s, *q);
+}
+
+void Worker::Impl::seal(const Snapshot& s, EncQueue& q) noexcept {
+  if (q.n == 0) return;
+  const PathInfo& p = s.paths[q.path];
+  uint16_t kept = 0;
+  if (engine != nullptr && p.sa != nullptr) [[likely]]
+    kept = esp_encrypt_burst(*engine, *p.sa, p.outer, std::span<rte_mbuf*>(q.m, q.n), kEspNextOverlay, esp_ctr);
+  else
+    ctr.drop(Drop::kNoPath, q.n);
+  for (uint16_t i = 0; i < kept; ++i) tx(s, p.port, q.m[i]);
+  // The rest are plaintext that failed a check (counted by reason in esp_ctr): never sent.
+  for (uint16_t i = kept; i < q.n; ++i) rte_pktmbuf_free(q.m[i]);
+  q.n = 0;
+}
+
+void Worker::Impl::seal_all(const Snapshot& s) noexcept {
+  for (uint32_t i = 0; i < n_encq; ++i) seal(s, encq[i]);
+  n_encq = 0;
 }
 
 // The front both RX paths share: one segment, parsed, ARP to control, IPv4 only. False when
@@ -462,30 +541,184 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
 }
 
 void Worker::Impl::rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
-  for_each_prefetched(pkts, n, [&](rte_mbuf* m) { wan_one(s, port, m, now); });
+  rte_mbuf* esp[kBurst];
+  uint16_t ne = 0;
+  for_each_prefetched(pkts, n, [&](rte_mbuf* m) {
+    if (wan_front(s, port, m, now)) esp[ne++] = m;
+  });
+  if (ne != 0) wan_esp(s, port, esp, ne, now);
 }
 
-// An uplink accepts only what is addressed to it: overlay from a known endpoint, or ICMP echo.
-void Worker::Impl::wan_one(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept {
+// An uplink accepts only what is addressed to it: ESP in UDP on the overlay port (true: the
+// caller decrypts it in a burst), or ICMP echo; everything else is dropped and counted.
+bool Worker::Impl::wan_front(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept {
   HeaderView hv;
-  if (!rx_front(m, port, &hv)) return;
-  if (hv.dst4 != s.ports[port].addr.v) return drop(m, Drop::kNotForUs);
-  if (hv.fragment) return drop(m, Drop::kFragment);
-  if (hv.proto != IPPROTO_UDP || hv.dport != s.overlay_port) return local_in(s, m, hv, port, false, now);
-  const uint64_t key = uint64_t{port} << 32 | hv.src4;
-  auto it = std::lower_bound(s.path_by_remote.begin(), s.path_by_remote.end(), key,
-                             [](const auto& a, uint64_t k) { return a.first < k; });
-  if (it == s.path_by_remote.end() || it->first != key) return drop(m, Drop::kUnknownPeer);
-  OverlayHdr ov;
-  if (!overlay_decap(m, hv.l4_off, &ov)) return drop(m, Drop::kBadOverlay);
-  path_ctr[it->second].rx_pkts.add();
-  path_ctr[it->second].rx_bytes.add(rte_pktmbuf_pkt_len(m));
-  HeaderView ihv;
-  const ParseError ie = parse_mbuf(m, &ihv);
-  if (ie != ParseError::kOk) return drop(m, drop_for(ie));
-  if (ihv.l3 != L3::kIpv4) return drop(m, Drop::kIpv6Unsupported);
-  ctr.decapsulated.add();
-  forward(s, m, ihv, port, true, now);
+  if (!rx_front(m, port, &hv)) return false;
+  if (hv.dst4 != s.ports[port].addr.v) {
+    drop(m, Drop::kNotForUs);
+    return false;
+  }
+  if (hv.fragment) {
+    drop(m, Drop::kFragment);
+    return false;
+  }
+  if (hv.proto != IPPROTO_UDP || hv.dport != s.overlay_port) {
+    local_in(s, m, hv, port, false, now);
+    return false;
+  }
+  // Ethernet padding and VLAN tags are the decrypt burst's to judge: it reads the outer
+  // headers itself (a tagged frame is a bad_length there).
+  return true;
+}
+
+// Decrypts a burst of ESP frames (SA by SPI, anti-replay, ICV; esp.hpp), then routes each
+// inner packet like one from the LAN. Failures are counted by reason in esp_ctr and freed.
+void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
+  uint16_t kept = 0;
+  uint8_t nh[kBurst];
+  uint16_t tags[kBurst];
+  const InboundSa* sas[kBurst];
+  if (engine != nullptr && s.inbound != nullptr) [[likely]]
+    kept = esp_decrypt_burst(*engine, *s.inbound, std::span<rte_mbuf*>(pkts, n), esp_ctr, nh, tags, cfg.index, sas);
+  else
+    esp_ctr.drop(EspDrop::kUnknownSpi, n);
+  for (uint16_t i = kept; i < n; ++i) rte_pktmbuf_free(pkts[i]);
+  for (uint16_t i = 0; i < kept; ++i) {
+    rte_mbuf* m = pkts[i];
+    OverlayHdr ov;
+    if (nh[i] == kEspNextOverlay && tags[i] < s.paths.size() && rte_pktmbuf_data_len(m) != 0 &&
+        *rte_pktmbuf_mtod(m, const uint8_t*) == (kOverlayVersion << 4 | static_cast<uint8_t>(OverlayType::kProbe))) {
+      on_probe(s, m, tags[i], sas[i], now);
+      continue;
+    }
+    if (nh[i] != kEspNextOverlay || !overlay_pull(m, &ov)) {
+      drop(m, Drop::kBadOverlay);
+      continue;
+    }
+    if (tags[i] < kMaxPaths) {
+      path_ctr[tags[i]].rx_pkts.add();
+      path_ctr[tags[i]].rx_bytes.add(rte_pktmbuf_pkt_len(m) - kEthLen);
+    }
+    HeaderView ihv;
+    const ParseError ie = parse_mbuf(m, &ihv);
+    if (ie != ParseError::kOk) {
+      drop(m, drop_for(ie));
+      continue;
+    }
+    if (ihv.l3 != L3::kIpv4) {
+      drop(m, Drop::kIpv6Unsupported);
+      continue;
+    }
+    ctr.decapsulated.add();
+    forward(s, m, ihv, port, true, now);
+  }
+}
+
+// Sends the probes that are due among the next kProbeScan paths (this worker's: id % count),
+// each a STAMP test packet in the path's ESP SA, stamped now. Timers start staggered over one
+// interval so probes do not leave in one burst.
+void Worker::Impl::send_probes(const Snapshot& s, uint64_t now) noexcept {
+  const auto n_paths = static_cast<uint32_t>(s.paths.size());
+  if (s.probe_interval_ms == 0 || cfg.pool == nullptr || n_paths == 0) return;
+  const uint64_t interval = s.probe_interval_ms * hz / 1000;
+  for (uint32_t k = 0; k < std::min(kProbeScan, n_paths); ++k) {
+    const uint32_t id = probe_cursor;
+    probe_cursor = probe_cursor + 1 >= n_paths ? 0 : probe_cursor + 1;
+    if (id % cfg.count != cfg.index) continue;
+    uint64_t& due = probe_due[id];
+    if (due == 0) {
+      due = now + interval * id / n_paths + 1;
+      continue;
+    }
+    if (now < due) continue;
+    // Late by more than an interval (the worker slept, the interval changed): start again
+    // from now rather than send a catch-up burst.
+    due = now - due > interval ? now + interval : due + interval;
+    const PathInfo& p = s.paths[id];
+    if (!p.usable || p.sa == nullptr) continue;
+    rte_mbuf* m = rte_pktmbuf_alloc(cfg.pool);
+    if (m == nullptr) {
+      ctr.probe_alloc_failed.add();
+      continue;
+    }
+    auto* d = rte_pktmbuf_mtod(m, uint8_t*);
+    if (rte_pktmbuf_append(m, sizeof(OverlayHdr) + kProbeLen) == nullptr) {
+      rte_pktmbuf_free(m);
+      ctr.probe_alloc_failed.add();
+      continue;
+    }
+    std::memset(d, 0, sizeof(OverlayHdr) + kProbeLen);
+    d[0] = kOverlayVersion << 4 | static_cast<uint8_t>(OverlayType::kProbe);
+    d[2] = static_cast<uint8_t>(cfg.index);
+    StampTest t{};
+    t.seq = rte_cpu_to_be_32(probe_seq[id]++);
+    t.ts = stamp_ts(tsc_ns(rte_rdtsc()));
+    t.err_est = rte_cpu_to_be_16(kStampErrEst);
+    std::memcpy(d + sizeof(OverlayHdr), &t, sizeof t);
+    path_ctr[id].probes_sent.add();
+    to_esp(s, p, m);
+  }
+}
+
+// A probe that arrived in path's SA: a test packet is reflected at once on the same path with
+// the receive and transmit times and our counters; a reflection goes to control as a report.
+void Worker::Impl::on_probe(const Snapshot& s, rte_mbuf* m, uint16_t path, const InboundSa* sa, uint64_t now) noexcept {
+  uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
+  if (rte_pktmbuf_data_len(m) < sizeof(OverlayHdr) + kProbeLen) return drop(m, Drop::kBadOverlay);
+  uint8_t& flags = d[3];
+  uint8_t* body = d + sizeof(OverlayHdr);
+  if ((flags & kProbeReflected) == 0) {
+    const uint64_t rx_ns = tsc_ns(now);
+    ++probe_req_rx[path];
+    const PathInfo& p = s.paths[path];
+    if (!p.usable || p.sa == nullptr) return drop(m, Drop::kNoPath);
+    StampTest t;
+    std::memcpy(&t, body, sizeof t);
+    StampReflected r{};
+    r.seq = t.seq;
+    r.err_est = rte_cpu_to_be_16(kStampErrEst);
+    r.rx = stamp_ts(rx_ns);
+    r.s_seq = t.seq;
+    r.s_ts = t.ts;
+    r.s_err_est = t.err_est;
+    r.s_ttl = 255;
+    ProbeExt x{};
+    x.probes_rx = rte_cpu_to_be_64(probe_req_rx[path]);
+    if (sa != nullptr) {
+      x.esp_rx = rte_cpu_to_be_64(sa->pkts.load());
+      x.esp_top = rte_cpu_to_be_64(sa->window.top());
+      x.spi = rte_cpu_to_be_32(sa->spi);
+    }
+    r.ts = stamp_ts(tsc_ns(rte_rdtsc()));
+    std::memcpy(body, &r, sizeof r);
+    std::memcpy(body + sizeof r, &x, sizeof x);
+    flags |= kProbeReflected;
+    // Padding past the probe, if the sender added any, does not travel back.
+    rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_data_len(m) - sizeof(OverlayHdr) - kProbeLen));
+    path_ctr[path].probes_reflected.add();
+    to_esp(s, p, m);
+    return;
+  }
+  StampReflected r;
+  ProbeExt x;
+  std::memcpy(&r, body, sizeof r);
+  std::memcpy(&x, body + sizeof r, sizeof x);
+  ProbeReport rep{};
+  rep.path = path;
+  rep.seq = rte_be_to_cpu_32(r.s_seq);
+  rep.t1_ns = stamp_ns(r.s_ts);
+  rep.t2_ns = stamp_ns(r.rx);
+  rep.t3_ns = stamp_ns(r.ts);
+  rep.t4_ns = tsc_ns(now);
+  rep.refl_probes_rx = rte_be_to_cpu_64(x.probes_rx);
+  rep.refl_esp_rx = rte_be_to_cpu_64(x.esp_rx);
+  rep.refl_esp_top = rte_be_to_cpu_64(x.esp_top);
+  rep.refl_spi = rte_be_to_cpu_32(x.spi);
+  rte_pktmbuf_free(m);
+  path_ctr[path].probes_received.add();
+  if (cfg.channels.to_control_probes == nullptr ||
+      rte_ring_sp_enqueue_elem(cfg.channels.to_control_probes, &rep, sizeof rep) != 0)
+    ctr.probe_reports_lost.add();
 }
 
 uint32_t Worker::Impl::poll() noexcept {
@@ -531,6 +764,8 @@ uint32_t Worker::Impl::poll() noexcept {
     moved += n;
   }
   if (n_parked != 0) release_parked(*s, now);
+  send_probes(*s, now);
+  seal_all(*s);
   for (uint8_t p = 0; p < s->ports.size(); ++p) flush(*s, p);
   flows.expire(now, flow_idle_tsc, kExpireBucketsPerPoll);
   if (moved) ctr.busy_polls.add();
@@ -575,6 +810,7 @@ int Worker::run(const std::atomic<bool>& stop) noexcept {
 }
 
 const WorkerCounters& Worker::counters() const noexcept { return impl_->ctr; }
+const EspCounters& Worker::esp_counters() const noexcept { return impl_->esp_ctr; }
 const PathCounters* Worker::path_counters() const noexcept { return impl_->path_ctr.get(); }
 uint32_t Worker::flow_count() const noexcept { return impl_->flows.size(); }
 uint16_t Worker::index() const noexcept { return impl_->cfg.index; }

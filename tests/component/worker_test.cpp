@@ -16,8 +16,12 @@
 #include "control/config/config.hpp"
 #include "control/neighbor/neighbor.hpp"
 #include "control/publish/topology.hpp"
+#include "dataplane/api/esp.hpp"
 #include "dataplane/api/worker.hpp"
+#include "dataplane/esp/esp.hpp"
+#include "dataplane/esp/sa.hpp"
 #include "dataplane/overlay/overlay.hpp"
+#include "dataplane/overlay/stamp.hpp"
 #include "pkt.hpp"
 
 namespace sdwan::test {
@@ -85,6 +89,7 @@ struct Node {
   std::unique_ptr<dp::Worker> worker;
   rte_ring *lan_in, *lan_out, *up_in, *up_out;
   std::vector<rte_ring*> owned;
+  cp::SnapshotSas sas;
   uint64_t gen = 0;
 
   Node(bool edge, rte_ring* uplink_rx = nullptr, rte_ring* uplink_tx = nullptr) : cfg(make_config(edge)) {
@@ -111,13 +116,16 @@ struct Node {
     ch.to_control_pkts = ring("exc");
     ch.to_control_resolve = rte_ring_create_elem(uniq("res").c_str(), 8, 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
     ch.from_control_tx = ring("ctx");
-    owned.insert(owned.end(), {ch.to_control_pkts, ch.to_control_resolve, ch.from_control_tx});
+    ch.to_control_probes = rte_ring_create_elem(uniq("prb").c_str(), sizeof(dp::ProbeReport), 1024, 0,
+                                                RING_F_SP_ENQ | RING_F_SC_DEQ);
+    owned.insert(owned.end(), {ch.to_control_pkts, ch.to_control_resolve, ch.from_control_tx, ch.to_control_probes});
     publish();
     dp::WorkerConfig wc;
     wc.rx = {{0, 0}, {1, 0}};
     wc.snapshot = &pub;
     wc.channels = ch;
     wc.flow_capacity = 4096;
+    wc.pool = pool();
     worker = std::make_unique<dp::Worker>(wc);
   }
   ~Node() {
@@ -134,7 +142,28 @@ struct Node {
     }
     for (rte_ring* r : owned) rte_ring_free(r);
   }
-  void publish() { pub.publish(cp::build_snapshot(topo, live, *nm, routes, ++gen)); }
+  void publish() { pub.publish(cp::build_snapshot(topo, live, *nm, routes, ++gen, sas)); }
+  // Path 0 sends with out_key under out_spi and accepts in_spi with in_key.
+  void install_sas(uint32_t out_spi, uint8_t out_key, uint32_t in_spi, uint8_t in_key, bool esn = true) {
+    dp::EspSaParams o;
+    o.spi = out_spi;
+    o.key.fill(out_key);
+    o.salt.fill(out_key);
+    o.esn = esn;
+    sas.out = {dp::make_outbound_sa(o, dp::EspPath{})};
+    dp::EspSaParams i;
+    i.spi = in_spi;
+    i.key.fill(in_key);
+    i.salt.fill(in_key);
+    i.esn = esn;
+    i.tag = 0;
+    auto in = dp::make_inbound_sa(i);
+    auto table = dp::make_inbound_table();
+    EXPECT_TRUE(dp::inbound_table_install(*table, in.get()));
+    sas.in = {in};
+    sas.inbound = table;
+    publish();
+  }
   void learn(uint8_t port, Ipv4 who, MacAddr m) {
     nm->want(port, who, false, 0);
     nm->on_arp(port, cp::ArpPacket{2, m, who, topo.ports[port].addr.addr}, 0);
@@ -143,6 +172,7 @@ struct Node {
   MacAddr lan_mac() const { return live[0].mac; }
   MacAddr up_mac() const { return live[1].mac; }
   uint64_t drops(Drop d) const { return worker->counters().drops[static_cast<size_t>(d)].load(); }
+  uint64_t esp_drops(dp::EspDrop d) const { return worker->esp_counters().dropped(d); }
 };
 
 void inject(rte_ring* r, const Bytes& b) {
@@ -163,6 +193,7 @@ std::optional<Bytes> take(rte_ring* r) {
 }
 
 const MacAddr kHostA = mac(0x12), kHostB = mac(0x22), kIspE = mac(0xa1), kIspH = mac(0xb1);
+constexpr uint32_t kSpiEdgeToHub = 0x5d000010, kSpiHubToEdge = 0x5d000011;
 
 // An edge wired to a hub, everything resolved, the way a lab looks once ARP has run.
 struct Rings {
@@ -182,43 +213,146 @@ struct Pair {
     edge.learn(0, ip("192.168.10.2"), kHostA);
     hub.learn(1, ip("10.1.1.1"), kIspH);
     hub.learn(0, ip("192.168.20.2"), kHostB);
+    edge.install_sas(kSpiEdgeToHub, 0x11, kSpiHubToEdge, 0x22);
+    hub.install_sas(kSpiHubToEdge, 0x22, kSpiEdgeToHub, 0x11);
   }
 };
+
+// The ESP packet's payload decrypted with the edge -> hub key (test-side, with the library the
+// worker uses), or nullopt when it does not verify.
+std::optional<Bytes> open_edge_to_hub(const Bytes& frame) {
+  auto eng = dp::CryptoEngine::create();
+  if (!eng) return std::nullopt;
+  uint8_t key[32], salt[4];
+  std::memset(key, 0x11, 32);
+  std::memset(salt, 0x11, 4);
+  dp::InboundSa sa(**eng, kSpiEdgeToHub, key, salt, true);
+  dp::InboundTable t;
+  t.install(&sa);
+  rte_mbuf* m = rte_pktmbuf_alloc(pool());
+  std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())), frame.data(), frame.size());
+  dp::EspCounters c;
+  uint8_t nh = 0;
+  rte_mbuf* one[1] = {m};
+  if (dp::esp_decrypt_burst(**eng, t, std::span<rte_mbuf*>(one, 1), c, &nh) != 1) {
+    rte_pktmbuf_free(m);
+    return std::nullopt;
+  }
+  Bytes b(rte_pktmbuf_pkt_len(m));
+  std::memcpy(b.data(), rte_pktmbuf_mtod(m, uint8_t*), b.size());
+  rte_pktmbuf_free(m);
+  EXPECT_EQ(nh, dp::kEspNextOverlay);
+  return b;
+}
+
+bool contains(const Bytes& hay, const std::string& needle) {
+  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
+}
 
 Bytes from_a(const Bytes& l4, Ip4Opts o = {}, const char* dst = "192.168.20.2") {
   return eth_ipv4(mac(0xee), kHostA, ip("192.168.10.2"), ip(dst), l4, o);
 }
 
-TEST(Worker, LanPacketLeavesTheUplinkEncapsulated) {
+TEST(Worker, LanPacketLeavesTheUplinkAsEspOnly) {
   Pair p;
-  p.edge.lan_mac();
-  const Bytes in = eth_ipv4(p.edge.lan_mac(), kHostA, ip("192.168.10.2"), ip("192.168.20.2"), udp(1111, 2222, "hello"));
+  const std::string marker = "MARKER-must-never-be-seen-on-the-wan";
+  const Bytes in = eth_ipv4(p.edge.lan_mac(), kHostA, ip("192.168.10.2"), ip("192.168.20.2"), udp(1111, 2222, marker));
+  inject(p.edge.lan_in, in);
   inject(p.edge.lan_in, in);
   p.edge.worker->poll_once();
-  auto out = take(p.edge.up_out);
-  ASSERT_TRUE(out);
-  const Bytes& o = *out;
-  ASSERT_EQ(o.size(), in.size() - 14 + dp::kOuterLen + sizeof(dp::OverlayHdr));
-  EXPECT_EQ(0, std::memcmp(o.data(), kIspE.b.data(), 6)) << "outer dst MAC is the resolved next hop";
-  EXPECT_EQ(0, std::memcmp(o.data() + 6, p.edge.up_mac().b.data(), 6));
-  EXPECT_EQ(get16(o, 12), 0x0800);
-  EXPECT_EQ(o[14], 0x45);
-  EXPECT_TRUE(ipv4_checksum_ok(o, 14));
-  EXPECT_EQ(get16(o, 16), o.size() - 14);
-  EXPECT_EQ(get16(o, 20) & 0x4000, 0x4000) << "DF set on the tunnel";
-  EXPECT_EQ(o[23], 17);
-  EXPECT_EQ(get32(o, 26), ip("10.1.0.2").v);
-  EXPECT_EQ(get32(o, 30), ip("10.1.1.2").v);
-  EXPECT_EQ(get16(o, 34), 4500);
-  EXPECT_EQ(get16(o, 36), 4500);
-  EXPECT_EQ(get16(o, 38), o.size() - 34);
-  EXPECT_EQ(o[42] >> 4, dp::kOverlayVersion);
-  const size_t inner = dp::kOuterLen + sizeof(dp::OverlayHdr);
-  EXPECT_EQ(o[inner + 8], 63) << "inner TTL decremented";
-  EXPECT_TRUE(ipv4_checksum_ok(o, inner));
-  EXPECT_EQ(0, std::memcmp(o.data() + inner + 12, in.data() + 14 + 12, in.size() - 14 - 12)) << "addresses and payload intact";
-  EXPECT_EQ(p.edge.worker->counters().encapsulated.load(), 1u);
-  EXPECT_EQ(p.edge.worker->path_counters()[0].tx_pkts.load(), 1u);
+  for (uint32_t seq = 1; seq <= 2; ++seq) {
+    auto out = take(p.edge.up_out);
+    ASSERT_TRUE(out);
+    const Bytes& o = *out;
+    const size_t inner_len = in.size() - 14 + sizeof(dp::OverlayHdr);
+    ASSERT_EQ(o.size(), 14 + dp::esp_outer_ip_len(static_cast<uint32_t>(inner_len)));
+    EXPECT_EQ(0, std::memcmp(o.data(), kIspE.b.data(), 6)) << "outer dst MAC is the resolved next hop";
+    EXPECT_EQ(0, std::memcmp(o.data() + 6, p.edge.up_mac().b.data(), 6));
+    EXPECT_EQ(get16(o, 12), 0x0800);
+    EXPECT_EQ(o[14], 0x45);
+    EXPECT_TRUE(ipv4_checksum_ok(o, 14));
+    EXPECT_EQ(get16(o, 16), o.size() - 14);
+    EXPECT_EQ(get16(o, 20) & 0x4000, 0x4000) << "DF set on the tunnel";
+    EXPECT_EQ(o[23], 17);
+    EXPECT_EQ(get32(o, 26), ip("10.1.0.2").v);
+    EXPECT_EQ(get32(o, 30), ip("10.1.1.2").v);
+    EXPECT_EQ(get16(o, 34), 4500);
+    EXPECT_EQ(get16(o, 36), 4500);
+    EXPECT_EQ(get16(o, 38), o.size() - 34);
+    EXPECT_EQ(get32(o, 42), kSpiEdgeToHub);
+    EXPECT_EQ(get32(o, 46), seq) << "sequence numbers count from 1 without gaps";
+    EXPECT_FALSE(contains(o, marker)) << "the payload is encrypted";
+    auto plain = open_edge_to_hub(o);
+    ASSERT_TRUE(plain) << "authenticates with the edge -> hub key";
+    const Bytes& pl = *plain;
+    ASSERT_EQ(pl.size(), inner_len);
+    EXPECT_EQ(pl[0] >> 4, dp::kOverlayVersion);
+    EXPECT_EQ(get32(pl, 12), seq) << "overlay sequence per peer";
+    const size_t inner = sizeof(dp::OverlayHdr);
+    EXPECT_EQ(pl[inner + 8], 63) << "inner TTL decremented";
+    EXPECT_TRUE(ipv4_checksum_ok(pl, inner));
+    EXPECT_EQ(0, std::memcmp(pl.data() + inner + 12, in.data() + 14 + 12, in.size() - 14 - 12)) << "addresses and payload intact";
+  }
+  EXPECT_EQ(p.edge.worker->counters().encapsulated.load(), 2u);
+  EXPECT_EQ(p.edge.worker->esp_counters().enc_pkts.load(), 2u);
+  EXPECT_EQ(p.edge.worker->path_counters()[0].tx_pkts.load(), 2u);
+}
+
+TEST(Worker, APathWithoutAnOutboundSaSendsNothing) {
+  Pair p;
+  p.edge.sas.out.clear();
+  p.edge.publish();
+  inject(p.edge.lan_in, from_a(udp(1, 2, "secret")));
+  p.edge.worker->poll_once();
+  EXPECT_FALSE(take(p.edge.up_out)) << "no SA, no packet: never in the clear";
+  EXPECT_EQ(p.edge.drops(Drop::kNoPath), 1u);
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
+TEST(Worker, ForgedReplayedAndUnknownEspNeverReachTheLan) {
+  Pair p;
+  inject(p.edge.lan_in, from_a(udp(1, 2, "once")));
+  p.edge.worker->poll_once();
+  auto good = take(p.edge.up_out);
+  ASSERT_TRUE(good);
+  Bytes flipped = *good;
+  flipped[flipped.size() - 20] ^= 0x01;  // one bit of the ciphertext's trailer
+  Bytes unknown = *good;
+  unknown[45] ^= 0x40;                   // SPI no SA has
+  for (const Bytes* b : {&flipped, &unknown, &*good, &*good}) inject(p.hub.up_in, *b);
+  p.hub.worker->poll_once();
+  EXPECT_EQ(p.hub.esp_drops(dp::EspDrop::kIcvFail), 1u);
+  EXPECT_EQ(p.hub.esp_drops(dp::EspDrop::kUnknownSpi), 1u);
+  EXPECT_EQ(p.hub.esp_drops(dp::EspDrop::kReplay), 1u) << "the second copy of a good packet";
+  auto got = take(p.hub.lan_out);
+  ASSERT_TRUE(got) << "the genuine packet, once";
+  EXPECT_FALSE(take(p.hub.lan_out));
+  // The forged one did not move the window: the genuine one was still accepted after it.
+  EXPECT_EQ(p.hub.worker->esp_counters().dec_pkts.load(), 1u);
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
+TEST(Worker, AnInboundSaBelongsToTheFirstWorkerThatReceivesIt) {
+  Pair p;
+  inject(p.edge.lan_in, from_a(udp(1, 2, "a")));
+  inject(p.edge.lan_in, from_a(udp(1, 2, "b")));
+  p.edge.worker->poll_once();
+  auto a = take(p.edge.up_out), b = take(p.edge.up_out);
+  ASSERT_TRUE(a && b);
+  inject(p.hub.up_in, *a);
+  p.hub.worker->poll_once();
+  ASSERT_TRUE(take(p.hub.lan_out));
+  // A second hub worker polling the same port meets the SA worker 0 owns.
+  dp::WorkerConfig wc;
+  wc.index = 1;
+  wc.rx = {{0, 0}, {1, 0}};
+  wc.snapshot = &p.hub.pub;
+  wc.flow_capacity = 64;
+  dp::Worker second(wc);
+  inject(p.hub.up_in, *b);
+  second.poll_once();
+  EXPECT_EQ(second.esp_counters().dropped(dp::EspDrop::kWrongWorker), 1u);
+  EXPECT_FALSE(take(p.hub.lan_out));
 }
 
 // Compares two IPv4 packets byte for byte except TTL and header checksum.
@@ -299,19 +433,60 @@ TEST(Worker, EachMalformedFrameIsCountedUnderItsReasonAndDropped) {
   EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u) << "every dropped mbuf went back to the pool";
 }
 
-TEST(Worker, MalformedOverlayAndStrangersOnTheUplinkAreDropped) {
+TEST(Worker, CleartextAndStrangersOnTheUplinkAreDropped) {
   Pair p;
-  // UDP to our overlay port from an address that is no peer endpoint.
+  // UDP to our ESP port from an address that is no peer endpoint: no SA has that SPI.
   inject(p.hub.up_in, eth_ipv4(p.hub.up_mac(), kIspH, ip("10.9.9.9"), ip("10.1.1.2"), udp(4500, 4500, std::string(40, 'z'))));
-  // From the real endpoint but with a wrong overlay version.
-  Bytes bad = eth_ipv4(p.hub.up_mac(), kIspH, ip("10.1.0.2"), ip("10.1.1.2"), udp(4500, 4500, std::string(40, 'z')));
-  inject(p.hub.up_in, bad);
+  // From the real endpoint, but cleartext (the old plain overlay): not ESP either.
+  Bytes plain(16, 0);
+  plain[0] = dp::kOverlayVersion << 4;
+  const Bytes inner = from_a(udp(1, 2, "cleartext"));
+  plain.insert(plain.end(), inner.begin() + 14, inner.end());
+  inject(p.hub.up_in, eth_ipv4(p.hub.up_mac(), kIspH, ip("10.1.0.2"), ip("10.1.1.2"),
+                               udp(4500, 4500, std::string(plain.begin(), plain.end()))));
+  // A NAT keep-alive (RFC 3948: one byte 0xff).
+  inject(p.hub.up_in, eth_ipv4(p.hub.up_mac(), kIspH, ip("10.1.0.2"), ip("10.1.1.2"), udp(4500, 4500, "\xff")));
   // Addressed to someone else entirely.
   inject(p.hub.up_in, eth_ipv4(p.hub.up_mac(), kIspH, ip("10.1.0.2"), ip("10.1.1.99"), udp(1, 2, "x")));
   p.hub.worker->poll_once();
-  EXPECT_EQ(p.hub.drops(Drop::kUnknownPeer), 1u);
-  EXPECT_EQ(p.hub.drops(Drop::kBadOverlay), 1u);
+  EXPECT_EQ(p.hub.esp_drops(dp::EspDrop::kUnknownSpi), 2u);
+  EXPECT_EQ(p.hub.esp_drops(dp::EspDrop::kRunt), 1u);
   EXPECT_EQ(p.hub.drops(Drop::kNotForUs), 1u);
+  EXPECT_FALSE(take(p.hub.lan_out));
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
+TEST(Worker, AVerifiedPacketWithABadOverlayIsDropped) {
+  Pair p;
+  auto eng = dp::CryptoEngine::create();
+  ASSERT_TRUE(eng);
+  uint8_t key[32], salt[4];
+  std::memset(key, 0x11, 32);
+  std::memset(salt, 0x11, 4);
+  dp::EspPath path{kIspH, p.hub.up_mac(), ip("10.1.0.2"), ip("10.1.1.2"), 4500, 4500, 1500};
+  dp::OutboundSa sa(**eng, kSpiEdgeToHub, key, salt, true, ~uint64_t{0}, path);
+  struct Case {
+    uint8_t nh;
+    uint8_t first;
+  } cases[] = {{dp::kEspNextIpv4, 0x45}, {dp::kEspNextOverlay, 0x21}};  // inner IPv4 without overlay; overlay version 2
+  for (const auto& c : cases) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool());
+    const Bytes inner = from_a(udp(1, 2, "x"));
+    Bytes payload(16, 0);
+    payload.insert(payload.end(), inner.begin() + 14, inner.end());
+    payload[0] = c.first;
+    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(payload.size())), payload.data(), payload.size());
+    dp::EspCounters ec;
+    rte_mbuf* one[1] = {m};
+    ASSERT_EQ(dp::esp_encrypt_burst(**eng, sa, std::span<rte_mbuf*>(one, 1), c.nh, ec), 1);
+    Bytes f(rte_pktmbuf_pkt_len(m));
+    std::memcpy(f.data(), rte_pktmbuf_mtod(m, uint8_t*), f.size());
+    rte_pktmbuf_free(m);
+    inject(p.hub.up_in, f);
+  }
+  p.hub.worker->poll_once();
+  EXPECT_EQ(p.hub.worker->esp_counters().dec_pkts.load(), 2u) << "both verified";
+  EXPECT_EQ(p.hub.drops(Drop::kBadOverlay), 2u);
   EXPECT_FALSE(take(p.hub.lan_out));
 }
 
@@ -495,9 +670,10 @@ TEST(Worker, TooBigWithDfGetsFragmentationNeededWithTheTunnelMtu) {
   ASSERT_TRUE(r);
   EXPECT_EQ((*r)[34], 3);
   EXPECT_EQ((*r)[35], 4);
-  EXPECT_EQ(get16(*r, 40), 1500 - dp::kTunnelL3Overhead) << "next-hop MTU leaves room for the tunnel";
+  EXPECT_EQ(get16(*r, 40), dp::tunnel_max_inner(1500)) << "next-hop MTU leaves room for ESP and the overlay";
+  EXPECT_EQ(dp::tunnel_max_inner(1500), 1422u);
   // The largest packet that fits goes through.
-  inject(p.edge.lan_in, from_a(udp(1, 2, std::string(1500 - dp::kTunnelL3Overhead - 28, 'c')), {.df = true}));
+  inject(p.edge.lan_in, from_a(udp(1, 2, std::string(dp::tunnel_max_inner(1500) - 28, 'c')), {.df = true}));
   p.edge.worker->poll_once();
   auto o = take(p.edge.up_out);
   ASSERT_TRUE(o);
@@ -508,10 +684,11 @@ TEST(Worker, TcpSynMssIsClampedToFitTheTunnel) {
   Pair p;
   inject(p.edge.lan_in, from_a(tcp_syn(ip("192.168.10.2"), ip("192.168.20.2"), 40000, 80, 1460), {.proto = 6}));
   p.edge.worker->poll_once();
-  auto o = take(p.edge.up_out);
-  ASSERT_TRUE(o);
-  const size_t tcp = dp::kOuterLen + sizeof(dp::OverlayHdr) + 20;
-  EXPECT_EQ(get16(*o, tcp + 22), 1500 - dp::kTunnelL3Overhead - 40);
+  p.hub.worker->poll_once();
+  auto o = take(p.hub.lan_out);
+  ASSERT_TRUE(o) << "through the tunnel to lan-b";
+  const size_t tcp = 14 + 20;
+  EXPECT_EQ(get16(*o, tcp + 22), dp::tunnel_max_inner(1500) - 40);
   EXPECT_EQ(p.edge.worker->counters().mss_clamped.load(), 1u);
   // The TCP checksum still verifies over the pseudo header.
   Bytes seg(o->begin() + static_cast<long>(tcp), o->end());
@@ -534,6 +711,75 @@ TEST(Worker, APathThatGoesDownInANewSnapshotStopsCarryingTraffic) {
   p.edge.worker->poll_once();
   EXPECT_FALSE(take(p.edge.up_out)) << "never sent on a path that is down, even for a known flow";
   EXPECT_EQ(p.edge.drops(Drop::kNoPath), 1u);
+}
+
+TEST(Worker, ProbesAreSentInTheSaReflectedAtOnceAndReportedWithFourTimestamps) {
+  Pair p;
+  p.edge.topo.probe_interval_ms = 5;
+  p.edge.publish();
+  // The first poll schedules path 0's probe, a later one sends it.
+  std::optional<Bytes> probe;
+  const uint64_t give_up = rte_get_tsc_cycles() + rte_get_tsc_hz();
+  while (!probe && rte_get_tsc_cycles() < give_up) {
+    p.edge.worker->poll_once();
+    probe = take(p.edge.up_out);
+  }
+  ASSERT_TRUE(probe) << "a probe within one second";
+  EXPECT_EQ(get32(*probe, 42), kSpiEdgeToHub) << "in the path's own SA";
+  auto plain = open_edge_to_hub(*probe);
+  ASSERT_TRUE(plain);
+  ASSERT_EQ(plain->size(), sizeof(dp::OverlayHdr) + dp::kProbeLen);
+  EXPECT_EQ((*plain)[0], dp::kOverlayVersion << 4 | 1) << "overlay type probe";
+  EXPECT_EQ(get32(*plain, 16), 0u) << "STAMP sequence number from 0";
+  EXPECT_EQ(get16(*plain, 16 + 12), dp::kStampErrEst);
+  EXPECT_EQ(p.edge.worker->path_counters()[0].probes_sent.load(), 1u);
+
+  inject(p.hub.up_in, *probe);
+  p.hub.worker->poll_once();
+  EXPECT_EQ(p.hub.worker->path_counters()[0].probes_reflected.load(), 1u);
+  auto back = take(p.hub.up_out);
+  ASSERT_TRUE(back) << "reflected at once, by the worker";
+  EXPECT_EQ(get32(*back, 42), kSpiHubToEdge);
+  EXPECT_FALSE(take(p.hub.lan_out)) << "a probe is not data";
+
+  inject(p.edge.up_in, *back);
+  p.edge.worker->poll_once();
+  dp::ProbeReport r{};
+  ASSERT_EQ(rte_ring_dequeue_elem(p.edge.ch.to_control_probes, &r, sizeof r), 0);
+  EXPECT_EQ(r.path, 0);
+  EXPECT_EQ(r.seq, 0u);
+  EXPECT_LE(r.t1_ns, r.t4_ns);
+  EXPECT_LE(r.t2_ns, r.t3_ns);
+  const int64_t rtt = int64_t(r.t4_ns - r.t1_ns) - int64_t(r.t3_ns - r.t2_ns);
+  EXPECT_GE(rtt, 0);
+  EXPECT_LT(rtt, int64_t{1000000000});
+  EXPECT_EQ(r.refl_probes_rx, 1u);
+  EXPECT_EQ(r.refl_spi, kSpiEdgeToHub);
+  EXPECT_EQ(r.refl_esp_rx, 1u) << "the probe itself, verified";
+  EXPECT_EQ(r.refl_esp_top, 1u);
+  EXPECT_EQ(p.edge.worker->path_counters()[0].probes_received.load(), 1u);
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
+TEST(Worker, APathMeasuredDownCarriesProbesButNoData) {
+  Pair p;
+  p.edge.topo.probe_interval_ms = 5;
+  p.edge.publish();
+  auto s = cp::build_snapshot(p.edge.topo, p.edge.live, *p.edge.nm, p.edge.routes, ++p.edge.gen, p.edge.sas);
+  s->paths[0].up = false;
+  p.edge.pub.publish(std::move(s));
+  inject(p.edge.lan_in, from_a(udp(1, 2, "data")));
+  p.edge.worker->poll_once();
+  EXPECT_EQ(p.edge.drops(Drop::kNoPath), 1u);
+  uint64_t probes = 0;
+  const uint64_t give_up = rte_get_tsc_cycles() + rte_get_tsc_hz();
+  while (probes == 0 && rte_get_tsc_cycles() < give_up) {
+    p.edge.worker->poll_once();
+    probes = p.edge.worker->path_counters()[0].probes_sent.load();
+  }
+  EXPECT_EQ(probes, 1u) << "probes keep testing a path that is down";
+  while (take(p.edge.up_out)) {
+  }
 }
 
 }  // namespace

@@ -5,8 +5,14 @@ carrying LAN traffic between two kernel hosts through the overlay.
                                                                                        |
     t-lanb  eth 192.168.20.2/24 --- lan 192.168.20.1/24  t-hub   isp1 10.1.0.3/24 ---'
 
+Every packet between them is ESP: both use one master key file (mode 0600) in the test's
+temporary directory, and each keeps its epoch store there too.
+
 The tests share one set of daemons and run in file order; the last one stops them.
 """
+
+import os
+import secrets
 
 import pytest
 
@@ -18,15 +24,16 @@ EDGE_UP, HUB_UP = "10.1.0.2", "10.1.0.3"
 
 
 def appliance_config(name, role, lan_if, lan_addr, up_if, up_addr, next_hop, peer, peer_ep,
-                     peer_prefix):
+                     peer_prefix, key_file, epoch_store):
     return {
         "name": name,
         "role": role,
         "lan": {"port": f"af_packet:{lan_if}", "address": lan_addr},
         "uplinks": [{"name": "isp1", "port": f"af_packet:{up_if}", "address": up_addr,
                      "next_hop": next_hop}],
-        "peers": [{"name": peer, "endpoints": [{"address": peer_ep}],
+        "peers": [{"name": peer, "key_file": str(key_file), "endpoints": [{"address": peer_ep}],
                    "prefixes": [peer_prefix]}],
+        "esp": {"epoch_store": str(epoch_store)},
         "lcores": {"control": 0, "workers": [1]},
         "idle": "adaptive",
         "dpdk": {"hugepages": True, "memory_mb": 256},
@@ -43,12 +50,18 @@ def site(module_lab, sdwand):
     lab.host(lana, a_if, f"{HOST_A}/24", gateway=EDGE_LAN)
     lab.host(lanb, b_if, f"{HOST_B}/24", gateway=HUB_LAN)
 
+    # O_EXCL and mode 0600 at creation: the key is never readable by anyone else.
+    key_file = lab.workdir / "master.key"
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+
     edge_d = sdwand(lab, edge, "edge", appliance_config(
         "edge", "edge", edge_lan, f"{EDGE_LAN}/24", edge_up, f"{EDGE_UP}/24", HUB_UP,
-        "hub", HUB_UP, "192.168.20.0/24"))
+        "hub", HUB_UP, "192.168.20.0/24", key_file, lab.workdir / "edge.epochs"))
     hub_d = sdwand(lab, hub, "hub", appliance_config(
         "hub", "hub", hub_lan, f"{HUB_LAN}/24", hub_up, f"{HUB_UP}/24", EDGE_UP,
-        "edge", EDGE_UP, "192.168.10.0/24"))
+        "edge", EDGE_UP, "192.168.10.0/24", key_file, lab.workdir / "hub.epochs"))
     return {"lab": lab, "lana": lana, "lanb": lanb, "edge": edge_d, "hub": hub_d}
 
 
@@ -111,6 +124,65 @@ def test_lan_a_pings_lan_b_through_the_overlay(site):
         f"{HOST_A} -> {HOST_B}: {sent - received} of {sent} lost\n{out}\n"
         f"edge stats: {site['edge'].ctl('show', 'stats', check=False).stdout}\n"
         f"hub stats: {site['hub'].ctl('show', 'stats', check=False).stdout}")
+
+
+@pytest.mark.parametrize("appliance", ["edge", "hub"])
+def test_show_sas_lists_active_sas_that_carried_the_pings(site, appliance):
+    d = site[appliance]
+    sas = items(d.ctl_json("show", "sas"), "sas")
+    for sa in sas:
+        for key in ("spi", "path", "direction", "epoch", "state", "packets", "bytes", "replay",
+                    "too_old", "icv_fail", "bad_trailer"):
+            assert key in sa, f"SA object without {key!r}: {sa}"
+        assert sa["spi"].startswith("0x5d00") and len(sa["spi"]) == 10, sa
+        assert not any("key" in k for k in sa), f"an SA object must not carry keys: {sa}"
+    mine = [sa for sa in sas if sa["path"] == f"isp1:{'hub' if appliance == 'edge' else 'edge'}"]
+    out = [sa for sa in mine if sa["direction"] == "out" and sa["state"] == "active"]
+    inb = [sa for sa in mine if sa["direction"] == "in" and sa["state"] == "active"]
+    assert len(out) == 1 and out[0]["packets"] > 0, f"{appliance}: no active outbound SA with packets: {sas}"
+    assert len(inb) >= 1 and all(sa["packets"] > 0 for sa in inb), \
+        f"{appliance}: no active inbound SA with packets: {sas}"
+    assert all(sa["icv_fail"] == 0 and sa["replay"] == 0 for sa in mine), sas
+    # The peer's outbound SA is our active inbound one: same SPI and epoch on both sides.
+    stats = d.ctl_json("show", "stats")
+    esp = stats["esp"]
+    assert esp["encrypted_pkts"] > 0 and esp["decrypted_pkts"] > 0, esp
+    assert esp["drops"]["icv_fail"] == 0 and "unknown_spi" in esp["drops"], esp
+
+
+def test_both_sides_agree_on_the_sas(site):
+    def active(name, direction):
+        return {(sa["spi"], sa["epoch"]) for sa in items(site[name].ctl_json("show", "sas"), "sas")
+                if sa["direction"] == direction and sa["state"] == "active"}
+    assert active("edge", "out") <= active("hub", "in")
+    assert active("hub", "out") <= active("edge", "in")
+    # The epoch stores hold what each side sent under.
+    lab = site["lab"]
+    for name in ("edge", "hub"):
+        text = (lab.workdir / f"{name}.epochs").read_text()
+        assert "10.1.0.2:4500 10.1.0.3:4500" in text or "10.1.0.3:4500 10.1.0.2:4500" in text, text
+
+
+def test_edge_restarts_at_a_new_epoch_and_the_hub_follows(site):
+    """After a restart the edge's sequence numbers start at 1 again, so it must send under an
+    epoch it never used (its epoch store); the hub accepts it (inbound installed ahead) and
+    moves its own outbound to it (docs/keys.md "Epochs across restarts")."""
+    edge, hub = site["edge"], site["hub"]
+    assert edge.stop() == 0
+    edge.start()
+
+    def out_epoch(d):
+        sas = items(d.ctl_json("show", "sas"), "sas")
+        return next((sa["epoch"] for sa in sas if sa["direction"] == "out"), None)
+
+    assert out_epoch(edge) == 1, edge.ctl("show", "sas", check=False).stdout
+    lana = site["lana"]
+    netns.wait_for(lambda: netns.ping(lana, HOST_B, count=1, wait=1)[1] == 1, timeout=15,
+                   interval=0.2, what=f"first reply from {HOST_B} after the edge restarted")
+    sent, received, out = netns.ping(lana, HOST_B, count=10, interval=0.2, wait=2)
+    assert received == sent, f"after the restart: {sent - received} of {sent} lost\n{out}"
+    assert out_epoch(hub) == 1, hub.ctl("show", "sas", check=False).stdout
+    assert " 1\n" in (site["lab"].workdir / "edge.epochs").read_text()
 
 
 def test_sigterm_shuts_down_cleanly(site):

@@ -1,5 +1,7 @@
 #include "control/config/config.hpp"
 
+#include "control/esp/spi.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -13,6 +15,7 @@ namespace {
 
 // The base config every broken case edits. Line numbers in the expected messages refer to it:
 //  1 name   3 lan   6 uplinks   7 isp1   11 isp2   16 peers   17 hub   19/21 endpoints   22 prefixes
+//  23 key_file
 constexpr const char* kHead =
     "name: branch1\n"
     "role: edge\n"
@@ -37,7 +40,8 @@ constexpr const char* kPeers =
     "      - address: 10.1.1.2\n"
     "        uplinks: [isp1]\n"
     "      - address: 10.2.1.2\n"
-    "    prefixes: [192.168.20.0/24]\n";
+    "    prefixes: [192.168.20.0/24]\n"
+    "    key_file: /etc/sdwan/master.key\n";
 
 std::string base() { return std::string(kHead) + kUplinks + kPeers; }
 
@@ -52,7 +56,7 @@ std::string edit(std::string text, const std::string& from, const std::string& t
 
 std::string edit(const std::string& from, const std::string& to) { return edit(base(), from, to); }
 
-// Lines appended to the base start at line 23.
+// Lines appended to the base start at line 24.
 std::string append(const std::string& more) { return base() + more; }
 
 std::string endpoints(int n) {
@@ -75,7 +79,8 @@ constexpr const char* kSecondPeer =
     "  - name: dc2\n"
     "    endpoints:\n"
     "      - address: 10.5.1.2\n"
-    "    prefixes: [192.168.30.0/24, 192.168.20.0/24]\n";
+    "    prefixes: [192.168.30.0/24, 192.168.20.0/24]\n"
+    "    key_file: /etc/sdwan/dc2.key\n";
 
 struct Broken {
   const char* name;
@@ -91,14 +96,14 @@ TEST(Config, BaseIsValid) {
 TEST(Config, RejectsEachMistakeWithFileLineKeyAndExpectation) {
   const std::string top_keys =
       "name, role, lan, uplinks, peers, lcores, idle, overlay_port, flow_capacity, icmp_errors_per_sec, log_level, "
-      "dpdk, mgmt";
+      "dpdk, mgmt, esp";
   const std::string name_rule = "characters a-z, 0-9, '_' or '-'";
   const std::string unicast = "a unicast IPv4 address (not 0.0.0.0/8, 127.0.0.0/8, multicast or reserved)";
   const std::vector<Broken> cases = {
       // Document shape
       {"syntax error", edit("  port: af_packet:lan0", "  port: [af_packet:lan0"),
        "edge.yaml:5: invalid YAML: end of sequence flow not found"},
-      {"two documents", append("---\nrole: hub\n"), "edge.yaml:24: expected one YAML document, got a second one"},
+      {"two documents", append("---\nrole: hub\n"), "edge.yaml:25: expected one YAML document, got a second one"},
       {"top level is not a mapping", "just some text\n",
        "edge.yaml:1: expected a mapping with keys " + top_keys + ", got \"just some text\""},
       {"empty file", "", "edge.yaml:1: role: required key is missing"},
@@ -203,9 +208,9 @@ TEST(Config, RejectsEachMistakeWithFileLineKeyAndExpectation) {
       {"peers empty", std::string(kHead) + kUplinks + "peers: []\n",
        "edge.yaml:16: peers: expected 1 to 4096 peers, got none"},
       {"peer name twice", append(edit(kSecondPeer, "name: dc2", "name: hub")),
-       "edge.yaml:23: peers[1].name: expected a unique peer name, got \"hub\" (peers[0] has it)"},
+       "edge.yaml:24: peers[1].name: expected a unique peer name, got \"hub\" (peers[0] has it)"},
       {"peer key typo", edit("    prefixes:", "    prefix:"),
-       "edge.yaml:22: peers[0].prefix: unknown key (expected one of: name, endpoints, prefixes)"},
+       "edge.yaml:22: peers[0].prefix: unknown key (expected one of: name, key_file, endpoints, prefixes)"},
       {"endpoints empty",
        edit("    endpoints:\n      - address: 10.1.1.2\n        uplinks: [isp1]\n      - address: 10.2.1.2\n",
             "    endpoints: []\n"),
@@ -255,54 +260,116 @@ TEST(Config, RejectsEachMistakeWithFileLineKeyAndExpectation) {
       {"prefix twice in a peer", edit("[192.168.20.0/24]", "[192.168.20.0/24, 192.168.20.0/24]"),
        "edge.yaml:22: peers[0].prefixes[1]: expected each prefix once, got \"192.168.20.0/24\" twice"},
       {"prefix on two peers", append(kSecondPeer),
-       "edge.yaml:26: peers[1].prefixes[1]: expected a prefix no other peer has, got \"192.168.20.0/24\" (peers[0] "
+       "edge.yaml:27: peers[1].prefixes[1]: expected a prefix no other peer has, got \"192.168.20.0/24\" (peers[0] "
        "\"hub\" has it)"},
       // lcores
       {"worker on the control core", append("lcores:\n  control: 1\n  workers: [1, 2]\n"),
-       "edge.yaml:25: lcores.workers[0]: expected a core other than the control core 1, got \"1\""},
+       "edge.yaml:26: lcores.workers[0]: expected a core other than the control core 1, got \"1\""},
       {"worker twice", append("lcores:\n  workers: [1, 2, 1]\n"),
-       "edge.yaml:24: lcores.workers[2]: expected each core once, got \"1\" twice"},
+       "edge.yaml:25: lcores.workers[2]: expected each core once, got \"1\" twice"},
       {"workers empty", append("lcores:\n  workers: []\n"),
-       "edge.yaml:24: lcores.workers: expected 1 to 64 core numbers, got none"},
+       "edge.yaml:25: lcores.workers: expected 1 to 64 core numbers, got none"},
       {"worker count disagrees", append("lcores:\n  workers: [1, 2]\n  worker_count: 3\n"),
-       "edge.yaml:25: lcores.worker_count: expected 2 (the number of cores in lcores.workers) or no worker_count, got "
+       "edge.yaml:26: lcores.worker_count: expected 2 (the number of cores in lcores.workers) or no worker_count, got "
        "\"3\""},
       {"worker count zero", append("lcores:\n  worker_count: 0\n"),
-       "edge.yaml:24: lcores.worker_count: expected an integer from 1 to 64, got \"0\""},
+       "edge.yaml:25: lcores.worker_count: expected an integer from 1 to 64, got \"0\""},
       {"control core out of range", append("lcores:\n  control: 5000\n"),
-       "edge.yaml:24: lcores.control: expected a core number from 0 to 1023, got \"5000\""},
+       "edge.yaml:25: lcores.control: expected a core number from 0 to 1023, got \"5000\""},
       // scalars at the top
-      {"idle unknown", append("idle: spin\n"), "edge.yaml:23: idle: expected busy or adaptive, got \"spin\""},
+      {"idle unknown", append("idle: spin\n"), "edge.yaml:24: idle: expected busy or adaptive, got \"spin\""},
       {"overlay port zero", append("overlay_port: 0\n"),
-       "edge.yaml:23: overlay_port: expected a UDP port from 1 to 65535, got \"0\""},
+       "edge.yaml:24: overlay_port: expected a UDP port from 1 to 65535, got \"0\""},
       {"flow capacity too small", append("flow_capacity: 100\n"),
-       "edge.yaml:23: flow_capacity: expected an integer from 1024 to 16777216, got \"100\""},
+       "edge.yaml:24: flow_capacity: expected an integer from 1024 to 16777216, got \"100\""},
       {"icmp rate negative", append("icmp_errors_per_sec: -1\n"),
-       "edge.yaml:23: icmp_errors_per_sec: expected an integer from 0 to 1000000, got \"-1\""},
+       "edge.yaml:24: icmp_errors_per_sec: expected an integer from 0 to 1000000, got \"-1\""},
       {"log level unknown", append("log_level: verbose\n"),
-       "edge.yaml:23: log_level: expected error, warning, info or debug, got \"verbose\""},
+       "edge.yaml:24: log_level: expected error, warning, info or debug, got \"verbose\""},
       // dpdk, mgmt
       {"dpdk key typo", append("dpdk:\n  hugepage: false\n"),
-       "edge.yaml:24: dpdk.hugepage: unknown key (expected one of: file_prefix, hugepages, memory_mb, extra_args)"},
+       "edge.yaml:25: dpdk.hugepage: unknown key (expected one of: file_prefix, hugepages, memory_mb, extra_args)"},
       {"hugepages not a boolean", append("dpdk:\n  hugepages: maybe\n"),
-       "edge.yaml:24: dpdk.hugepages: expected true or false, got \"maybe\""},
+       "edge.yaml:25: dpdk.hugepages: expected true or false, got \"maybe\""},
       {"file prefix with a slash", append("dpdk:\n  file_prefix: edge/1\n"),
-       "edge.yaml:24: dpdk.file_prefix: expected a file prefix of 1 to 32 characters a-z, A-Z, 0-9, '_' or '-', got "
+       "edge.yaml:25: dpdk.file_prefix: expected a file prefix of 1 to 32 characters a-z, A-Z, 0-9, '_' or '-', got "
        "\"edge/1\""},
       {"memory too big", append("dpdk:\n  memory_mb: 2000000\n"),
-       "edge.yaml:24: dpdk.memory_mb: expected an integer from 0 to 1048576, got \"2000000\""},
+       "edge.yaml:25: dpdk.memory_mb: expected an integer from 0 to 1048576, got \"2000000\""},
       {"extra args not a list", append("dpdk:\n  extra_args: --log-level=8\n"),
-       "edge.yaml:24: dpdk.extra_args: expected a list of EAL arguments, got \"--log-level=8\""},
+       "edge.yaml:25: dpdk.extra_args: expected a list of EAL arguments, got \"--log-level=8\""},
       {"socket relative", append("mgmt:\n  socket: sdwand.sock\n"),
-       "edge.yaml:24: mgmt.socket: expected an absolute path of at most 107 bytes, got \"sdwand.sock\""},
+       "edge.yaml:25: mgmt.socket: expected an absolute path of at most 107 bytes, got \"sdwand.sock\""},
       {"socket too long", append("mgmt:\n  socket: /" + std::string(107, 's') + "\n"),
-       "edge.yaml:24: mgmt.socket: expected an absolute path of at most 107 bytes, got \"/" + std::string(56, 's') +
+       "edge.yaml:25: mgmt.socket: expected an absolute path of at most 107 bytes, got \"/" + std::string(56, 's') +
            "...\""},
       {"group with a space", append("mgmt:\n  group: \"sdwan ops\"\n"),
-       "edge.yaml:24: mgmt.group: expected a group name (letters, digits, '_', '-' or '.', at most 32) or \"\", got "
+       "edge.yaml:25: mgmt.group: expected a group name (letters, digits, '_', '-' or '.', at most 32) or \"\", got "
        "\"sdwan ops\""},
       {"mgmt key typo", append("mgmt:\n  sock: /run/x.sock\n"),
-       "edge.yaml:24: mgmt.sock: unknown key (expected one of: socket, group)"},
+       "edge.yaml:25: mgmt.sock: unknown key (expected one of: socket, group)"},
+      // peers: master key
+      {"key file missing", edit("    key_file: /etc/sdwan/master.key\n", ""),
+       "edge.yaml:17: peers[0].key_file: required key is missing: the file with the peer's 256-bit master key, 64 hex "
+       "digits, mode 0600 (docs/keys.md \"Key file\"); make one with: umask 077; openssl rand -hex 32 > "
+       "/etc/sdwan/master.key"},
+      {"key file relative", edit("key_file: /etc/sdwan/master.key", "key_file: master.key"),
+       "edge.yaml:23: peers[0].key_file: expected an absolute path like /etc/sdwan/master.key, got \"master.key\""},
+      {"key file empty", edit("key_file: /etc/sdwan/master.key", "key_file:"),
+       "edge.yaml:23: peers[0].key_file: expected an absolute path like /etc/sdwan/master.key, got nothing"},
+      // peers: link numbers
+      {"link out of range", edit("        uplinks: [isp1]\n", "        uplinks: [isp1]\n        link: 4096\n"),
+       "edge.yaml:21: peers[0].endpoints[0].link: expected a link number from 0 to 4095, got \"4096\""},
+      {"link on an endpoint of two paths", edit("      - address: 10.2.1.2\n", "      - address: 10.2.1.2\n        link: 7\n"),
+       "edge.yaml:22: peers[0].endpoints[1].link: expected link only on an endpoint with exactly one path (name its "
+       "uplink: uplinks: [NAME]), got an endpoint reached over 2 uplinks"},
+      {"computed links collide",
+       edit("      - address: 10.2.1.2\n", "      - address: 10.2.34.208\n        uplinks: [isp2]\n"),
+       "edge.yaml:21: peers[0].endpoints[1]: expected a link number no other path uses, got 412 for path isp2:hub "
+       "(computed from its endpoints), the same as path isp1:hub (computed from its endpoints); set link: 0..4095 on "
+       "the endpoint of one of them, and the same number on that path's endpoint in the peer's config (docs/keys.md)"},
+      {"computed link collides with a set one",
+       edit("        uplinks: [isp1]\n", "        uplinks: [isp1]\n        link: 3410\n"),
+       "edge.yaml:22: peers[0].endpoints[1]: expected a link number no other path uses, got 3410 for path isp2:hub "
+       "(computed from its endpoints), the same as path isp1:hub (set by link:); set link: 0..4095 on the endpoint of "
+       "one of them, and the same number on that path's endpoint in the peer's config (docs/keys.md)"},
+      {"set link collides with a computed one",
+       edit("      - address: 10.2.1.2\n", "      - address: 10.2.1.2\n        uplinks: [isp2]\n        link: 412\n"),
+       "edge.yaml:23: peers[0].endpoints[1].link: expected a link number no other path uses, got 412 for path isp2:hub "
+       "(set by link:), the same as path isp1:hub (computed from its endpoints); set link: 0..4095 on the endpoint of "
+       "one of them, and the same number on that path's endpoint in the peer's config (docs/keys.md)"},
+      // esp
+      {"esp key typo", append("esp:\n  window: 4096\n"),
+       "edge.yaml:25: esp.window: unknown key (expected one of: esn, replay_window, keylog, epoch_store, lifetime)"},
+      {"esp not a mapping", append("esp: on\n"),
+       "edge.yaml:24: esp: expected a mapping with keys esn, replay_window, keylog, epoch_store, lifetime, got \"on\""},
+      {"esn not a boolean", append("esp:\n  esn: 64\n"), "edge.yaml:25: esp.esn: expected true or false, got \"64\""},
+      {"replay window not a power of two", append("esp:\n  replay_window: 3000\n"),
+       "edge.yaml:25: esp.replay_window: expected a power of two from 1024 to 1048576 (packets), got \"3000\""},
+      {"replay window too small", append("esp:\n  replay_window: 512\n"),
+       "edge.yaml:25: esp.replay_window: expected a power of two from 1024 to 1048576 (packets), got \"512\""},
+      {"replay window too big", append("esp:\n  replay_window: 2097152\n"),
+       "edge.yaml:25: esp.replay_window: expected a power of two from 1024 to 1048576 (packets), got \"2097152\""},
+      {"keylog relative", append("esp:\n  keylog: edge.keylog\n"),
+       "edge.yaml:25: esp.keylog: expected an absolute path like /run/sdwan/edge.keylog, got \"edge.keylog\""},
+      {"epoch store relative", append("esp:\n  epoch_store: ./edge.epochs\n"),
+       "edge.yaml:25: esp.epoch_store: expected an absolute path like /var/lib/sdwan/edge.epochs, got "
+       "\"./edge.epochs\""},
+      {"lifetime key typo", append("esp:\n  lifetime:\n    pkts: 100\n"),
+       "edge.yaml:26: esp.lifetime.pkts: unknown key (expected one of: packets, bytes, seconds, soft_percent, "
+       "drain_ms)"},
+      {"lifetime packets zero", append("esp:\n  lifetime:\n    packets: 0\n"),
+       "edge.yaml:26: esp.lifetime.packets: sa lifetime: hard packets must be above 0"},
+      {"lifetime bytes zero", append("esp:\n  lifetime:\n    bytes: 0\n"),
+       "edge.yaml:26: esp.lifetime.bytes: sa lifetime: hard bytes must be above 0"},
+      {"lifetime seconds beyond ten years", append("esp:\n  lifetime:\n    seconds: 400000000\n"),
+       "edge.yaml:26: esp.lifetime.seconds: sa lifetime: hard seconds must be 1..316224000 (ten years), got 400000000"},
+      {"lifetime soft percent 100", append("esp:\n  lifetime:\n    packets: 1000\n    soft_percent: 100\n"),
+       "edge.yaml:27: esp.lifetime.soft_percent: sa lifetime: soft percent must be 1..99, got 100"},
+      {"lifetime drain over an hour", append("esp:\n  lifetime:\n    drain_ms: 3600001\n"),
+       "edge.yaml:26: esp.lifetime.drain_ms: sa lifetime: drain must be at most 3600000 ms, got 3600001"},
+      {"lifetime negative", append("esp:\n  lifetime:\n    seconds: -5\n"),
+       "edge.yaml:26: esp.lifetime.seconds: expected an integer from 0 to 18446744073709551615, got \"-5\""},
   };
   ASSERT_GE(cases.size(), 25u);
   for (const auto& c : cases) {
@@ -355,6 +422,15 @@ TEST(Config, BaseParsesToItsValuesAndDefaults) {
   EXPECT_TRUE(c.dpdk.extra_args.empty());
   EXPECT_EQ(c.mgmt.socket, "/run/sdwan/sdwand.sock");
   EXPECT_EQ(c.mgmt.group, "");
+  EXPECT_EQ(c.peers[0].key_file, "/etc/sdwan/master.key");
+  EXPECT_FALSE(c.peers[0].endpoints[0].link);
+  EXPECT_TRUE(c.esp.esn);
+  EXPECT_EQ(c.esp.replay_window, 4096u);
+  EXPECT_EQ(c.esp.keylog, "");
+  EXPECT_EQ(c.esp.epoch_store, "/var/lib/sdwan/branch1.epochs");
+  EXPECT_EQ(c.esp.lifetime.hard, (SaLimits{uint64_t{1} << 31, uint64_t{1} << 40, 8 * 3600}));
+  EXPECT_EQ(c.esp.lifetime.soft_percent, 90u);
+  EXPECT_EQ(c.esp.lifetime.drain_ms, 10000u);
 }
 
 TEST(Config, NameAndFilePrefixDefaultToTheRole) {
@@ -383,11 +459,23 @@ TEST(Config, EveryOptionalKeyIsRead) {
       "  extra_args: [--log-level=lib.eal:8, --no-telemetry]\n"
       "mgmt:\n"
       "  socket: /tmp/s.sock\n"
-      "  group: sdwan\n";
+      "  group: sdwan\n"
+      "esp:\n"
+      "  esn: false\n"
+      "  replay_window: 1048576\n"
+      "  keylog: /run/sdwan/edge.keylog\n"
+      "  epoch_store: /srv/edge.epochs\n"
+      "  lifetime:\n"
+      "    packets: 1000000\n"
+      "    bytes: 5000000000\n"
+      "    seconds: 600\n"
+      "    soft_percent: 50\n"
+      "    drain_ms: 2000\n";
   std::string yaml = edit("  address: 192.168.10.1/24\n", "  address: 192.168.10.1/24\n  mtu: 9000\n");
   yaml = edit(yaml, "    cost: metered\n", "    cost: metered\n    bandwidth: 2.5Gbit\n    mtu: 1400\n");
   yaml = edit(yaml, "      - address: 10.2.1.2\n",
               "      - address: 10.2.1.2\n        port: 4501\n        uplinks: [isp2, isp1]\n");
+  yaml = edit(yaml, "        uplinks: [isp1]\n", "        uplinks: [isp1]\n        link: 4095\n");
   auto r = parse_config(yaml + more, "edge.yaml");
   ASSERT_TRUE(r.ok()) << r.error().msg;
   const Config& c = *r;
@@ -410,6 +498,46 @@ TEST(Config, EveryOptionalKeyIsRead) {
   EXPECT_EQ(c.dpdk.extra_args, (std::vector<std::string>{"--log-level=lib.eal:8", "--no-telemetry"}));
   EXPECT_EQ(c.mgmt.socket, "/tmp/s.sock");
   EXPECT_EQ(c.mgmt.group, "sdwan");
+  EXPECT_EQ(c.peers[0].endpoints[0].link, std::optional<uint16_t>(4095));
+  EXPECT_FALSE(c.esp.esn);
+  EXPECT_EQ(c.esp.replay_window, 1048576u);
+  EXPECT_EQ(c.esp.keylog, "/run/sdwan/edge.keylog");
+  EXPECT_EQ(c.esp.epoch_store, "/srv/edge.epochs");
+  EXPECT_EQ(c.esp.lifetime.hard, (SaLimits{1000000, 5000000000, 600}));
+  EXPECT_EQ(c.esp.lifetime.soft_percent, 50u);
+  EXPECT_EQ(c.esp.lifetime.drain_ms, 2000u);
+}
+
+TEST(Config, LinkNumbersComeFromBothEndpointsUnlessSet) {
+  // docs/keys.md's worked example: SHA-256("sdwan-link v1" || 0a010002 1194 || 0a010102 1194)
+  // starts 19c0..., so the link is 0x19c = 412, whichever side computes it.
+  const Endpoint edge{*Ipv4::parse("10.1.0.2"), 4500}, hub{*Ipv4::parse("10.1.1.2"), 4500};
+  EXPECT_EQ(default_link(edge, hub), 412);
+  EXPECT_EQ(default_link(hub, edge), 412);
+  EXPECT_EQ(default_link({*Ipv4::parse("10.2.0.2"), 4500}, {*Ipv4::parse("10.2.1.2"), 4500}), 3410);
+  EXPECT_EQ(default_link({*Ipv4::parse("10.3.0.2"), 4500}, {*Ipv4::parse("10.3.1.2"), 4500}), 2250);
+  EXPECT_NE(default_link(edge, {*Ipv4::parse("10.1.1.2"), 4501}), 412) << "the port counts too";
+
+  auto r = parse_config(base(), "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(path_link(*r, 0, 0, 0), 412);   // isp1:hub
+  EXPECT_EQ(path_link(*r, 0, 0, 1), 2176);  // isp1:hub#2, 10.1.0.2:4500 - 10.2.1.2:4500
+  EXPECT_EQ(path_link(*r, 1, 0, 1), 3410);  // isp2:hub
+  auto set = parse_config(edit("        uplinks: [isp1]\n", "        uplinks: [isp1]\n        link: 0\n"), "edge.yaml");
+  ASSERT_TRUE(set.ok()) << set.error().msg;
+  EXPECT_EQ(path_link(*set, 0, 0, 0), 0);
+  // A set link resolves a collision of computed ones.
+  auto fixed = parse_config(
+      edit("      - address: 10.2.1.2\n", "      - address: 10.2.34.208\n        uplinks: [isp2]\n        link: 9\n"),
+      "edge.yaml");
+  ASSERT_TRUE(fixed.ok()) << fixed.error().msg;
+  EXPECT_EQ(path_link(*fixed, 1, 0, 1), 9);
+
+  // Both lab appliances compute the same three links.
+  auto lab_edge = load_config(SDWAN_SOURCE_ROOT "/tests/configs/edge.yaml");
+  auto lab_hub = load_config(SDWAN_SOURCE_ROOT "/tests/configs/hub.yaml");
+  ASSERT_TRUE(lab_edge.ok() && lab_hub.ok());
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(path_link(*lab_edge, i, 0, i), path_link(*lab_hub, i, 0, i)) << i;
 }
 
 TEST(Config, PathsOverAllPeersAreBounded) {
@@ -420,6 +548,7 @@ TEST(Config, PathsOverAllPeersAreBounded) {
     for (int e = 1; e <= 8; ++e)
       yaml += "      - address: 10.9." + std::to_string(p % 250) + "." + std::to_string(e) + "\n";
     yaml += "    prefixes: [10." + std::to_string(100 + p / 250) + "." + std::to_string(p % 250) + ".0/24]\n";
+    yaml += "    key_file: /etc/sdwan/master.key\n";
   }
   auto r = parse_config(yaml, "edge.yaml");
   ASSERT_FALSE(r.ok());

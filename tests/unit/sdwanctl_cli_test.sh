@@ -34,6 +34,10 @@ SDWAN_SOCKET=$sock "$sdwanctl" show stats --json >"$tmp/out" 2>"$tmp/err"
 check "missing socket from SDWAN_SOCKET" 1 \
   "sdwanctl: cannot connect to sdwand at $sock: No such file or directory (is sdwand running?)" $?
 
+"$sdwanctl" --socket "$sock" show sas --json >"$tmp/out" 2>"$tmp/err"
+check "show sas, missing socket" 1 \
+  "sdwanctl: cannot connect to sdwand at $sock: No such file or directory (is sdwand running?)" $?
+
 "$sdwanctl" --socket "$sock" show no-such-thing >"$tmp/out" 2>"$tmp/err"
 check "unknown subcommand" 2 "" $?
 
