@@ -43,6 +43,13 @@ struct PathInfo {
   uint16_t peer = 0;
   bool usable = false;   // link up, next hop resolved, an outbound SA installed: probes may go
   bool up = true;        // and measured up (control's path state): data may go
+  // The path's live measurement as control last published it (at least once per probe
+  // interval); kNoMetric until the first replies.
+  static constexpr uint32_t kNoMetric = ~uint32_t{0};
+  uint32_t rtt_us = kNoMetric;       // smoothed round-trip time
+  uint32_t jitter_us = kNoMetric;    // RTT variation (control/measure's definition)
+  uint32_t loss_fwd_ppm = kNoMetric; // loss towards the peer, parts per million
+  uint32_t loss_rev_ppm = kNoMetric; // loss from the peer
   /// The path's outbound SA (Snapshot::out_sas keeps it alive); null: nothing may be sent on
   /// the path, as nothing ever goes out unencrypted.
   OutboundSa* sa = nullptr;
