@@ -91,13 +91,14 @@ class PathMonitor {
   struct Path {
     PathSpec spec;
     PathEstimator est;
-    PathStateMachine sm;
   };
-  Path* find(uint16_t id) noexcept;
-  const Path* find(uint16_t id) const noexcept;
+  int32_t slot(uint16_t id) const noexcept { return slot_of_[id]; }
 
+  // Same index in both. The state machines sit apart so that tick, which visits every path
+  // every few ms, walks a dense array instead of the estimators' bigger records.
   std::vector<Path> paths_;
-  std::vector<int32_t> slot_of_;  // path id -> index into paths_, -1 if absent
+  std::vector<PathStateMachine> sms_;
+  std::vector<int32_t> slot_of_;  // path id -> index into paths_ and sms_, -1 if absent
   std::vector<uint32_t> scratch_;  // percentiles' copy, the largest ring's size
   std::vector<PathEvent> pending_, returned_;
   EventRing events_;

@@ -130,26 +130,28 @@ class PathStateMachine {
   void go_down(std::string reason, uint64_t now_ns, std::vector<PathEvent>& out);
   void maybe_up(uint64_t now_ns, std::vector<PathEvent>& out);
 
-  uint16_t path_;
-  PathStateConfig cfg_;
+  // What tick reads comes first: it runs for every path every few ms, so its fields share two
+  // cache lines; reasons and the flap history are touched only on a change.
   PathStatus state_ = PathStatus::kDown;
-  uint64_t since_ns_;
-  std::string reason_ = "probing";
-
   bool link_up_ = true;
   bool have_reply_ = false;
+  bool have_counters_ = false;
+  uint16_t path_;
+  uint32_t good_ = 0;           // consecutive good probes
   uint32_t max_seq_ = 0;        // newest reply's sequence number
   uint64_t last_reply_ = 0;     // when it came
-  uint32_t good_ = 0;           // consecutive good probes
   double jitter_ns_ = 0;
-
-  bool have_counters_ = false;
-  uint64_t probes_sent_ = 0, data_tx_ = 0, data_rx_ = 0;
+  uint64_t probes_sent_ = 0;
   uint64_t last_tx_change_ = 0, last_rx_change_ = 0;
+  uint64_t damped_until_ = 0;
+  PathStateConfig cfg_;
 
+  uint64_t since_ns_;
+  uint64_t data_tx_ = 0, data_rx_ = 0;
+  std::string reason_ = "probing";
   std::array<uint64_t, DampingConfig::kMaxFlaps> flaps_{};  // times of the last up -> down changes
   uint32_t flap_head_ = 0, flap_count_ = 0;
-  uint64_t damped_until_ = 0, damped_from_ = 0;
+  uint64_t damped_from_ = 0;
   uint64_t last_hold_ = 0, last_hold_end_ = 0;
   bool ever_damped_ = false;
 };
