@@ -45,6 +45,7 @@
 #include "dataplane/esp/gcm.hpp"
 #include "dataplane/esp/sa.hpp"
 #include "dataplane/overlay/overlay.hpp"
+#include "dataplane/overlay/stamp.hpp"
 
 namespace sdwan::bench {
 namespace {
@@ -59,8 +60,12 @@ constexpr uint16_t kOverlayPort = 4500;
 constexpr std::array<uint32_t, 12> kImix = {64, 64, 64, 64, 64, 64, 64, 594, 594, 594, 594, 1518};
 constexpr uint32_t kImixId = 0;            // "size" 0 in a case means IMIX
 
-enum class Dir { kLanToWan, kWanToLan };
-const char* dir_name(Dir d) { return d == Dir::kLanToWan ? "lan_to_wan" : "wan_to_lan"; }
+// kProbeReflect: STAMP test packets in the SA on uplink 1, reflected by the worker back out of
+// uplink 1 (decrypt, reflect, encrypt): the worker's cost per probe.
+enum class Dir { kLanToWan, kWanToLan, kProbeReflect };
+const char* dir_name(Dir d) {
+  return d == Dir::kLanToWan ? "lan_to_wan" : d == Dir::kWanToLan ? "wan_to_lan" : "probe_refl";
+}
 std::string size_name(uint32_t s) { return s == kImixId ? "imix" : std::to_string(s); }
 double imix_mean() {
   double t = 0;
@@ -233,6 +238,19 @@ struct Edge {
 void prepare(Edge& e, Dir d, uint32_t size, rte_mbuf* m, uint32_t i) {
   const uint32_t len = frame_size(size, i) - kFcs;  // bytes in the mbuf
   Pristine* pr = pristine(m);
+  if (d == Dir::kProbeReflect) {
+    uint8_t* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(sizeof(dp::OverlayHdr) + dp::kProbeLen)));
+    if (f == nullptr) Edge::die("probe append");
+    std::memset(f, 0, sizeof(dp::OverlayHdr) + dp::kProbeLen);
+    f[0] = uint8_t(dp::kOverlayVersion << 4 | 1);
+    put32(f + sizeof(dp::OverlayHdr), i);
+    pr->ip_off = 0;
+    pr->hdr_len = uint16_t(sizeof(dp::OverlayHdr) + dp::kProbeLen);
+    pr->data_off = m->data_off;
+    pr->len = uint16_t(rte_pktmbuf_data_len(m));
+    std::memcpy(pr->hdr, f, pr->hdr_len);
+    return;
+  }
   uint8_t* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(d == Dir::kLanToWan ? len : len - 14 + 16)));
   if (d == Dir::kLanToWan) {
     std::memcpy(f, e.live[0].mac.b.data(), 6);
@@ -319,13 +337,13 @@ long peak_rss_kb() {
 
 Result run_case(Edge& e, Dir d, uint32_t size, uint32_t flows, double seconds) {
   Result r{d, size, flows};
-  const uint8_t in = d == Dir::kLanToWan ? 0 : 1, out = d == Dir::kLanToWan ? 1 : 0;
+  const uint8_t in = d == Dir::kLanToWan ? 0 : 1, out = d == Dir::kWanToLan ? 0 : 1;
   std::vector<rte_mbuf*> ms(kInFlight);
   if (rte_pktmbuf_alloc_bulk(e.pool, ms.data(), kInFlight) != 0) Edge::die("mbuf alloc");
   for (uint32_t i = 0; i < kInFlight; ++i) prepare(e, d, size, ms[i], i);
   uint32_t next_flow = 0;
   for (rte_mbuf* m : ms) restore(m, flows, &next_flow);
-  if (d == Dir::kWanToLan) seal_wan(e, ms.data(), kInFlight);
+  if (d != Dir::kLanToWan) seal_wan(e, ms.data(), kInFlight);
   if (rte_ring_enqueue_bulk(e.rx[in], reinterpret_cast<void**>(ms.data()), kInFlight, nullptr) != kInFlight)
     Edge::die("prefill");
   const uint64_t hz = rte_get_tsc_hz();
@@ -342,7 +360,7 @@ Result run_case(Edge& e, Dir d, uint32_t size, uint32_t flows, double seconds) {
         for (unsigned i = 0; i < n; ++i) r.bytes += b[i]->pkt_len;
       }
       for (unsigned i = 0; i < n; ++i) restore(b[i], flows, &next_flow);
-      if (d == Dir::kWanToLan) seal_wan(e, b.data(), n);
+      if (d != Dir::kLanToWan) seal_wan(e, b.data(), n);
       rte_ring_sp_enqueue_bulk(e.rx[in], reinterpret_cast<void**>(b.data()), n, nullptr);
     }
   };
@@ -537,6 +555,8 @@ int main_(int argc, char** argv) {
     for (Dir d : {Dir::kLanToWan, Dir::kWanToLan})
       for (uint32_t s : a.sizes)
         for (uint32_t f : a.flows) rs.push_back(run_case(e, d, s, f, a.seconds));
+    // The worker's cost per probe: one case, whatever the sizes (a probe is 92 bytes inside ESP).
+    rs.push_back(run_case(e, Dir::kProbeReflect, a.sizes[0], 1, a.seconds));
     std::vector<CryptoFig> cf;
     std::vector<double> tp;
     // testpmd forwards on a second core when there is one, leaving its main lcore apart.
@@ -559,7 +579,7 @@ int main_(int argc, char** argv) {
                 "cyc/pkt", "wall Mpps", "crypto", "testpmd", "/crypt", "/tpmd", "lost");
     for (const auto& r : rs)
       std::printf("%-11s %5s %8u %8.2f %8.2f %8.1f %10.2f %8.2f %8.2f %7.3f %7.3f %6lu\n", dir_name(r.dir),
-                  size_name(r.size).c_str(), r.flows, r.mpps, r.gbps, r.cpp, r.mpps_wall, r.crypto_mpps, r.testpmd_mpps,
+                  r.dir == Dir::kProbeReflect ? "stamp" : size_name(r.size).c_str(), r.flows, r.mpps, r.gbps, r.cpp, r.mpps_wall, r.crypto_mpps, r.testpmd_mpps,
                   r.crypto_mpps > 0 ? r.mpps / r.crypto_mpps : 0, r.testpmd_mpps > 0 ? r.mpps / r.testpmd_mpps : 0,
                   static_cast<unsigned long>(r.lost));
     std::printf("\nceilings per size:");
@@ -585,8 +605,8 @@ int main_(int argc, char** argv) {
                        "\"gbps\": %.4f, \"cycles_per_packet\": %.2f, \"ratio_to_crypto\": %.4f, \"ratio_to_testpmd\": %.4f, "
                        "\"crypto_mpps\": %.4f, \"testpmd_mpps\": %.4f, \"mpps_wall\": %.4f, \"lost\": %lu, "
                        "\"flow_entries\": %u, \"peak_rss_kb\": %ld, \"hugepage_bytes\": %lu, \"dpdk_heap_bytes\": %lu, "
-                       "\"pipeline\": \"udp_overlay\", \"hugepages\": %s}%s\n",
-                       dir_name(r.dir), size_name(r.size).c_str(), r.flows, r.mpps, r.gbps, r.cpp,
+                       "\"pipeline\": \"esp\", \"hugepages\": %s}%s\n",
+                       dir_name(r.dir), r.dir == Dir::kProbeReflect ? "stamp" : size_name(r.size).c_str(), r.flows, r.mpps, r.gbps, r.cpp,
                        r.crypto_mpps > 0 ? r.mpps / r.crypto_mpps : 0, r.testpmd_mpps > 0 ? r.mpps / r.testpmd_mpps : 0,
                        r.crypto_mpps, r.testpmd_mpps, r.mpps_wall, static_cast<unsigned long>(r.lost), r.flow_entries, r.peak_rss_kb,
                        static_cast<unsigned long>(r.hugepage_bytes), static_cast<unsigned long>(r.dpdk_heap_bytes),
