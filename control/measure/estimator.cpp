@@ -55,13 +55,16 @@ PathEstimator::PathEstimator(const EstimatorConfig& cfg) : cfg_(cfg) {
   ring_.resize(std::min<uint64_t>(want, kMaxWindowSamples));
 }
 
-void PathEstimator::clear_window() noexcept { head_ = count_ = 0; }
+void PathEstimator::clear_window() noexcept { head_ = count_ = late_ = 0; }
+
+void PathEstimator::pop_oldest() noexcept {
+  if (at(0).refl_rx & kLate) --late_;
+  head_ = (head_ + 1) % static_cast<uint32_t>(ring_.size());
+  --count_;
+}
 
 void PathEstimator::expire(uint64_t now_ns) noexcept {
-  while (count_ > 0 && now_ns > at(0).at_ns && now_ns - at(0).at_ns > cfg_.window_ns) {
-    head_ = (head_ + 1) % static_cast<uint32_t>(ring_.size());
-    --count_;
-  }
+  while (count_ > 0 && now_ns > at(0).at_ns && now_ns - at(0).at_ns > cfg_.window_ns) pop_oldest();
 }
 
 void PathEstimator::snapshot(uint64_t now_ns) noexcept {
@@ -98,6 +101,7 @@ bool PathEstimator::on_sample(const ProbeSample& s, uint64_t now_ns) noexcept {
       have_seq_ = false;
     }
   }
+  const bool late = have_seq_ && static_cast<int32_t>(s.seq - max_seq_) < 0;
   if (!have_seq_ || static_cast<int32_t>(s.seq - max_seq_) > 0) {
     have_seq_ = true;
     max_seq_ = s.seq;
@@ -105,14 +109,12 @@ bool PathEstimator::on_sample(const ProbeSample& s, uint64_t now_ns) noexcept {
   }
 
   expire(now_ns);
-  if (count_ == cap) {
-    head_ = (head_ + 1) % cap;
-    --count_;
-  }
+  if (count_ == cap) pop_oldest();
   ring_[(head_ + count_) % cap] =
-      Entry{now_ns, s.refl_probes_rx, s.seq,
+      Entry{now_ns, (s.refl_probes_rx & ~kLate) | (late ? kLate : 0), s.seq,
             static_cast<uint32_t>(std::min<int64_t>(rtt, std::numeric_limits<uint32_t>::max()))};
   ++count_;
+  late_ += late;
 
   const uint64_t fwd = s.t2_ns - s.t1_ns, rev = s.t4_ns - s.t3_ns;
   if (!have_rtt_) {
@@ -139,6 +141,37 @@ void PathEstimator::on_rev_sa(const SaCounters& sa, uint64_t now_ns) noexcept {
   snapshot(now_ns);
 }
 
+void PathEstimator::probe_loss(std::optional<double>& fwd, std::optional<double>& rev) const noexcept {
+  if (count_ < 2) return;
+  // The replies with the lowest and highest seq: the oldest and the newest, unless some came
+  // out of order, which is rare enough to pay for a scan.
+  uint32_t lo = 0, hi = count_ - 1;
+  if (late_ > 0) {
+    for (uint32_t i = 0; i < count_; ++i) {
+      if (static_cast<int32_t>(at(i).seq - at(lo).seq) < 0) lo = i;
+      if (static_cast<int32_t>(at(i).seq - at(hi).seq) > 0) hi = i;
+    }
+  }
+  const Entry& a = at(lo);
+  const Entry& b = at(hi);
+  const uint64_t ra = a.refl_rx & ~kLate, rb = b.refl_rx & ~kLate;
+  const double sent = static_cast<uint32_t>(b.seq - a.seq);
+  const double reached = rb > ra ? static_cast<double>(rb - ra) : 0.0;
+  const double back = count_ - 1;
+  if (sent > 0) fwd = clamp_pct(1.0 - reached / sent);
+  if (reached > 0) rev = clamp_pct(1.0 - back / reached);
+}
+
+EstimatorBrief PathEstimator::brief(uint64_t now_ns) noexcept {
+  EstimatorBrief b;
+  expire(now_ns);
+  if (count_ == 0) return b;
+  b.rtt_ms = srtt_ / kNsPerMs;
+  if (received_ >= 2) b.jitter_ms = jitter_rtt_ / kNsPerMs;
+  probe_loss(b.loss_fwd_pct, b.loss_rev_pct);
+  return b;
+}
+
 EstimatorStats PathEstimator::stats(uint64_t now_ns, std::span<uint32_t> scratch) {
   EstimatorStats st;
   expire(now_ns);
@@ -151,13 +184,7 @@ EstimatorStats PathEstimator::stats(uint64_t now_ns, std::span<uint32_t> scratch
       st.jitter_rev_ms = jitter_rev_ / kNsPerMs;
     }
     const uint32_t n = std::min<uint32_t>(count_, static_cast<uint32_t>(scratch.size()));
-    uint32_t lo = 0, hi = 0;  // entries with the lowest and highest seq (serial order)
-    for (uint32_t i = 0; i < count_; ++i) {
-      const Entry& e = at(i);
-      if (i < n) scratch[i] = e.rtt_ns;
-      if (static_cast<int32_t>(e.seq - at(lo).seq) < 0) lo = i;
-      if (static_cast<int32_t>(e.seq - at(hi).seq) > 0) hi = i;
-    }
+    for (uint32_t i = 0; i < n; ++i) scratch[i] = at(i).rtt_ns;
     std::span<uint32_t> v = scratch.first(n);
     st.rtt_min_ms = *std::min_element(v.begin(), v.end()) / kNsPerMs;
     // Ascending ranks: nth_element leaves everything at or above its k on the right, so each
@@ -176,15 +203,7 @@ EstimatorStats PathEstimator::stats(uint64_t now_ns, std::span<uint32_t> scratch
     st.rtt_p95_ms = p95 / kNsPerMs;
     st.rtt_p99_ms = p99 / kNsPerMs;
 
-    if (count_ >= 2) {
-      const Entry& a = at(lo);
-      const Entry& b = at(hi);
-      const double sent = static_cast<uint32_t>(b.seq - a.seq);
-      const double reached = b.refl_rx > a.refl_rx ? static_cast<double>(b.refl_rx - a.refl_rx) : 0.0;
-      const double back = count_ - 1;
-      if (sent > 0) st.loss_fwd_pct = clamp_pct(1.0 - reached / sent);
-      if (reached > 0) st.loss_rev_pct = clamp_pct(1.0 - back / reached);
-    }
+    probe_loss(st.loss_fwd_pct, st.loss_rev_pct);
   }
 
   if (snap_count_ > 0) {

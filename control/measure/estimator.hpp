@@ -102,6 +102,12 @@ struct EstimatorStats {
   uint32_t window_samples = 0;  ///< replies in the window
 };
 
+/// What the snapshot needs once per probe interval: no percentiles, O(1) unless replies in
+/// the window came out of order.
+struct EstimatorBrief {
+  std::optional<double> rtt_ms, jitter_ms, loss_fwd_pct, loss_rev_pct;
+};
+
 /// Sequence-gap loss of one direction, accumulated over the SAs that carried it.
 class EspGapAccumulator {
  public:
@@ -139,6 +145,8 @@ class PathEstimator {
 
   /// Every figure at now_ns. scratch must hold capacity() values (percentiles sort a copy).
   EstimatorStats stats(uint64_t now_ns, std::span<uint32_t> scratch);
+  /// rtt, jitter and probe loss at now_ns, the same values as stats gives.
+  EstimatorBrief brief(uint64_t now_ns) noexcept;
 
   uint64_t probes_sent() const noexcept { return probes_sent_; }
   uint64_t probes_received() const noexcept { return received_; }
@@ -148,9 +156,10 @@ class PathEstimator {
   size_t memory_bytes() const noexcept { return sizeof(*this) + ring_.capacity() * sizeof(Entry); }
 
  private:
+  static constexpr uint64_t kLate = uint64_t{1} << 63;  // in Entry::refl_rx: arrived after a higher seq
   struct Entry {
     uint64_t at_ns;    // arrival (now_ns at on_sample)
-    uint64_t refl_rx;  // R
+    uint64_t refl_rx;  // R, and kLate
     uint32_t seq;
     uint32_t rtt_ns;   // saturates at 4.29 s
   };
@@ -162,6 +171,8 @@ class PathEstimator {
   static constexpr uint32_t kSnaps = 12;  // window / 8 apart: 9 needed, 3 spare
 
   void expire(uint64_t now_ns) noexcept;
+  void pop_oldest() noexcept;
+  void probe_loss(std::optional<double>& fwd, std::optional<double>& rev) const noexcept;
   void clear_window() noexcept;
   void snapshot(uint64_t now_ns) noexcept;
   const Entry& at(uint32_t i) const noexcept { return ring_[(head_ + i) % ring_.size()]; }
@@ -169,6 +180,7 @@ class PathEstimator {
   EstimatorConfig cfg_;
   std::vector<Entry> ring_;  // the window: entries head_ .. head_ + count_ - 1, oldest first
   uint32_t head_ = 0, count_ = 0;
+  uint32_t late_ = 0;        // entries in the window marked kLate: while 0, seq grows with arrival
 
   bool have_rtt_ = false;
   double srtt_ = 0, jitter_rtt_ = 0, jitter_fwd_ = 0, jitter_rev_ = 0;

@@ -117,6 +117,13 @@ std::optional<PathView> PathMonitor::view(uint16_t path, uint64_t now_ns) {
   return v;
 }
 
+std::optional<PathMetrics> PathMonitor::metrics(uint16_t path, uint64_t now_ns) {
+  const int32_t k = slot(path);
+  if (k < 0) return std::nullopt;
+  const EstimatorBrief b = paths_[static_cast<size_t>(k)].est.brief(now_ns);
+  return PathMetrics{sms_[static_cast<size_t>(k)].state(), b.rtt_ms, b.jitter_ms, b.loss_fwd_pct, b.loss_rev_pct};
+}
+
 std::optional<PathStatus> PathMonitor::state(uint16_t path) const {
   const int32_t k = slot(path);
   if (k < 0) return std::nullopt;

@@ -47,6 +47,12 @@ struct PathView {
   uint32_t window_samples = 0;  ///< replies the windowed figures are based on
 };
 
+/// What the published snapshot carries per path, refreshed every probe interval.
+struct PathMetrics {
+  PathStatus state = PathStatus::kDown;
+  std::optional<double> rtt_ms, jitter_ms, loss_fwd_pct, loss_rev_pct;
+};
+
 class PathMonitor {
  public:
   /// event_capacity: state changes kept for `show events`.
@@ -76,6 +82,9 @@ class PathMonitor {
 
   /// Everything about one path at now_ns; nullopt for an unknown id.
   std::optional<PathView> view(uint16_t path, uint64_t now_ns);
+  /// State, RTT, jitter and probe loss, the same values as view, without the percentiles'
+  /// sort: cheap enough for every path every probe interval. nullopt for an unknown id.
+  std::optional<PathMetrics> metrics(uint16_t path, uint64_t now_ns);
   /// The state alone (cheap; no statistics); nullopt for an unknown id.
   std::optional<PathStatus> state(uint16_t path) const;
   /// Path ids in add order (after removals, in no particular order).

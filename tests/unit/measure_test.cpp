@@ -362,6 +362,12 @@ TEST(MeasureLoss, EachDirectionSeesOnlyItsOwnDrops) {
     if (c.p_rev == 0) {
       EXPECT_EQ(*v.loss_rev_pct, 0.0) << name;
     }
+    const PathMetrics m = *sim.mon.metrics(Sim::kId, sim.now);
+    EXPECT_EQ(m.loss_fwd_pct, v.loss_fwd_pct) << name;
+    EXPECT_EQ(m.loss_rev_pct, v.loss_rev_pct) << name;
+    EXPECT_EQ(m.rtt_ms, v.rtt_ms) << name;
+    EXPECT_EQ(m.jitter_ms, v.jitter_ms) << name;
+    EXPECT_EQ(m.state, v.state) << name;
     EXPECT_EQ(v.probes_sent, 2000u) << name;
     EXPECT_EQ(v.probes_received, static_cast<uint64_t>(std::count_if(sim.fate.begin(), sim.fate.end(), [](Sim::Fate f) {
                                    return !f.fwd_lost && !f.rev_lost;
@@ -386,6 +392,31 @@ TEST(MeasureLoss, DefaultWindowCountsOnlyItsOwnProbes) {
   EXPECT_EQ(v.window_samples, in.size());
   EXPECT_NEAR(*v.loss_fwd_pct, 100.0 * lost / (in.back() - in.front()), 1e-9);
   EXPECT_EQ(*v.loss_rev_pct, 0.0);
+}
+
+TEST(MeasureLoss, RepliesOutOfOrderCountTheSame) {
+  // Probes 0..11; 4 lost forward, 9 lost on the way back, the rest back out of order.
+  const uint32_t order[] = {1, 0, 2, 3, 6, 5, 7, 10, 11, 8};  // neither end in place
+  auto refl_rx = [](uint32_t seq) { return uint64_t{seq + 1} - (seq >= 4); };  // its count then
+  PathEstimator e({100 * kMs, 10 * kS});
+  uint64_t now = kS;
+  for (uint32_t q : order) next(e, now, q, 5 * kMs, refl_rx(q));
+  const EstimatorStats st = stats_of(e, now);
+  EXPECT_NEAR(*st.loss_fwd_pct, 100.0 * 1 / 11, 1e-9) << "probe 4 of 1..11";
+  EXPECT_NEAR(*st.loss_rev_pct, 100.0 * 1 / 10, 1e-9) << "probe 9 of the 10 that reached it";
+  EstimatorBrief b = e.brief(now);
+  EXPECT_EQ(b.loss_fwd_pct, st.loss_fwd_pct);
+  EXPECT_EQ(b.loss_rev_pct, st.loss_rev_pct);
+  EXPECT_EQ(b.rtt_ms, st.rtt_ms);
+  EXPECT_EQ(b.jitter_ms, st.jitter_ms);
+  // 10 s on, in order: the late ones have left the window, and the figures follow the new ones.
+  for (uint32_t q = 12; q < 130; ++q) next(e, now, q, 5 * kMs, refl_rx(q));
+  b = e.brief(now);
+  const EstimatorStats st2 = stats_of(e, now);
+  EXPECT_EQ(st2.window_samples, 101u);
+  EXPECT_EQ(*b.loss_fwd_pct, 0.0);
+  EXPECT_EQ(*b.loss_rev_pct, 0.0);
+  EXPECT_EQ(b.loss_fwd_pct, st2.loss_fwd_pct);
 }
 
 TEST(MeasureLoss, ReflectorRestartStartsAFreshWindow) {
