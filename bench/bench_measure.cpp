@@ -84,6 +84,8 @@ struct Fleet {
         mon.on_sample(s, s.t4_ns);
       }
       mon.on_counters(static_cast<uint16_t>(i), p.seq, p.data, p.data, SaCounters{0x2000 + i, p.data, p.data}, now);
+      // The snapshot's figures, refreshed once per probe interval per path.
+      if (publish) published += mon.metrics(static_cast<uint16_t>(i), now)->loss_fwd_pct.value_or(0);
     }
     events += mon.tick(now).size();
   }
@@ -97,6 +99,8 @@ struct Fleet {
   PathMonitor mon;
   std::vector<PathSim> st;
   uint64_t now = 0, cursor = 0, events = 0;
+  bool publish = false;
+  double published = 0;
   uint64_t x = 88172645463325252ULL;
 };
 
@@ -128,6 +132,20 @@ void BM_Second(benchmark::State& state) {
   state.counters["changes_per_s"] = benchmark::Counter(static_cast<double>(f.events) / static_cast<double>(state.iterations()));
 }
 BENCHMARK(BM_Second)->Args({4000, 100})->Args({1000, 100})->Args({4000, 10})->Unit(benchmark::kMillisecond);
+
+// The same second plus the snapshot's figures (PathMonitor::metrics) for every path every interval.
+void BM_SecondWithMetrics(benchmark::State& state) {
+  const auto paths = static_cast<uint32_t>(state.range(0));
+  const uint64_t interval = static_cast<uint64_t>(state.range(1)) * kMs;
+  Fleet f(paths, interval);
+  f.publish = true;
+  for (int i = 0; i < 12; ++i) f.second();
+  const uint64_t t0 = cpu_ns();
+  for (auto _ : state) f.second();
+  set_counters(state, paths, cpu_ns() - t0, f.mon.memory_bytes());
+  benchmark::DoNotOptimize(f.published);
+}
+BENCHMARK(BM_SecondWithMetrics)->Args({4000, 100})->Args({4000, 10})->Unit(benchmark::kMillisecond);
 
 // The same second plus one view of every path (a `show paths` or metrics scrape each second).
 void BM_SecondWithViews(benchmark::State& state) {
