@@ -108,7 +108,7 @@ struct alignas(64) EspCounters {
 
 /// Per path, per worker (an array of kMaxPaths, indexed by path id).
 struct PathCounters {
-  Counter tx_pkts, tx_bytes, rx_pkts, rx_bytes;  // data and probes, ESP-encrypted / verified
+  Counter tx_pkts, tx_bytes, rx_pkts, rx_bytes;  // data only (inner IP bytes), never probes
   Counter probes_sent;       // test packets this worker sent on the path
   Counter probes_received;   // their reflections that came back
   Counter probes_reflected;  // the peer's test packets this worker reflected
