@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh FUZZER SEEDS ARTIFACTS [SECONDS]: runs one libFuzzer target for SECONDS (default
-# $FUZZ_SECONDS, else 20) on a temporary copy of the seed corpus SEEDS, so the seeds stay as
+# $FUZZ_SECONDS, else the target's $FUZZ_DEFAULT_SECONDS from meson, else 20) on a temporary copy of the seed corpus SEEDS, so the seeds stay as
 # they are; with KEEP_CORPUS=DIR, on DIR instead (seeded from SEEDS, kept afterwards). The
 # dictionary tests/fuzz/NAME.dict is used when it exists, and FUZZ_ARGS adds libFuzzer flags
 # (split at spaces; the fuzzer runs in ARTIFACTS, where -jobs puts its logs). Prints one summary
@@ -11,7 +11,7 @@
 set -uo pipefail
 
 fuzzer=$(readlink -f "$1") seeds=$(readlink -f "$2") artifacts=$(readlink -m "$3")
-seconds=${4:-${FUZZ_SECONDS:-20}}
+seconds=${4:-${FUZZ_SECONDS:-${FUZZ_DEFAULT_SECONDS:-20}}}
 here=$(dirname "$(readlink -f "$0")")
 name=$(basename "$fuzzer")
 if [[ ! $seconds =~ ^[0-9]+$ || $seconds -eq 0 ]]; then
