@@ -116,6 +116,13 @@ inline ReplayWindow::Verdict ReplayWindow::check(uint32_t seq_lo, uint64_t* seq6
 inline bool ReplayWindow::accept(uint64_t seq64) noexcept {
   uint64_t* w = words();
   if (seq64 == 0 || w == nullptr) [[unlikely]] return false;
+  if (seq64 == top_ + 1) [[likely]] {
+    // In order, the usual case: the one bit that changes epoch is this packet's own, so
+    // advance()'s clear and the set below come down to the set.
+    w[(seq64 >> 6) & word_mask_] |= uint64_t{1} << (seq64 & 63);
+    top_ = seq64;
+    return true;
+  }
   if (seq64 > top_) {
     advance(w, seq64);
     top_ = seq64;
