@@ -41,6 +41,11 @@ constexpr size_t kMaxQuoted = 60;
 constexpr uint64_t kMinReplayWindow = 1024;
 constexpr uint64_t kMaxReplayWindow = 1048576;
 constexpr size_t kMaxFilePath = 4095;              // PATH_MAX without the NUL
+constexpr uint64_t kMinProbeMs = 10;               // below it the control thread's 1 ms loop and the
+constexpr uint64_t kMaxProbeMs = 10000;            // workers' scheduling are a large part of the figure
+constexpr uint64_t kMaxWindowS = 3600;
+constexpr uint64_t kMaxDampS = 86400;              // a day: longer windows mean a path never recovers
+constexpr uint64_t kMaxHoldMs = 3600000;           // an hour
 constexpr std::string_view kKeyHelp =
     "the file with the peer's 256-bit master key, 64 hex digits, mode 0600 (docs/keys.md \"Key file\"); "
     "make one with: umask 077; openssl rand -hex 32 > /etc/sdwan/master.key";
@@ -357,7 +362,7 @@ class Walker {
   Config walk(const Val& root) {
     const Fields f(root, "",
                    {"name", "role", "lan", "uplinks", "peers", "lcores", "idle", "overlay_port", "flow_capacity",
-                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt", "esp"});
+                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt", "esp", "paths"});
     c_.role = read_choice<Role>(f.need("role"), "role", {{"edge", Role::kEdge}, {"hub", Role::kHub}});
     c_.name = std::string(role_name(c_.role));
     if (auto n = f.get("name")) c_.name = read_name(*n, "name", kMaxName);
@@ -383,6 +388,7 @@ class Walker {
     if (auto n = f.get("mgmt")) mgmt(*n);
     c_.esp.epoch_store = "/var/lib/sdwan/" + c_.name + ".epochs";
     if (auto n = f.get("esp")) esp(*n);
+    if (auto n = f.get("paths")) paths(*n);
     return std::move(c_);
   }
 
@@ -737,6 +743,64 @@ class Walker {
       fd.set(lt, x);
     }
     if (Status st = check_lifetime(lt); !st) fail(n, "esp.lifetime", st.error().msg);
+  }
+
+  // probe_interval is milliseconds: a plain integer, or with "ms" after it, like the lab's
+  // impairments are written.
+  void paths(const Val& n) {
+    const Fields f(n, "paths", {"probe_interval", "multiplier", "hold_up", "window_s", "damping"});
+    PathsConfig& pc = c_.paths;
+    if (auto v = f.get("probe_interval")) {
+      const std::string what =
+          fmt::format("a probe interval in milliseconds from {} to {} (an integer, \"ms\" optional)", kMinProbeMs,
+                      kMaxProbeMs);
+      const std::string s = read_scalar(*v, "paths.probe_interval", what);
+      const std::string_view num = std::string_view(s).ends_with("ms") ? std::string_view(s).substr(0, s.size() - 2)
+                                                                        : std::string_view(s);
+      const auto ms = parse_uint(num);
+      if (!ms || *ms < kMinProbeMs || *ms > kMaxProbeMs)
+        fail(*v, "paths.probe_interval", fmt::format("expected {}, got {}", what, quoted(s)));
+      pc.probe_interval_ms = static_cast<uint32_t>(*ms);
+    }
+    pc.state.interval_ns = uint64_t{pc.probe_interval_ms} * 1'000'000;
+    if (auto v = f.get("multiplier"))
+      pc.state.multiplier = static_cast<uint32_t>(read_uint(*v, "paths.multiplier", 1, 255, "a number of probes"));
+    if (auto v = f.get("hold_up"))
+      pc.state.hold_up = static_cast<uint32_t>(read_uint(*v, "paths.hold_up", 1, 255, "a number of probes"));
+    // The statistics need at least two probes in their window (PathMonitor refuses less).
+    const uint64_t min_window_s = (2 * uint64_t{pc.probe_interval_ms} + 999) / 1000;
+    if (auto v = f.get("window_s")) {
+      pc.window_s = static_cast<uint32_t>(read_uint(*v, "paths.window_s", 1, kMaxWindowS, "a number of seconds"));
+      if (pc.window_s < min_window_s)
+        fail(*v, "paths.window_s",
+             fmt::format("expected at least two probe intervals ({} s with probe_interval {} ms), got {}",
+                         min_window_s, pc.probe_interval_ms, quoted(v->Scalar())));
+    } else {
+      pc.window_s = static_cast<uint32_t>(std::max<uint64_t>(pc.window_s, min_window_s));
+    }
+    if (auto v = f.get("damping")) damping(*v);
+    if (Status st = check_path_state_config(pc.state); !st) fail(n, "paths", st.error().msg);
+  }
+
+  void damping(const Val& n) {
+    const Fields f(n, "paths.damping", {"flaps", "window_s", "hold_min_ms", "hold_max_ms", "quiet_s"});
+    DampingConfig& d = c_.paths.state.damping;
+    constexpr uint64_t kSec = 1'000'000'000, kMs = 1'000'000;
+    if (auto v = f.get("flaps"))
+      d.flaps = static_cast<uint32_t>(
+          read_uint(*v, f.key("flaps"), 0, DampingConfig::kMaxFlaps, "a number of flaps (0: no damping)"));
+    if (auto v = f.get("window_s")) d.window_ns = read_uint(*v, f.key("window_s"), 1, kMaxDampS, "a number of seconds") * kSec;
+    if (auto v = f.get("hold_min_ms"))
+      d.hold_min_ns = read_uint(*v, f.key("hold_min_ms"), 1, kMaxHoldMs, "a number of milliseconds") * kMs;
+    std::optional<Val> max_v = f.get("hold_max_ms");
+    if (max_v) d.hold_max_ns = read_uint(*max_v, f.key("hold_max_ms"), 1, kMaxHoldMs, "a number of milliseconds") * kMs;
+    if (auto v = f.get("quiet_s")) d.quiet_ns = read_uint(*v, f.key("quiet_s"), 1, kMaxDampS, "a number of seconds") * kSec;
+    // check_path_state_config holds the rule between the fields; the message points at the
+    // maximum when it was written, else at the section (a minimum above the default maximum).
+    if (Status st = check_path_state_config(c_.paths.state); !st) {
+      if (max_v) fail(*max_v, f.key("hold_max_ms"), st.error().msg);
+      fail(n, "paths.damping", st.error().msg);
+    }
   }
 
   struct EndpointVal {

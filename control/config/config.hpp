@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "control/esp/sa_table.hpp"
+#include "control/measure/path_state.hpp"
 #include "dataplane/api/result.hpp"
 #include "dataplane/api/snapshot.hpp"
 #include "dataplane/api/types.hpp"
@@ -76,6 +77,13 @@ struct EspConfig {
   SaLifetime lifetime;               // hard limits, soft percent, drain time
 };
 
+/// Path measurement (issue #5): probing, the up/down/damped state machine, the statistics window.
+struct PathsConfig {
+  uint32_t probe_interval_ms = 100;  // every path is probed this often, 10..10000
+  uint32_t window_s = 10;            // sliding window of min/p50/p95/p99 and loss; >= 2 intervals
+  PathStateConfig state;             // interval_ns == probe_interval_ms; multiplier, hold_up, damping
+};
+
 struct Config {
   std::string file;                  // where it was read from
   std::string name;                  // appliance name; default: the role's name
@@ -88,6 +96,7 @@ struct Config {
   DpdkConfig dpdk;
   MgmtConfig mgmt;
   EspConfig esp;
+  PathsConfig paths;
   uint16_t overlay_port = 4500;
   uint32_t flow_capacity = 65536;    // per worker
   uint32_t icmp_errors_per_sec = 100;

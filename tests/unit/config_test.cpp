@@ -96,7 +96,7 @@ TEST(Config, BaseIsValid) {
 TEST(Config, RejectsEachMistakeWithFileLineKeyAndExpectation) {
   const std::string top_keys =
       "name, role, lan, uplinks, peers, lcores, idle, overlay_port, flow_capacity, icmp_errors_per_sec, log_level, "
-      "dpdk, mgmt, esp";
+      "dpdk, mgmt, esp, paths";
   const std::string name_rule = "characters a-z, 0-9, '_' or '-'";
   const std::string unicast = "a unicast IPv4 address (not 0.0.0.0/8, 127.0.0.0/8, multicast or reserved)";
   const std::vector<Broken> cases = {
@@ -370,6 +370,59 @@ TEST(Config, RejectsEachMistakeWithFileLineKeyAndExpectation) {
        "edge.yaml:26: esp.lifetime.drain_ms: sa lifetime: drain must be at most 3600000 ms, got 3600001"},
       {"lifetime negative", append("esp:\n  lifetime:\n    seconds: -5\n"),
        "edge.yaml:26: esp.lifetime.seconds: expected an integer from 0 to 18446744073709551615, got \"-5\""},
+      // paths (probing, path state, statistics window)
+      {"paths key typo", append("paths:\n  interval: 100\n"),
+       "edge.yaml:25: paths.interval: unknown key (expected one of: probe_interval, multiplier, hold_up, window_s, "
+       "damping)"},
+      {"paths not a mapping", append("paths: fast\n"),
+       "edge.yaml:24: paths: expected a mapping with keys probe_interval, multiplier, hold_up, window_s, damping, got "
+       "\"fast\""},
+      {"probe interval below 10 ms", append("paths:\n  probe_interval: 5\n"),
+       "edge.yaml:25: paths.probe_interval: expected a probe interval in milliseconds from 10 to 10000 (an integer, "
+       "\"ms\" optional), got \"5\""},
+      {"probe interval above 10 s", append("paths:\n  probe_interval: 10001ms\n"),
+       "edge.yaml:25: paths.probe_interval: expected a probe interval in milliseconds from 10 to 10000 (an integer, "
+       "\"ms\" optional), got \"10001ms\""},
+      {"probe interval in seconds", append("paths:\n  probe_interval: 1s\n"),
+       "edge.yaml:25: paths.probe_interval: expected a probe interval in milliseconds from 10 to 10000 (an integer, "
+       "\"ms\" optional), got \"1s\""},
+      {"probe interval fraction", append("paths:\n  probe_interval: 12.5\n"),
+       "edge.yaml:25: paths.probe_interval: expected a probe interval in milliseconds from 10 to 10000 (an integer, "
+       "\"ms\" optional), got \"12.5\""},
+      {"probe interval empty", append("paths:\n  probe_interval:\n"),
+       "edge.yaml:25: paths.probe_interval: expected a probe interval in milliseconds from 10 to 10000 (an integer, "
+       "\"ms\" optional), got nothing"},
+      {"multiplier zero", append("paths:\n  multiplier: 0\n"),
+       "edge.yaml:25: paths.multiplier: expected a number of probes from 1 to 255, got \"0\""},
+      {"multiplier above 255", append("paths:\n  multiplier: 256\n"),
+       "edge.yaml:25: paths.multiplier: expected a number of probes from 1 to 255, got \"256\""},
+      {"hold_up zero", append("paths:\n  hold_up: 0\n"),
+       "edge.yaml:25: paths.hold_up: expected a number of probes from 1 to 255, got \"0\""},
+      {"window zero", append("paths:\n  window_s: 0\n"),
+       "edge.yaml:25: paths.window_s: expected a number of seconds from 1 to 3600, got \"0\""},
+      {"window over an hour", append("paths:\n  window_s: 3601\n"),
+       "edge.yaml:25: paths.window_s: expected a number of seconds from 1 to 3600, got \"3601\""},
+      {"window shorter than two intervals", append("paths:\n  probe_interval: 5000\n  window_s: 5\n"),
+       "edge.yaml:26: paths.window_s: expected at least two probe intervals (10 s with probe_interval 5000 ms), got "
+       "\"5\""},
+      {"damping key typo", append("paths:\n  damping:\n    hold: 5\n"),
+       "edge.yaml:26: paths.damping.hold: unknown key (expected one of: flaps, window_s, hold_min_ms, hold_max_ms, "
+       "quiet_s)"},
+      {"damping flaps above 16", append("paths:\n  damping:\n    flaps: 17\n"),
+       "edge.yaml:26: paths.damping.flaps: expected a number of flaps (0: no damping) from 0 to 16, got \"17\""},
+      {"damping window zero", append("paths:\n  damping:\n    window_s: 0\n"),
+       "edge.yaml:26: paths.damping.window_s: expected a number of seconds from 1 to 86400, got \"0\""},
+      {"damping hold min zero", append("paths:\n  damping:\n    hold_min_ms: 0\n"),
+       "edge.yaml:26: paths.damping.hold_min_ms: expected a number of milliseconds from 1 to 3600000, got \"0\""},
+      {"damping hold max over an hour", append("paths:\n  damping:\n    hold_max_ms: 3600001\n"),
+       "edge.yaml:26: paths.damping.hold_max_ms: expected a number of milliseconds from 1 to 3600000, got "
+       "\"3600001\""},
+      {"damping quiet zero", append("paths:\n  damping:\n    quiet_s: 0\n"),
+       "edge.yaml:26: paths.damping.quiet_s: expected a number of seconds from 1 to 86400, got \"0\""},
+      {"damping hold max below hold min", append("paths:\n  damping:\n    hold_min_ms: 5000\n    hold_max_ms: 2000\n"),
+       "edge.yaml:27: paths.damping.hold_max_ms: damping maximum hold (2 s) is below the minimum (5 s)"},
+      {"damping hold min above the default max", append("paths:\n  damping:\n    hold_min_ms: 120000\n"),
+       "edge.yaml:26: paths.damping: damping maximum hold (60 s) is below the minimum (120 s)"},
   };
   ASSERT_GE(cases.size(), 25u);
   for (const auto& c : cases) {
@@ -431,6 +484,35 @@ TEST(Config, BaseParsesToItsValuesAndDefaults) {
   EXPECT_EQ(c.esp.lifetime.hard, (SaLimits{uint64_t{1} << 31, uint64_t{1} << 40, 8 * 3600}));
   EXPECT_EQ(c.esp.lifetime.soft_percent, 90u);
   EXPECT_EQ(c.esp.lifetime.drain_ms, 10000u);
+  EXPECT_EQ(c.paths.probe_interval_ms, 100u);
+  EXPECT_EQ(c.paths.window_s, 10u);
+  EXPECT_EQ(c.paths.state.interval_ns, 100'000'000u);
+  EXPECT_EQ(c.paths.state.multiplier, 3u);
+  EXPECT_EQ(c.paths.state.hold_up, 3u);
+  EXPECT_EQ(c.paths.state.damping.flaps, 5u);
+  EXPECT_EQ(c.paths.state.damping.window_ns, 60'000'000'000u);
+  EXPECT_EQ(c.paths.state.damping.hold_min_ns, 1'000'000'000u);
+  EXPECT_EQ(c.paths.state.damping.hold_max_ns, 60'000'000'000u);
+  EXPECT_EQ(c.paths.state.damping.quiet_ns, 120'000'000'000u);
+}
+
+TEST(Config, PathsProbeIntervalTakesMillisecondsWithOrWithoutMs) {
+  for (const char* v : {"250", "250ms", "\"250\""}) {
+    auto r = parse_config(append(std::string("paths:\n  probe_interval: ") + v + "\n"), "edge.yaml");
+    ASSERT_TRUE(r.ok()) << v << ": " << r.error().msg;
+    EXPECT_EQ(r->paths.probe_interval_ms, 250u) << v;
+    EXPECT_EQ(r->paths.state.interval_ns, 250'000'000u) << v;
+  }
+}
+
+TEST(Config, PathsWindowDefaultGrowsToTwoProbeIntervals) {
+  auto r = parse_config(append("paths:\n  probe_interval: 7500\n"), "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  EXPECT_EQ(r->paths.window_s, 15u);
+  auto empty = parse_config(append("paths:\n"), "edge.yaml");
+  ASSERT_TRUE(empty.ok()) << empty.error().msg;
+  EXPECT_EQ(empty->paths.probe_interval_ms, 100u);
+  EXPECT_EQ(empty->paths.window_s, 10u);
 }
 
 TEST(Config, NameAndFilePrefixDefaultToTheRole) {
@@ -470,7 +552,18 @@ TEST(Config, EveryOptionalKeyIsRead) {
       "    bytes: 5000000000\n"
       "    seconds: 600\n"
       "    soft_percent: 50\n"
-      "    drain_ms: 2000\n";
+      "    drain_ms: 2000\n"
+      "paths:\n"
+      "  probe_interval: 20\n"
+      "  multiplier: 5\n"
+      "  hold_up: 7\n"
+      "  window_s: 30\n"
+      "  damping:\n"
+      "    flaps: 0\n"
+      "    window_s: 90\n"
+      "    hold_min_ms: 500\n"
+      "    hold_max_ms: 8000\n"
+      "    quiet_s: 300\n";
   std::string yaml = edit("  address: 192.168.10.1/24\n", "  address: 192.168.10.1/24\n  mtu: 9000\n");
   yaml = edit(yaml, "    cost: metered\n", "    cost: metered\n    bandwidth: 2.5Gbit\n    mtu: 1400\n");
   yaml = edit(yaml, "      - address: 10.2.1.2\n",
@@ -506,6 +599,16 @@ TEST(Config, EveryOptionalKeyIsRead) {
   EXPECT_EQ(c.esp.lifetime.hard, (SaLimits{1000000, 5000000000, 600}));
   EXPECT_EQ(c.esp.lifetime.soft_percent, 50u);
   EXPECT_EQ(c.esp.lifetime.drain_ms, 2000u);
+  EXPECT_EQ(c.paths.probe_interval_ms, 20u);
+  EXPECT_EQ(c.paths.state.interval_ns, 20'000'000u);
+  EXPECT_EQ(c.paths.state.multiplier, 5u);
+  EXPECT_EQ(c.paths.state.hold_up, 7u);
+  EXPECT_EQ(c.paths.window_s, 30u);
+  EXPECT_EQ(c.paths.state.damping.flaps, 0u);
+  EXPECT_EQ(c.paths.state.damping.window_ns, 90'000'000'000u);
+  EXPECT_EQ(c.paths.state.damping.hold_min_ns, 500'000'000u);
+  EXPECT_EQ(c.paths.state.damping.hold_max_ns, 8'000'000'000u);
+  EXPECT_EQ(c.paths.state.damping.quiet_ns, 300'000'000'000u);
 }
 
 TEST(Config, LinkNumbersComeFromBothEndpointsUnlessSet) {
