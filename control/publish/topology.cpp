@@ -68,13 +68,16 @@ Result<std::shared_ptr<const dp::RouteTable>> build_routes(const Config& cfg, in
 std::unique_ptr<dp::Snapshot> build_snapshot(const Topology& t, const std::vector<PortLive>& live,
                                              const NeighborManager& nm,
                                              std::shared_ptr<const dp::RouteTable> routes, uint64_t generation,
-                                             const SnapshotSas& sas) {
+                                             const SnapshotSas& sas, std::span<const PathMeasured> measured) {
   auto s = std::make_unique<dp::Snapshot>();
   s->generation = generation;
   s->overlay_port = t.overlay_port;
   s->icmp_errors_per_sec = t.icmp_errors_per_sec;
   s->probe_interval_ms = t.probe_interval_ms;
   s->lan_port = 0;
+  s->ports.reserve(t.ports.size());
+  s->paths.reserve(t.paths.size());
+  s->peers.reserve(t.peer_paths.size());
   for (size_t i = 0; i < t.ports.size(); ++i) {
     const auto& tp = t.ports[i];
     dp::PortInfo pi;
@@ -94,9 +97,21 @@ std::unique_ptr<dp::Snapshot> build_snapshot(const Topology& t, const std::vecto
     p.port = tp.port;
     p.peer = tp.peer;
     p.sa = tp.id < sas.out.size() ? sas.out[tp.id].get() : nullptr;
-    p.usable = path_down_reason(tp, live, nm).empty() && p.sa != nullptr;
+    // path_down_reason's test, with one neighbour lookup instead of two and no string: this
+    // runs for every path at every publication (once per probe interval).
+    const std::optional<MacAddr> next_mac = nm.lookup(tp.port, tp.l2_target);
+    const bool link = tp.port < live.size() && live[tp.port].link_up;
+    p.usable = link && next_mac.has_value() && p.sa != nullptr;
+    if (tp.id < measured.size()) {
+      const PathMeasured& m = measured[tp.id];
+      p.up = m.up;
+      p.rtt_us = m.rtt_us;
+      p.jitter_us = m.jitter_us;
+      p.loss_fwd_ppm = m.loss_fwd_ppm;
+      p.loss_rev_ppm = m.loss_rev_ppm;
+    }
     p.src_mac = s->ports[tp.port].mac;
-    p.dst_mac = nm.lookup(tp.port, tp.l2_target).value_or(MacAddr{});
+    p.dst_mac = next_mac.value_or(MacAddr{});
     p.src_ip = t.ports[tp.port].addr.addr;
     p.dst_ip = tp.remote;
     p.src_port = t.overlay_port;

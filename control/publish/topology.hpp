@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,9 @@ struct Topology {
   std::vector<std::vector<uint16_t>> peer_paths;  // by peer index
   uint16_t overlay_port = 4500;
   uint32_t icmp_errors_per_sec = 100;
-  uint32_t probe_interval_ms = 0;   // 0: no probes
+  // 0: no probes. make_topology leaves it 0 so that in-process tests and benches send no
+  // probes unless they ask; the daemon sets it from paths.probe_interval.
+  uint32_t probe_interval_ms = 0;
 };
 
 /// Derives the topology from a validated config.
@@ -68,11 +71,23 @@ struct SnapshotSas {
   std::vector<std::shared_ptr<dp::InboundSa>> in;    ///< every SA in inbound, kept alive
 };
 
+/// A path's measured state (control/measure) as the snapshot carries it: PathInfo::up and the
+/// metrics, already in the workers' units.
+struct PathMeasured {
+  bool up = true;  ///< measured up (data may go when also usable)
+  uint32_t rtt_us = dp::PathInfo::kNoMetric;
+  uint32_t jitter_us = dp::PathInfo::kNoMetric;
+  uint32_t loss_fwd_ppm = dp::PathInfo::kNoMetric;
+  uint32_t loss_rev_ppm = dp::PathInfo::kNoMetric;
+};
+
 /// Builds a snapshot from the topology and live state. A path is usable when its link is up,
-/// its next hop resolved and it has an outbound SA.
+/// its next hop resolved and it has an outbound SA. measured is by path id; a path it does not
+/// cover is up with no metrics (tests and benches that measure nothing).
 std::unique_ptr<dp::Snapshot> build_snapshot(const Topology& t, const std::vector<PortLive>& live,
                                              const NeighborManager& nm,
                                              std::shared_ptr<const dp::RouteTable> routes, uint64_t generation,
-                                             const SnapshotSas& sas = {});
+                                             const SnapshotSas& sas = {},
+                                             std::span<const PathMeasured> measured = {});
 
 }  // namespace sdwan::cp
