@@ -15,7 +15,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -28,6 +30,7 @@
 #include "control/esp/keylog.hpp"
 #include "control/esp/keys.hpp"
 #include "control/esp/sa_table.hpp"
+#include "control/measure/measure.hpp"
 #include "control/mgmt/server.hpp"
 #include "control/neighbor/neighbor.hpp"
 #include "control/publish/topology.hpp"
@@ -48,11 +51,54 @@ constexpr unsigned kRingSize = 1024;
 constexpr unsigned kControlDrain = 64;
 constexpr uint64_t kTickMs = 100;
 constexpr uint64_t kLinkPollMs = 500;
+// Probe reports: at 4,000 paths every 10 ms one worker could get 400 per ms; the control loop
+// drains every ms, so 4096 leaves room for a slow iteration (a big `show` answer).
+constexpr unsigned kProbeRingSize = 4096;
+constexpr unsigned kProbeDrain = 64;
+constexpr unsigned kProbeDrainMax = kProbeRingSize;  // per worker per loop: never starve the rest
+// The workers' path counters feed the missed-probe and early-down checks, and the state
+// machines' timers run with them: every fifth of the probe interval (20 ms at the default
+// 100 ms, at most 1 ms apart), so the detection time (interval x multiplier + slack, slack at
+// most interval / 2) stays under interval x (multiplier + 1) even with that lag.
+constexpr uint64_t kCountersMinNs = 1'000'000, kCountersMaxNs = 20'000'000;
+constexpr size_t kEventCapacity = 1000;
+constexpr uint64_t kNsPerMs = 1'000'000;
 
-uint64_t mono_ms() {
+uint64_t mono_ns() {
   return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
           .count());
+}
+
+uint64_t mono_ms() { return mono_ns() / kNsPerMs; }
+
+// RFC 3339 UTC with milliseconds of a steady-clock time: the wall clock now minus how long ago
+// it was (the steady clock has no calendar; a wall-clock step later does not move past events).
+std::string rfc3339(uint64_t at_ns, uint64_t now_ns) {
+  using namespace std::chrono;
+  const auto ago = nanoseconds(now_ns >= at_ns ? now_ns - at_ns : 0);
+  const auto wall = time_point_cast<milliseconds>(system_clock::now() - ago);
+  const auto ms = wall.time_since_epoch().count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+}
+
+// Metrics as JSON: null when unknown, else rounded to a microsecond (ms) or 0.001 % so that
+// the answers stay short.
+json metric(const std::optional<double>& v) {
+  if (!v) return nullptr;
+  return std::round(*v * 1000.0) / 1000.0;
+}
+
+// ms / percent -> the snapshot's us / ppm, saturating; unknown stays kNoMetric.
+uint32_t scaled_metric(const std::optional<double>& v, double factor) {
+  if (!v || !std::isfinite(*v)) return dp::PathInfo::kNoMetric;
+  const double x = std::round(*v * factor);
+  if (x <= 0) return 0;
+  return x >= static_cast<double>(dp::PathInfo::kNoMetric - 1) ? dp::PathInfo::kNoMetric - 1 : static_cast<uint32_t>(x);
 }
 
 std::string rte_err() { return rte_strerror(rte_errno); }
@@ -138,6 +184,18 @@ struct Appliance::Impl {
   std::vector<std::shared_ptr<dp::OutboundSa>> out_sas;       // by path id; null: none
   std::vector<std::optional<SaAction>> out_pending;           // by path id: installs whose epoch is not on disk yet
   std::shared_ptr<const dp::InboundTable> inbound;
+  std::map<uint32_t, uint32_t> in_epoch;                      // SPI -> epoch, for in_sas
+  std::vector<std::shared_ptr<dp::InboundSa>> in_list;        // in_sas' SAs, for every snapshot
+  // By path id: its inbound SAs, newest epoch first, to find the one the peer sends on.
+  std::vector<std::vector<std::pair<uint32_t, std::shared_ptr<dp::InboundSa>>>> in_by_path;
+
+  // Path measurement (control/measure, issue #5). Control thread only.
+  PathMonitor monitor{kEventCapacity};
+  std::vector<uint8_t> usable;                            // by path id: what on_link_path last said
+  std::vector<std::shared_ptr<dp::InboundSa>> rev_sa;     // by path id: the inbound SA the peer sends on now
+  std::vector<PathMeasured> measured;                     // by path id: what the next snapshot carries
+  uint64_t probe_reports = 0;
+  uint64_t publish_ns_last = 0, publish_ns_max = 0, metric_ns_last = 0, metric_ns_max = 0;
 
   Status bring_up();
   Status esp_prepare();
@@ -149,6 +207,14 @@ struct Appliance::Impl {
   std::shared_ptr<Sa> make_sa(const SaAction& a, const char* dir, Make&& make);
   void rebuild_inbound();
   std::string down_reason(const TopoPath& tp) const;
+  bool path_usable(const TopoPath& tp) const;
+  Status measure_start(uint64_t now_ns);
+  void drain_probes(uint64_t now_ns);
+  void feed_counters(uint64_t now_ns);
+  void refresh_usable(uint64_t now_ns);
+  void refresh_rev_sa();
+  bool measure_tick(uint64_t now_ns);
+  void refresh_metrics(uint64_t now_ns);
   void publish();
   void send_frame(uint8_t port, const uint8_t* frame, uint32_t len);
   void handle_exceptions(uint64_t now);
@@ -161,6 +227,7 @@ struct Appliance::Impl {
   json show_stats();
   json show_neighbors();
   json show_sas();
+  json show_events();
   void shutdown();
 };
 
@@ -175,6 +242,8 @@ int worker_main(void* arg) {
 
 Status Appliance::Impl::bring_up() {
   topo = make_topology(cfg);
+  topo.probe_interval_ms = cfg.paths.probe_interval_ms;
+  if (Status st = measure_start(mono_ns()); !st) return st;
 
   // The socket first: a second daemon on the same socket must fail before it touches EAL.
   auto m = MgmtServer::listen(cfg.mgmt.socket, cfg.mgmt.group, [this](const json& r) { return handle(r); });
@@ -261,6 +330,7 @@ Status Appliance::Impl::bring_up() {
 
   rcu = std::make_unique<dp::Rcu>(nw);
   published = std::make_unique<dp::Published<dp::Snapshot>>(rcu->get());
+  refresh_usable(mono_ns());  // nothing resolved yet: every path starts unusable
   publish();
 
   workers.resize(nw);
@@ -272,7 +342,9 @@ Status Appliance::Impl::bring_up() {
         rte_ring_create_elem(("sdwan_res" + sfx).c_str(), sizeof(dp::ResolveRequest), kRingSize, socket,
                              RING_F_SP_ENQ | RING_F_SC_DEQ);
     slot.ch.from_control_tx = rte_ring_create(("sdwan_ctx" + sfx).c_str(), kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (!slot.ch.to_control_pkts || !slot.ch.to_control_resolve || !slot.ch.from_control_tx)
+    slot.ch.to_control_probes = rte_ring_create_elem(("sdwan_prb" + sfx).c_str(), sizeof(dp::ProbeReport),
+                                                     kProbeRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (!slot.ch.to_control_pkts || !slot.ch.to_control_resolve || !slot.ch.from_control_tx || !slot.ch.to_control_probes)
       return err("cannot create the rings of worker " + sfx + ": " + rte_err());
     dp::WorkerConfig wc;
     wc.index = w;
@@ -292,9 +364,9 @@ Status Appliance::Impl::bring_up() {
     if (rte_eal_remote_launch(worker_main, &slot, slot.lcore) != 0)
       return err("cannot launch a worker on lcore " + std::to_string(slot.lcore));
   workers_launched = true;
-  log_info("{} {} up: {} uplink(s), {} peer(s), {} path(s), {} worker(s), idle {}", role_name(cfg.role), cfg.name,
-           cfg.uplinks.size(), cfg.peers.size(), topo.paths.size(), nw,
-           cfg.idle == dp::IdlePolicy::kBusy ? "busy" : "adaptive");
+  log_info("{} {} up: {} uplink(s), {} peer(s), {} path(s), {} worker(s), idle {}, probes every {} ms", role_name(cfg.role),
+           cfg.name, cfg.uplinks.size(), cfg.peers.size(), topo.paths.size(), nw,
+           cfg.idle == dp::IdlePolicy::kBusy ? "busy" : "adaptive", topo.probe_interval_ms);
   return Ok{};
 }
 
@@ -378,11 +450,13 @@ bool Appliance::Impl::apply_sa_actions(const std::vector<SaAction>& acts) {
         auto sa = make_sa<dp::InboundSa>(a, "in", [](const dp::EspSaParams& p) { return dp::make_inbound_sa(p); });
         if (sa == nullptr) break;
         in_sas[a.sa.spi] = std::move(sa);
+        in_epoch[a.sa.spi] = a.sa.epoch;
         in_changed = true;
         break;
       }
       case SaAction::Kind::kRetireInbound:
         if (in_sas.erase(a.sa.spi) != 0) in_changed = true;
+        in_epoch.erase(a.sa.spi);
         log_info("SA retire path {} in spi 0x{:08x} epoch {}", tp.name, a.sa.spi, a.sa.epoch);
         break;
       case SaAction::Kind::kInstallOutbound:
@@ -400,7 +474,10 @@ bool Appliance::Impl::apply_sa_actions(const std::vector<SaAction>& acts) {
         break;
     }
   }
-  if (in_changed) rebuild_inbound();
+  if (in_changed) {
+    rebuild_inbound();
+    refresh_rev_sa();
+  }
   return true;
 }
 
@@ -454,6 +531,18 @@ void Appliance::Impl::install_outbound(const SaAction& a) {
 
 // A new table each time: workers may be reading the old one until the grace period passes.
 void Appliance::Impl::rebuild_inbound() {
+  // Kept here rather than built per snapshot: at 4,000 paths in_sas holds 16,000 SAs, and a
+  // snapshot goes out every probe interval.
+  in_list.clear();
+  in_list.reserve(in_sas.size());
+  in_by_path.assign(topo.paths.size(), {});
+  for (const auto& [spi, sa] : in_sas) {
+    in_list.push_back(sa);
+    const uint16_t path = dp::esp_sa_stats(*sa).tag;
+    if (path < in_by_path.size()) in_by_path[path].emplace_back(in_epoch.count(spi) ? in_epoch.at(spi) : 0, sa);
+  }
+  for (auto& v : in_by_path)
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   if (in_sas.empty()) {
     inbound.reset();
     return;
@@ -477,9 +566,17 @@ bool Appliance::Impl::esp_tick(uint64_t now) {
     const auto st = dp::esp_sa_stats(*sa);
     usage.push_back({SaDir::kOutbound, st.spi, st.packets, st.bytes, st.seq});
   }
-  for (const auto& [spi, sa] : in_sas) {
-    const auto st = dp::esp_sa_stats(*sa);
-    usage.push_back({SaDir::kInbound, spi, st.packets, st.bytes, st.seq});
+  // in_by_path holds every SA of in_sas. The same pass finds each path's newest inbound SA
+  // that has carried a packet: the peer may have moved to a newer epoch (a rekey) with no SA
+  // coming or going.
+  for (size_t path = 0; path < in_by_path.size(); ++path) {
+    std::shared_ptr<dp::InboundSa> newest_used;
+    for (const auto& [epoch, sa] : in_by_path[path]) {
+      const auto st = dp::esp_sa_stats(*sa);
+      usage.push_back({SaDir::kInbound, st.spi, st.packets, st.bytes, st.seq});
+      if (newest_used == nullptr && st.packets != 0) newest_used = sa;
+    }
+    rev_sa[path] = std::move(newest_used);
   }
   bool changed = apply_sa_actions(sa_table->tick(now, usage));
   // Outbound installs held back by a failed epoch commit: retry them every tick.
@@ -496,6 +593,136 @@ bool Appliance::Impl::esp_tick(uint64_t now) {
   return changed;
 }
 
+// build_snapshot's test for PathInfo::usable, without the strings of down_reason.
+bool Appliance::Impl::path_usable(const TopoPath& tp) const {
+  return tp.port < live.size() && live[tp.port].link_up && tp.id < out_sas.size() && out_sas[tp.id] != nullptr &&
+         neighbors->lookup(tp.port, tp.l2_target).has_value();
+}
+
+Status Appliance::Impl::measure_start(uint64_t now_ns) {
+  usable.assign(topo.paths.size(), 1);  // a new state machine takes its link as up
+  rev_sa.assign(topo.paths.size(), nullptr);
+  measured.assign(topo.paths.size(), PathMeasured{false});
+  for (const auto& tp : topo.paths) {
+    PathSpec spec;
+    spec.id = tp.id;
+    spec.name = tp.name;
+    spec.port = tp.port;
+    spec.state = cfg.paths.state;
+    spec.window_ns = uint64_t{cfg.paths.window_s} * 1000 * kNsPerMs;
+    if (Status st = monitor.add_path(spec, now_ns); !st) return st;
+  }
+  return Ok{};
+}
+
+// Every report the workers queued since the last loop (bounded per worker and loop).
+void Appliance::Impl::drain_probes(uint64_t now_ns) {
+  for (auto& slot : workers) {
+    dp::ProbeReport r[kProbeDrain];
+    for (unsigned done = 0; done < kProbeDrainMax;) {
+      const unsigned n = rte_ring_sc_dequeue_burst_elem(slot.ch.to_control_probes, r, sizeof(dp::ProbeReport),
+                                                        kProbeDrain, nullptr);
+      for (unsigned i = 0; i < n; ++i) {
+        ProbeSample x;
+        x.path = r[i].path;
+        x.seq = r[i].seq;
+        x.t1_ns = r[i].t1_ns;
+        x.t2_ns = r[i].t2_ns;
+        x.t3_ns = r[i].t3_ns;
+        x.t4_ns = r[i].t4_ns;
+        x.refl_probes_rx = r[i].refl_probes_rx;
+        x.refl_data_rx = r[i].refl_esp_rx;
+        x.refl_data_top = r[i].refl_esp_top;
+        x.refl_spi = r[i].refl_spi;
+        monitor.on_sample(x, now_ns);
+      }
+      probe_reports += n;
+      done += n;
+      if (n < kProbeDrain) break;
+    }
+  }
+}
+
+// The workers' per-path counters summed (tx_pkts and rx_pkts count data only; probes have
+// their own counters) and our current inbound SA of each path.
+void Appliance::Impl::feed_counters(uint64_t now_ns) {
+  for (const auto& tp : topo.paths) {
+    uint64_t sent = 0, tx = 0, rx = 0;
+    for (const auto& w : workers) {
+      const auto& c = w.worker->path_counters()[tp.id];
+      sent += c.probes_sent.load();
+      tx += c.tx_pkts.load();
+      rx += c.rx_pkts.load();
+    }
+    SaCounters rev;
+    if (const auto& sa = rev_sa[tp.id]; sa != nullptr) {
+      const auto st = dp::esp_sa_stats(*sa);
+      rev = SaCounters{st.spi, st.packets, st.seq};
+    }
+    monitor.on_counters(tp.id, sent, tx, rx, rev, now_ns);
+  }
+}
+
+// A path that cannot send (link down, next hop unresolved, no outbound SA) is down at once;
+// one that can again starts probing (the monitor brings it up after hold_up good probes).
+void Appliance::Impl::refresh_usable(uint64_t now_ns) {
+  for (const auto& tp : topo.paths) {
+    const bool u = path_usable(tp);
+    if (u == (usable[tp.id] != 0)) continue;
+    usable[tp.id] = u;
+    monitor.on_link_path(tp.id, u, now_ns);
+    if (u)
+      log_info("path {} usable: probing", tp.name);
+    else
+      log_info("path {} unusable: {}", tp.name, down_reason(tp));
+  }
+}
+
+// Per path, the inbound SA of the newest epoch that the peer has sent under: its counters
+// give the reverse data loss. Null until the peer's first packet.
+void Appliance::Impl::refresh_rev_sa() {
+  for (size_t path = 0; path < rev_sa.size(); ++path) {
+    std::shared_ptr<dp::InboundSa> found;
+    if (path < in_by_path.size())
+      for (const auto& [epoch, sa] : in_by_path[path])
+        // Reaching the current one means no newer SA has carried a packet yet.
+        if (sa == rev_sa[path] || dp::esp_sa_stats(*sa).packets != 0) {
+          found = sa;
+          break;
+        }
+    rev_sa[path] = std::move(found);
+  }
+}
+
+// Runs the path state machines; logs every change. True when a path changed state.
+bool Appliance::Impl::measure_tick(uint64_t now_ns) {
+  const auto events = monitor.tick(now_ns);
+  for (const PathEvent& e : events) {
+    const std::string& name = e.path < topo.paths.size() ? topo.paths[e.path].name : std::to_string(e.path);
+    log_info("path {} {}: {}", name, path_status_name(e.to), e.reason);
+  }
+  for (const PathEvent& e : events)
+    if (e.path < measured.size()) measured[e.path].up = monitor.state(e.path) == PathStatus::kUp;
+  return !events.empty();
+}
+
+// The metrics the workers see (PathInfo::rtt_us...), refreshed once per probe interval.
+void Appliance::Impl::refresh_metrics(uint64_t now_ns) {
+  const uint64_t t0 = mono_ns();
+  for (const auto& tp : topo.paths) {
+    auto v = monitor.metrics(tp.id, now_ns);
+    if (!v) continue;
+    PathMeasured& m = measured[tp.id];
+    m.up = v->state == PathStatus::kUp;
+    m.rtt_us = scaled_metric(v->rtt_ms, 1e3);
+    m.jitter_us = scaled_metric(v->jitter_ms, 1e3);
+    m.loss_fwd_ppm = scaled_metric(v->loss_fwd_pct, 1e4);
+    m.loss_rev_ppm = scaled_metric(v->loss_rev_pct, 1e4);
+  }
+  metric_ns_last = mono_ns() - t0;
+  metric_ns_max = std::max(metric_ns_max, metric_ns_last);
+}
+
 std::string Appliance::Impl::down_reason(const TopoPath& tp) const {
   std::string why = path_down_reason(tp, live, *neighbors);
   if (why.empty() && (tp.id >= out_sas.size() || out_sas[tp.id] == nullptr)) why = "no SA";
@@ -506,9 +733,11 @@ void Appliance::Impl::publish() {
   SnapshotSas sas;
   sas.out = out_sas;
   sas.inbound = inbound;
-  sas.in.reserve(in_sas.size());
-  for (const auto& [spi, sa] : in_sas) sas.in.push_back(sa);
-  published->publish(build_snapshot(topo, live, *neighbors, routes, ++generation, sas));
+  sas.in = in_list;
+  const uint64_t t0 = mono_ns();
+  published->publish(build_snapshot(topo, live, *neighbors, routes, ++generation, sas, measured));
+  publish_ns_last = mono_ns() - t0;
+  publish_ns_max = std::max(publish_ns_max, publish_ns_last);
 }
 
 void Appliance::Impl::send_frame(uint8_t port, const uint8_t* frame, uint32_t len) {
@@ -570,11 +799,15 @@ void Appliance::Impl::tick(uint64_t now) {
 
 int Appliance::run(const std::atomic<bool>& stop) {
   Impl& a = *impl_;
-  uint64_t next_tick = 0, next_link = 0;
+  uint64_t next_tick = 0, next_link = 0, next_counters = 0, next_metrics = 0;
+  const uint64_t interval_ns = uint64_t{a.topo.probe_interval_ms} * kNsPerMs;
+  const uint64_t counters_ns = std::clamp(interval_ns / 5, kCountersMinNs, kCountersMaxNs);
   while (!stop.load(std::memory_order_relaxed)) {
     a.mgmt->poll(1);
-    const uint64_t now = mono_ms();
+    const uint64_t now_ns = mono_ns();
+    const uint64_t now = now_ns / kNsPerMs;
     a.handle_exceptions(now);
+    a.drain_probes(now_ns);
     bool changed = false;
     if (now >= next_link) {
       next_link = now + kLinkPollMs;
@@ -583,6 +816,9 @@ int Appliance::run(const std::atomic<bool>& stop) {
         if (up != a.live[i].link_up) {
           log_warn("port {} link {}", a.topo.ports[i].name, up ? "up" : "down");
           a.live[i].link_up = up;
+          // Down takes every path of the port down at once; up is left to refresh_usable,
+          // which knows whether each path can also reach its next hop and has an SA.
+          if (!up) a.monitor.on_link_port(static_cast<uint8_t>(i), false, now_ns);
           changed = true;
         }
       }
@@ -593,15 +829,24 @@ int Appliance::run(const std::atomic<bool>& stop) {
       if (a.esp_tick(now)) changed = true;
     }
     if (a.neighbors->take_changed() || changed) {
-      std::vector<std::string> before;
-      for (const auto& p : a.published->current()->paths) before.push_back(p.usable ? "up" : "down");
-      a.publish();
-      const auto& after = a.published->current()->paths;
-      for (size_t i = 0; i < after.size() && i < before.size(); ++i)
-        if ((after[i].usable ? "up" : "down") != before[i])
-          log_info("path {} {}{}", a.topo.paths[i].name, after[i].usable ? "up" : "down",
-                   after[i].usable ? "" : " (" + a.down_reason(a.topo.paths[i]) + ")");
+      changed = true;
+      a.refresh_usable(now_ns);
     }
+    // The state machines' timers run with the counters: at 4,000 paths a tick every loop (1 ms)
+    // would cost more than everything else the loop does.
+    if (now_ns >= next_counters) {
+      next_counters = now_ns + counters_ns;
+      a.feed_counters(now_ns);
+      if (a.measure_tick(now_ns)) changed = true;
+    }
+    // Metrics at least once per probe interval (the snapshot is never older than that), and
+    // every change of usability or state at once.
+    if (interval_ns != 0 && now_ns >= next_metrics) {
+      next_metrics = now_ns + interval_ns;
+      a.refresh_metrics(now_ns);
+      changed = true;
+    }
+    if (changed) a.publish();
     a.published->reclaim();
   }
   log_info("stopping");
@@ -620,8 +865,10 @@ Result<json> Appliance::Impl::handle(const json& req) {
     if (what == "stats") return show_stats();
     if (what == "neighbors") return show_neighbors();
     if (what == "sas") return show_sas();
+    if (what == "events") return show_events();
     if (what == "version") return json{{"name", cfg.name}, {"role", role_name(cfg.role)}, {"version", version()}};
-    return err("cannot show \"" + what + "\" (expected: ports, uplinks, peers, paths, stats, neighbors, sas, version)");
+    return err("cannot show \"" + what +
+               "\" (expected: ports, uplinks, peers, paths, events, stats, neighbors, sas, version)");
   } catch (const std::exception& e) {
     return err(std::string("bad request: ") + e.what());
   }
@@ -683,7 +930,7 @@ json Appliance::Impl::show_peers() {
     json pfx = json::array();
     for (const auto& x : p.prefixes) pfx.push_back(x.str());
     unsigned up = 0;
-    for (uint16_t id : topo.peer_paths[pi]) up += s->paths[id].usable ? 1 : 0;
+    for (uint16_t id : topo.peer_paths[pi]) up += s->paths[id].usable && s->paths[id].up ? 1 : 0;
     out.push_back({{"name", p.name},
                    {"endpoints", eps},
                    {"prefixes", pfx},
@@ -695,21 +942,47 @@ json Appliance::Impl::show_peers() {
 
 json Appliance::Impl::show_paths() {
   json out = json::array();
+  const uint64_t now_ns = mono_ns();
   for (const auto& tp : topo.paths) {
-    uint64_t txp = 0, txb = 0, rxp = 0, rxb = 0;
+    uint64_t txp = 0, txb = 0, rxp = 0, rxb = 0, reflected = 0;
     for (const auto& w : workers) {
       const auto& c = w.worker->path_counters()[tp.id];
       txp += c.tx_pkts.load();
       txb += c.tx_bytes.load();
       rxp += c.rx_pkts.load();
       rxb += c.rx_bytes.load();
+      reflected += c.probes_reflected.load();
     }
-    const std::string why = down_reason(tp);
+    const auto v = monitor.view(tp.id, now_ns);
+    if (!v) continue;
+    const bool can_send = path_usable(tp);
+    // The monitor says "link down" for every unusable path; down_reason says which part.
+    std::string why = v->state == PathStatus::kUp ? std::string() : can_send ? v->reason : down_reason(tp);
+    if (v->state == PathStatus::kDamped) why = v->reason;
     out.push_back({{"name", tp.name},
                    {"uplink", topo.ports[tp.port].name},
                    {"peer", cfg.peers[tp.peer].name},
                    {"endpoint", tp.remote.str() + ":" + std::to_string(tp.remote_port)},
-                   {"state", why.empty() ? "up" : "down"},
+                   {"state", path_status_name(v->state)},
+                   {"since", rfc3339(v->since_ns, now_ns)},
+                   {"since_s", std::round(static_cast<double>(now_ns - std::min(now_ns, v->since_ns)) / 1e6) / 1e3},
+                   {"rtt_ms", metric(v->rtt_ms)},
+                   {"rtt_min_ms", metric(v->rtt_min_ms)},
+                   {"rtt_p50_ms", metric(v->rtt_p50_ms)},
+                   {"rtt_p95_ms", metric(v->rtt_p95_ms)},
+                   {"rtt_p99_ms", metric(v->rtt_p99_ms)},
+                   {"jitter_ms", metric(v->jitter_ms)},
+                   {"jitter_fwd_ms", metric(v->jitter_fwd_ms)},
+                   {"jitter_rev_ms", metric(v->jitter_rev_ms)},
+                   {"loss_fwd_pct", metric(v->loss_fwd_pct)},
+                   {"loss_rev_pct", metric(v->loss_rev_pct)},
+                   {"loss_data_fwd_pct", metric(v->loss_data_fwd_pct)},
+                   {"loss_data_rev_pct", metric(v->loss_data_rev_pct)},
+                   {"probes_sent", v->probes_sent},
+                   {"probes_received", v->probes_received},
+                   {"probes_reflected", reflected},
+                   {"window_samples", v->window_samples},
+                   {"usable", can_send},
                    {"reason", why},
                    {"tx_pkts", txp},
                    {"tx_bytes", txb},
@@ -719,12 +992,27 @@ json Appliance::Impl::show_paths() {
   return out;
 }
 
+json Appliance::Impl::show_events() {
+  json out = json::array();
+  const uint64_t now_ns = mono_ns();
+  const EventRing& ev = monitor.events();
+  for (size_t i = 0; i < ev.size(); ++i) {
+    const PathEvent& e = ev[i];
+    out.push_back({{"time", rfc3339(e.at_ns, now_ns)},
+                   {"path", e.path < topo.paths.size() ? topo.paths[e.path].name : std::to_string(e.path)},
+                   {"from", path_status_name(e.from)},
+                   {"to", path_status_name(e.to)},
+                   {"reason", e.reason}});
+  }
+  return out;
+}
+
 json Appliance::Impl::show_stats() {
   json ws = json::array();
   json drops = json::object();
   for (size_t d = 0; d < static_cast<size_t>(dp::Drop::kCount); ++d) drops[std::string(dp::drop_name(static_cast<dp::Drop>(d)))] = 0;
   uint64_t enc = 0, dec = 0, arp = 0, echo = 0, icmp = 0, icmp_rl = 0, mss = 0, flows_new = 0, flow_full = 0, ctl = 0,
-           parked = 0, released = 0;
+           parked = 0, released = 0, probe_alloc = 0, probe_lost = 0;
   for (const auto& slot : workers) {
     const auto& c = slot.worker->counters();
     uint64_t rx = 0, tx = 0;
@@ -755,6 +1043,8 @@ json Appliance::Impl::show_stats() {
     ctl += c.control_tx.load();
     parked += c.arp_parked.load();
     released += c.arp_released.load();
+    probe_alloc += c.probe_alloc_failed.load();
+    probe_lost += c.probe_reports_lost.load();
   }
   uint64_t esp_enc = 0, esp_enc_b = 0, esp_dec = 0, esp_dec_b = 0;
   std::array<uint64_t, static_cast<size_t>(dp::EspDrop::kCount)> esp_drops{};
@@ -791,7 +1081,16 @@ json Appliance::Impl::show_stats() {
                    {"arp_parked", parked},
                    {"arp_released", released},
                    {"control_tx_dropped", control_tx_dropped},
+                   {"probe_reports", probe_reports},
+                   {"probe_reports_lost", probe_lost},
+                   {"probe_reports_unknown_path", monitor.unknown_samples()},
+                   {"probe_alloc_failed", probe_alloc},
+                   {"path_events", monitor.events().total()},
                    {"snapshot_generation", generation},
+                   {"snapshot_build_us_last", publish_ns_last / 1000},
+                   {"snapshot_build_us_max", publish_ns_max / 1000},
+                   {"metrics_refresh_us_last", metric_ns_last / 1000},
+                   {"metrics_refresh_us_max", metric_ns_max / 1000},
                    {"snapshots_awaiting_grace", published->retired()}};
   return {{"name", cfg.name},
           {"role", role_name(cfg.role)},
@@ -872,6 +1171,7 @@ void Appliance::Impl::shutdown() {
       rte_ring_free(r);
     }
     rte_ring_free(slot.ch.to_control_resolve);
+    rte_ring_free(slot.ch.to_control_probes);
   }
   workers.clear();
   for (const auto& p : ports) drv::close_port(p.port_id);

@@ -1,8 +1,14 @@
 // sdwanctl: the operator's view of a running sdwand, over its management socket
 // (docs/mgmt-api.md). Tables for people; --json prints the daemon's data untouched for tools.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <exception>
 #include <functional>
 #include <stdexcept>
@@ -25,7 +31,7 @@ constexpr std::string_view kMissing = "-";
 
 // How a value is turned into a cell. Numbers stay raw except where a unit makes them easier
 // to read; the JSON output keeps them raw everywhere.
-enum class Kind { kText, kCount, kBytes, kBitsPerSec, kSpeedMbps, kNextHopMac, kList };
+enum class Kind { kText, kCount, kBytes, kBitsPerSec, kSpeedMbps, kNextHopMac, kList, kMs, kPct, kAge };
 
 struct Column {
   std::string_view header;
@@ -93,6 +99,22 @@ std::string cell(const json* v, Kind kind) {
       // DPDK reports 0 Mb/s for a link that is down or of unknown speed.
       if (!v->is_number() || v->get<double>() == 0) return text(v->is_number() ? nullptr : v);
       return scaled(v->get<double>() * 1e6, 1000, "bps");
+    case Kind::kMs:
+      // Two decimals: 10 us, the order of the probes' own error.
+      return v->is_number() ? fmt::format("{:.2f}", v->get<double>()) : text(v);
+    case Kind::kPct:
+      return v->is_number() ? fmt::format("{:.2f}", v->get<double>()) : text(v);
+    case Kind::kAge: {
+      // Seconds since a change: "850ms", "42s", "3m05s", "2h07m", "3d04h".
+      if (!v->is_number()) return text(v);
+      const double x = v->get<double>();
+      if (x < 1) return fmt::format("{}ms", static_cast<long long>(x * 1000));
+      const auto t = static_cast<long long>(x);
+      if (t < 60) return fmt::format("{}s", t);
+      if (t < 3600) return fmt::format("{}m{:02}s", t / 60, t % 60);
+      if (t < 86400) return fmt::format("{}h{:02}m", t / 3600, t % 3600 / 60);
+      return fmt::format("{}d{:02}h", t / 86400, t % 86400 / 3600);
+    }
     case Kind::kText:
     case Kind::kCount:
     case Kind::kList:
@@ -141,8 +163,8 @@ class Table {
 };
 
 bool right_aligned(Kind k) {
-  return k == Kind::kCount || k == Kind::kBytes || k == Kind::kBitsPerSec ||
-         k == Kind::kSpeedMbps;
+  return k == Kind::kCount || k == Kind::kBytes || k == Kind::kBitsPerSec || k == Kind::kSpeedMbps ||
+         k == Kind::kMs || k == Kind::kPct || k == Kind::kAge;
 }
 
 const json& expect_list(const json& data, std::string_view what) {
@@ -228,6 +250,8 @@ void show_peers(const json& data) {
   t.print(stdout);
 }
 
+// Times in ms, losses in percent, each over the daemon's window (rtt_ms and jitter_ms are
+// smoothed); SINCE is the time since the last state change; REASON last, as it is free text.
 void show_paths(const json& data) {
   print_rows(expect_list(data, "paths"), {
       {"NAME", "name", Kind::kText},
@@ -235,11 +259,27 @@ void show_paths(const json& data) {
       {"PEER", "peer", Kind::kText},
       {"ENDPOINT", "endpoint", Kind::kText},
       {"STATE", "state", Kind::kText},
-      {"REASON", "reason", Kind::kText},
+      {"SINCE", "since_s", Kind::kAge},
+      {"RTT_MS", "rtt_ms", Kind::kMs},
+      {"P95_MS", "rtt_p95_ms", Kind::kMs},
+      {"JITTER_MS", "jitter_ms", Kind::kMs},
+      {"LOSS_FWD%", "loss_fwd_pct", Kind::kPct},
+      {"LOSS_REV%", "loss_rev_pct", Kind::kPct},
+      {"PROBES_TX", "probes_sent", Kind::kCount},
+      {"PROBES_RX", "probes_received", Kind::kCount},
       {"TX_PKTS", "tx_pkts", Kind::kCount},
-      {"TX_BYTES", "tx_bytes", Kind::kBytes},
       {"RX_PKTS", "rx_pkts", Kind::kCount},
-      {"RX_BYTES", "rx_bytes", Kind::kBytes},
+      {"REASON", "reason", Kind::kText},
+  });
+}
+
+void show_events(const json& data) {
+  print_rows(expect_list(data, "events"), {
+      {"TIME", "time", Kind::kText},
+      {"PATH", "path", Kind::kText},
+      {"FROM", "from", Kind::kText},
+      {"TO", "to", Kind::kText},
+      {"REASON", "reason", Kind::kText},
   });
 }
 
@@ -353,12 +393,59 @@ constexpr Thing kThings[] = {
     {"ports", "DPDK ports: link, speed, packet and error counters", show_ports},
     {"uplinks", "WAN uplinks: address, next hop and its MAC, cost, state", show_uplinks},
     {"peers", "remote appliances: endpoints, prefixes, paths up", show_peers},
-    {"paths", "(uplink, peer endpoint) paths: state, reason, traffic", show_paths},
+    {"paths", "(uplink, peer endpoint) paths: state, RTT, jitter, loss, probes, reason, traffic", show_paths},
+    {"events", "path state changes (up, down, damped) with their reasons, oldest first", show_events},
     {"neighbors", "ARP entries: address, MAC, state (next hops are permanent)", show_neighbors},
     {"sas", "ESP SAs: path, direction, SPI, epoch, state, traffic, drops (never keys)", show_sas},
     {"stats", "daemon, worker, counter, drop and ESP statistics", show_stats},
     {"version", "the daemon's name, role and version", show_version},
 };
+
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_interrupt(int) { g_interrupted.store(true); }
+
+// `watch paths`: the table again every interval, in place on a terminal (cursor home, clear
+// to the end of the screen, so nothing flickers), one table after another otherwise. Ends
+// after count tables (0: never) or at Ctrl-C / SIGTERM, with status 0; status 1 when the
+// daemon stops answering.
+int watch(const std::string& socket, int timeout_ms, const Thing& thing, double interval_s, long count) {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  const bool tty = isatty(STDOUT_FILENO) == 1;
+  const auto step = std::chrono::duration<double>(interval_s);
+  for (long shown = 0; count == 0 || shown < count; ++shown) {
+    if (shown > 0) {
+      // Sleep in short steps so Ctrl-C ends the wait at once.
+      const auto until = std::chrono::steady_clock::now() + step;
+      while (!g_interrupted.load() && std::chrono::steady_clock::now() < until) {
+        const timespec ts{0, 20'000'000};
+        nanosleep(&ts, nullptr);
+      }
+    }
+    if (g_interrupted.load()) break;
+    const json req = {{"cmd", "show"}, {"what", thing.name}};
+    auto data = sdwan::cp::mgmt_request(socket, req, timeout_ms);
+    if (!data) {
+      fmt::print(stderr, "sdwanctl: {}\n", one_line(data.error().msg));
+      return 1;
+    }
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    if (tty) fmt::print("\x1b[H\x1b[2J");
+    fmt::print("every {}s: sdwanctl show {}   {:02}:{:02}:{:02}\n\n", interval_s, thing.name, tm.tm_hour, tm.tm_min,
+               tm.tm_sec);
+    thing.render(*data);
+    if (!tty) fmt::print("\n");
+    std::fflush(stdout);
+    if (std::ferror(stdout)) return 1;
+  }
+  return 0;
+}
 
 }  // namespace
 
@@ -387,11 +474,33 @@ int main(int argc, char** argv) {
     sub->callback([&chosen, &t] { chosen = &t; });
   }
 
+  CLI::App* watch_cmd = app.add_subcommand("watch", "show a table again every interval, in place on a terminal");
+  watch_cmd->require_subcommand(1);
+  watch_cmd->fallthrough();
+  double interval_s = 1.0;
+  long count = 0;
+  const Thing* watched = nullptr;
+  for (const Thing& t : kThings) {
+    if (std::string_view(t.name) != "paths") continue;
+    CLI::App* sub = watch_cmd->add_subcommand(t.name, t.help);
+    sub->add_option("--interval", interval_s, "seconds between tables")->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+    sub->add_option("--count", count, "stop after this many tables (0: until Ctrl-C)")->capture_default_str()->check(CLI::NonNegativeNumber);
+    sub->callback([&watched, &t] { watched = &t; });
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help and --version end here with 0; every usage error is 2, like other Unix tools.
     return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (watched != nullptr) {
+    try {
+      return watch(socket, timeout_ms, *watched, interval_s, count);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "sdwanctl: {}\n", one_line(e.what()));
+      return 1;
+    }
   }
   if (chosen == nullptr) return 2;
 

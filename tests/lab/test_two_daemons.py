@@ -12,7 +12,9 @@ The tests share one set of daemons and run in file order; the last one stops the
 """
 
 import os
+import re
 import secrets
+import time
 
 import pytest
 
@@ -148,6 +150,82 @@ def test_show_sas_lists_active_sas_that_carried_the_pings(site, appliance):
     esp = stats["esp"]
     assert esp["encrypted_pkts"] > 0 and esp["decrypted_pkts"] > 0, esp
     assert esp["drops"]["icv_fail"] == 0 and "unknown_spi" in esp["drops"], esp
+
+
+PATH_FIELDS = ("name", "uplink", "peer", "endpoint", "state", "since", "rtt_ms", "rtt_p95_ms",
+               "jitter_ms", "loss_fwd_pct", "loss_rev_pct", "probes_sent", "probes_received",
+               "reason")
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def the_path(d, peer):
+    paths = items(d.ctl_json("show", "paths"), "paths")
+    mine = [p for p in paths if p["uplink"] == "isp1" and p["peer"] == peer]
+    assert len(mine) == 1, f"expected one isp1 -> {peer} path, got {paths}"
+    return mine[0]
+
+
+@pytest.mark.parametrize("appliance", ["edge", "hub"])
+def test_both_sides_measure_their_path_up_with_a_small_rtt(site, appliance):
+    """Both ends probe (STAMP in the path's ESP SA, every 100 ms by default) and reflect: each
+    side's path is up with the RTT of two veths (well under 50 ms here), and its probe counters
+    keep growing."""
+    d = site[appliance]
+    peer = "hub" if appliance == "edge" else "edge"
+
+    def measured_up():
+        p = the_path(d, peer)
+        return p if p["state"] == "up" and p["rtt_ms"] is not None else None
+
+    first = netns.wait_for(measured_up, timeout=5, interval=0.2, what=f"{appliance}: path up with an RTT")
+    for key in PATH_FIELDS:
+        assert key in first, f"path object without {key!r}: {first}"
+    assert first["reason"] == "", first
+    assert RFC3339_UTC.match(first["since"]), first
+    assert 0 < first["rtt_ms"] < 50, first
+    assert first["rtt_p95_ms"] is not None and first["rtt_p95_ms"] >= first["rtt_ms"] * 0.5, first
+    assert first["jitter_ms"] is not None and first["jitter_ms"] >= 0, first
+    assert first["probes_sent"] > 0 and first["probes_received"] > 0, first
+    time.sleep(1.0)
+    later = the_path(d, peer)
+    # 1 s at 100 ms is 10 probes; allow the scheduler and the control tick some slack.
+    assert later["probes_sent"] >= first["probes_sent"] + 5, (first, later)
+    assert later["probes_received"] >= first["probes_received"] + 5, (first, later)
+    assert later["state"] == "up" and later["loss_fwd_pct"] < 5 and later["loss_rev_pct"] < 5, later
+    # The data counters count the pings, not the probes (probes have their own counters).
+    if appliance == "edge":
+        assert later["tx_pkts"] >= 20 and later["tx_pkts"] < later["probes_sent"], later
+
+
+@pytest.mark.parametrize("appliance", ["edge", "hub"])
+def test_show_events_lists_the_path_going_up_with_its_reason(site, appliance):
+    d = site[appliance]
+    peer = "hub" if appliance == "edge" else "edge"
+    events = items(d.ctl_json("show", "events"), "events")
+    for e in events:
+        for key in ("time", "path", "from", "to", "reason"):
+            assert key in e, f"event without {key!r}: {e}"
+        assert RFC3339_UTC.match(e["time"]), e
+    ups = [e for e in events if e["path"] == f"isp1:{peer}" and e["to"] == "up"]
+    assert ups, f"{appliance}: no event of isp1:{peer} going up: {events}"
+    assert ups[0]["from"] == "down" and re.fullmatch(r"\d+ good probes", ups[0]["reason"]), ups[0]
+    assert [e["time"] for e in events] == sorted(e["time"] for e in events), "events are oldest first"
+    table = d.ctl("show", "events").stdout
+    assert table.splitlines()[0].split() == ["TIME", "PATH", "FROM", "TO", "REASON"], table
+    assert f"isp1:{peer}" in table and "good probes" in table, table
+
+
+def test_show_and_watch_paths_print_the_measured_columns(site):
+    edge = site["edge"]
+    table = edge.ctl("show", "paths").stdout
+    header = table.splitlines()[0].split()
+    for col in ("NAME", "STATE", "SINCE", "RTT_MS", "P95_MS", "JITTER_MS", "LOSS_FWD%", "LOSS_REV%",
+                "PROBES_TX", "PROBES_RX", "REASON"):
+        assert col in header, table
+    # Not a terminal here: plain tables one after another, no escape sequences.
+    p = edge.ctl("watch", "paths", "--interval", "0.2", "--count", "3", timeout=10)
+    assert p.stdout.count("RTT_MS") == 3 and "\x1b" not in p.stdout, p.stdout
+    assert p.stdout.count("isp1:hub") == 3, p.stdout
 
 
 def test_both_sides_agree_on_the_sas(site):

@@ -41,5 +41,27 @@ check "show sas, missing socket" 1 \
 "$sdwanctl" --socket "$sock" show no-such-thing >"$tmp/out" 2>"$tmp/err"
 check "unknown subcommand" 2 "" $?
 
+"$sdwanctl" --socket "$sock" show events --json >"$tmp/out" 2>"$tmp/err"
+check "show events, missing socket" 1 \
+  "sdwanctl: cannot connect to sdwand at $sock: No such file or directory (is sdwand running?)" $?
+
+"$sdwanctl" --socket "$sock" show paths >"$tmp/out" 2>"$tmp/err"
+check "show paths, missing socket" 1 \
+  "sdwanctl: cannot connect to sdwand at $sock: No such file or directory (is sdwand running?)" $?
+
+# watch ends at the first failed request, with the same one line.
+"$sdwanctl" --socket "$sock" watch paths --interval 0.1 --count 3 >"$tmp/out" 2>"$tmp/err"
+check "watch paths, missing socket" 1 \
+  "sdwanctl: cannot connect to sdwand at $sock: No such file or directory (is sdwand running?)" $?
+
+"$sdwanctl" --socket "$sock" watch paths --interval 0 >"$tmp/out" 2>"$tmp/err"
+check "watch paths, interval below 0.1 s" 2 "" $?
+
+"$sdwanctl" --socket "$sock" watch paths --count -1 >"$tmp/out" 2>"$tmp/err"
+check "watch paths, negative count" 2 "" $?
+
+"$sdwanctl" --socket "$sock" watch sas >"$tmp/out" 2>"$tmp/err"
+check "watch something other than paths" 2 "" $?
+
 [[ $fail -eq 0 ]] && echo "ok"
 exit $fail
