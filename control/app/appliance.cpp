@@ -944,9 +944,10 @@ json Appliance::Impl::show_paths() {
   json out = json::array();
   const uint64_t now_ns = mono_ns();
   for (const auto& tp : topo.paths) {
-    uint64_t txp = 0, txb = 0, rxp = 0, rxb = 0, reflected = 0;
+    uint64_t txp = 0, txb = 0, rxp = 0, rxb = 0, reflected = 0, sent = 0;
     for (const auto& w : workers) {
       const auto& c = w.worker->path_counters()[tp.id];
+      sent += c.probes_sent.load();
       txp += c.tx_pkts.load();
       txb += c.tx_bytes.load();
       rxp += c.rx_pkts.load();
@@ -978,7 +979,9 @@ json Appliance::Impl::show_paths() {
                    {"loss_rev_pct", metric(v->loss_rev_pct)},
                    {"loss_data_fwd_pct", metric(v->loss_data_fwd_pct)},
                    {"loss_data_rev_pct", metric(v->loss_data_rev_pct)},
-                   {"probes_sent", v->probes_sent},
+                   // Read now, not the monitor's copy from its last counter feed: a reply
+                   // drained since would otherwise outnumber its probes.
+                   {"probes_sent", std::max(sent, v->probes_sent)},
                    {"probes_received", v->probes_received},
                    {"probes_reflected", reflected},
                    {"window_samples", v->window_samples},
