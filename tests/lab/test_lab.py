@@ -219,13 +219,61 @@ def test_emulated_loss_drops_ten_percent_of_2000_pings(lab):
     assert 7.0 <= lost <= 13.0, f"lost {lost:.1f} % of {sent}"
 
 
+def wait_paths_up(lab, names: set[str], timeout: float = 5.0) -> float:
+    """Waits until exactly these edge paths are measured up; returns how long it took."""
+    t0 = time.monotonic()
+    up: set[str] = set()
+    while time.monotonic() - t0 < timeout:
+        up = {p["name"] for p in lab.ctl_json("edge", "paths") if p["state"] == "up"}
+        if up == names:
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"edge paths up: {sorted(up)}, expected {sorted(names)} within {timeout} s")
+
+
+ALL_PATHS = {"isp1:hub", "isp2:hub", "isp3:hub"}
+
+
 def test_blackout_drops_everything_and_clear_restores(lab):
-    assert "ok" in lab.impair("isp1", "blackout")
+    """Every ISP blacked out: nothing gets through. Cleared: everything does again, once the
+    appliances have measured the paths up (hold_up good probes, issue 5)."""
+    for isp in ("isp1", "isp2", "isp3"):
+        assert "ok" in lab.impair(isp, "blackout")
     sent, recv, _, out = lab.ping("lan-a", HOST_B, 50, interval=0.02)
     assert sent == 50 and recv == 0, out
-    lab.impair("isp1", "clear")
+    for isp in ("isp1", "isp2", "isp3"):
+        lab.impair(isp, "clear")
+    wait_paths_up(lab, ALL_PATHS)
     sent, recv, _, out = lab.ping("lan-a", HOST_B, 20, interval=0.05)
     assert recv == 20, out
+
+
+def test_blackout_of_the_path_in_use_fails_over_within_the_detection_time(lab):
+    """Issue 5: the path carrying the pings (isp1, the first usable) is blacked out mid-stream;
+    both appliances declare it down after `multiplier` missed probes and move to isp2, so only
+    the pings of that time are lost: at most interval x (multiplier + 1) = 400 ms at the
+    defaults, 20 pings at 20 ms, plus 2 in flight."""
+    p = subprocess.Popen(["ip", "netns", "exec", lab.ns("lan-a"), "ping", "-n", "-c", "100", "-i", "0.02",
+                          "-W", "1", HOST_B], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(0.4)
+        assert "ok" in lab.impair("isp1", "blackout")
+        out, _ = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    assert m, out
+    sent, recv = int(m.group(1)), int(m.group(2))
+    assert sent == 100 and 100 - recv <= 22, f"{100 - recv} of 100 pings lost across the failover\n{out}"
+    assert 100 - recv >= 5, f"only {100 - recv} lost: was isp1 carrying them at all?\n{out}"
+    paths = {q["name"]: q for q in lab.ctl_json("edge", "paths")}
+    assert paths["isp1:hub"]["state"] == "down", paths["isp1:hub"]
+    # With pings flowing, early down ("data and probes stopped ...") may beat "missed 3 probes".
+    assert re.search(r"missed \d+ probes|data and probes stopped", paths["isp1:hub"]["reason"]), paths["isp1:hub"]
+    lab.impair("isp1", "clear")
+    wait_paths_up(lab, ALL_PATHS)
 
 
 def test_rate_limit_caps_iperf3_near_10mbit(lab):
