@@ -670,11 +670,12 @@ void Appliance::Impl::refresh_usable(uint64_t now_ns) {
     const bool u = path_usable(tp);
     if (u == (usable[tp.id] != 0)) continue;
     usable[tp.id] = u;
-    monitor.on_link_path(tp.id, u, now_ns);
+    const std::string why = u ? std::string() : down_reason(tp);
+    monitor.on_link_path(tp.id, u, now_ns, why);
     if (u)
       log_info("path {} usable: probing", tp.name);
     else
-      log_info("path {} unusable: {}", tp.name, down_reason(tp));
+      log_info("path {} unusable: {}", tp.name, why);
   }
 }
 

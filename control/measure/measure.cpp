@@ -69,11 +69,11 @@ void PathMonitor::on_link_port(uint8_t port, bool up, uint64_t now_ns) {
   for (size_t i = before; i < pending_.size(); ++i) events_.push(pending_[i]);
 }
 
-void PathMonitor::on_link_path(uint16_t path, bool up, uint64_t now_ns) {
+void PathMonitor::on_link_path(uint16_t path, bool up, uint64_t now_ns, std::string_view why) {
   const int32_t k = slot(path);
   if (k < 0) return;
   const size_t before = pending_.size();
-  sms_[static_cast<size_t>(k)].on_link(up, now_ns, pending_);
+  sms_[static_cast<size_t>(k)].on_link(up, now_ns, pending_, why);
   for (size_t i = before; i < pending_.size(); ++i) events_.push(pending_[i]);
 }
 

@@ -73,7 +73,8 @@ class PathMonitor {
   /// A port's link changed: every path on it follows (down at once).
   void on_link_port(uint8_t port, bool up, uint64_t now_ns);
   /// One path's link changed (e.g. its next hop became unreachable).
-  void on_link_path(uint16_t path, bool up, uint64_t now_ns);
+  /// why: the reason its down event gives (default "link down").
+  void on_link_path(uint16_t path, bool up, uint64_t now_ns, std::string_view why = "link down");
 
   /// Runs the timers and returns every state change since the previous tick (those made by
   /// on_sample, on_counters and on_link too), oldest first; valid until the next call.

@@ -137,11 +137,11 @@ void PathStateMachine::on_counters(uint64_t probes_sent, uint64_t data_tx, uint6
   tick(now_ns, out);
 }
 
-void PathStateMachine::on_link(bool up, uint64_t now_ns, std::vector<PathEvent>& out) {
+void PathStateMachine::on_link(bool up, uint64_t now_ns, std::vector<PathEvent>& out, std::string_view why) {
   link_up_ = up;
   good_ = 0;
   if (!up) {
-    go_down("link down", now_ns, out);
+    go_down(std::string(why), now_ns, out);
   } else if (state_ == PathStatus::kDown) {
     reason_ = "probing";
   }

@@ -39,8 +39,7 @@
 // 0-25 % TX jitter), and I / 2 caps it so that M + 1 missed probes are never needed.
 //
 // data_tx and data_rx must count data only (not probes, which are sent whether or not anything
-// comes back): for dp::PathCounters, tx_pkts - probes_sent and rx_pkts - probes_received -
-// probes_reflected. Feed on_counters before tick, every tick or so: the missed-probe check
+// comes back): dp::PathCounters' tx_pkts and rx_pkts, which count data only. Feed on_counters before tick, every tick or so: the missed-probe check
 // waits for probes_sent to show the probes it judges.
 #pragma once
 
@@ -115,7 +114,8 @@ class PathStateMachine {
   void on_counters(uint64_t probes_sent, uint64_t data_tx, uint64_t data_rx, uint64_t now_ns,
                    std::vector<PathEvent>& out);
   /// The path's port went down or up. Down is immediate; up starts probing again (no event).
-  void on_link(bool up, uint64_t now_ns, std::vector<PathEvent>& out);
+  /// why: the event's reason when it goes down ("link down", "next hop 10.1.0.1 unresolved").
+  void on_link(bool up, uint64_t now_ns, std::vector<PathEvent>& out, std::string_view why = "link down");
   /// Timers: missed probes, early down, end of damping.
   void tick(uint64_t now_ns, std::vector<PathEvent>& out);
 
