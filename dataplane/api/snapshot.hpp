@@ -9,6 +9,7 @@
 
 #include "dataplane/api/counters.hpp"
 #include "dataplane/api/esp.hpp"
+#include "dataplane/api/policy.hpp"
 #include "dataplane/api/types.hpp"
 
 struct rte_lpm;
@@ -151,6 +152,9 @@ struct Snapshot {
   /// has passed (control frees them afterwards, never under a worker).
   std::vector<std::shared_ptr<OutboundSa>> out_sas;
   std::vector<std::shared_ptr<InboundSa>> in_sas;
+  /// Traffic classes and the paths each uses per peer (issue 6); null: one class, the first
+  /// path that is up. Shared by consecutive snapshots until the policy changes.
+  std::shared_ptr<const Policy> policy;
   uint16_t overlay_port = 4500;           // UDP port we listen on and send to
   uint32_t probe_interval_ms = 0;         // every usable path is probed this often; 0 = never
   uint32_t icmp_errors_per_sec = 100;     // per worker token bucket rate
