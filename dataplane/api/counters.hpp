@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "dataplane/api/policy.hpp"
+
 namespace sdwan::dp {
 
 /// Why a worker dropped a packet. Stable names: they appear in CLI, JSON and metrics.
@@ -26,6 +28,7 @@ enum class Drop : uint8_t {
   kExceptionFull,      // exception ring to control was full
   kTxFull,             // the port's TX queue did not take the packet
   kLocalUnhandled,     // addressed to us but not a protocol we answer; broadcast, multicast
+  kDuplicate,          // a copy of a duplicate-class packet already delivered (or older than the window)
   kCount
 };
 
@@ -35,7 +38,7 @@ constexpr std::string_view drop_name(Drop d) noexcept {
       "runt",          "bad_l2",          "bad_ip_header",  "bad_ip_checksum",
       "ttl_expired",   "no_route",        "unresolved",     "no_path",
       "too_big",       "bad_overlay",     "not_for_us",     "ipv6_unsupported",
-      "fragment",      "exception_full",  "tx_full",        "local_unhandled"};
+      "fragment",      "exception_full",  "tx_full",        "local_unhandled", "duplicate"};
   static_assert(std::size(names) == static_cast<size_t>(Drop::kCount));
   return names[static_cast<size_t>(d)];
 }
@@ -138,6 +141,12 @@ struct alignas(64) WorkerCounters {
   Counter arp_released;    // ... and sent once it was
   Counter probe_alloc_failed;  // a probe not sent: the mempool was empty
   Counter probe_reports_lost;  // a reflected probe whose report did not fit control's ring
+  Counter dup_sent;        // second copies sent for duplicate classes
+  Counter dup_bytes;       // their inner bytes: the overhead duplication spends
+  Counter dup_no_mbuf;     // a copy not made: the mempool was empty (the first copy still went)
+  Counter dedup_no_window; // a duplicated packet delivered unchecked: no de-duplication window left
+  std::array<Counter, kMaxClasses> class_pkts;   // LAN packets sent to a peer, by class
+  std::array<Counter, kMaxClasses> class_bytes;  // their inner bytes
 
   void drop(Drop d, uint64_t n = 1) noexcept { drops[static_cast<size_t>(d)].add(n); }
 };

@@ -8,7 +8,8 @@
 
 namespace sdwan::dp {
 
-bool overlay_push(rte_mbuf* m, uint16_t l3_off, uint8_t cls, uint8_t stream, uint64_t seq) noexcept {
+bool overlay_push(rte_mbuf* m, uint16_t l3_off, uint8_t cls, uint8_t stream, uint64_t seq, uint8_t flags,
+                  uint32_t reserved) noexcept {
   if (m->nb_segs != 1 || rte_pktmbuf_headroom(m) + l3_off < sizeof(OverlayHdr) + kEspPrepend) return false;
   m->data_off = static_cast<uint16_t>(m->data_off + l3_off - sizeof(OverlayHdr));
   m->data_len = static_cast<uint16_t>(m->data_len - l3_off + sizeof(OverlayHdr));
@@ -17,8 +18,8 @@ bool overlay_push(rte_mbuf* m, uint16_t l3_off, uint8_t cls, uint8_t stream, uin
   ov.ver_type = static_cast<uint8_t>(kOverlayVersion << 4 | static_cast<uint8_t>(OverlayType::kData));
   ov.cls = cls;
   ov.stream = stream;
-  ov.flags = 0;
-  ov.reserved = 0;
+  ov.flags = flags;
+  ov.reserved = rte_cpu_to_be_32(reserved);
   ov.seq = rte_cpu_to_be_64(seq);
   std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), &ov, sizeof ov);
   return true;
@@ -35,6 +36,7 @@ bool overlay_pull(rte_mbuf* m, OverlayHdr* out) noexcept {
   const uint8_t ver = base[sizeof(OverlayHdr)] >> 4;
   if (ver != 4 && ver != 6) return false;
   out->seq = rte_be_to_cpu_64(out->seq);
+  out->reserved = rte_be_to_cpu_32(out->reserved);
   m->data_off = static_cast<uint16_t>(m->data_off + sizeof(OverlayHdr) - kEthLen);
   m->data_len = static_cast<uint16_t>(len - sizeof(OverlayHdr) + kEthLen);
   m->pkt_len = m->data_len;

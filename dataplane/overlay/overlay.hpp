@@ -36,10 +36,14 @@ constexpr uint32_t tunnel_max_inner(uint32_t mtu) noexcept {
   return esp < sizeof(OverlayHdr) ? 0 : esp - static_cast<uint32_t>(sizeof(OverlayHdr));
 }
 
+/// Overlay flags of a data packet.
+constexpr uint8_t kOverlayDuplicated = 0x02;  ///< another copy travels on another path: de-duplicate
+
 /// Replaces the frame's Ethernet header (l3_off bytes) with an overlay header: the mbuf then
 /// holds what ESP encrypts with next header 253. False (mbuf untouched) when the headroom is
-/// too small for it and the ESP headers.
-bool overlay_push(rte_mbuf* m, uint16_t l3_off, uint8_t cls, uint8_t stream, uint64_t seq) noexcept;
+/// too small for it and the ESP headers. flags and reserved as docs/wire-format.md says.
+bool overlay_push(rte_mbuf* m, uint16_t l3_off, uint8_t cls, uint8_t stream, uint64_t seq, uint8_t flags = 0,
+                  uint32_t reserved = 0) noexcept;
 
 /// Takes a decrypted payload that starts with the overlay header: checks version, type and the
 /// inner IP version, then replaces the overlay header with a blank Ethernet header (type IPv4

@@ -42,6 +42,9 @@ constexpr uint32_t kIdleMaxSleepUs = 200;
 constexpr uint32_t kEncSlots = 8;   // paths with packets waiting for encryption at once
 constexpr uint16_t kEncBurst = 32;  // packets one encrypt burst takes
 constexpr uint32_t kProbeScan = 64; // paths whose probe timer one poll looks at
+constexpr uint32_t kDedupStreams = 16;   // sender workers told apart per peer (stream & 15)
+constexpr uint32_t kDedupWindows = 256;  // (peer, stream) windows a worker keeps
+constexpr uint32_t kDedupWindowSize = 1024;
 
 constexpr uint8_t kCodeNetUnreach = 0;
 constexpr uint8_t kTcpSyn = 0x02;
@@ -61,6 +64,18 @@ Drop drop_for(ParseError e) noexcept {
   return Drop::kBadL2;
 }
 
+// The class of a packet: the first rule that matches, else the default class.
+uint8_t classify(const Policy& pol, const HeaderView& hv) noexcept {
+  for (const ClassRule& r : pol.rules) {
+    if (((hv.src4 ^ r.src) & r.src_mask) != 0 || ((hv.dst4 ^ r.dst) & r.dst_mask) != 0) continue;
+    if (r.proto != 0 && r.proto != hv.proto) continue;
+    if (r.dscp != 0xff && r.dscp != hv.dscp) continue;
+    if (hv.sport < r.sport_lo || hv.sport > r.sport_hi || hv.dport < r.dport_lo || hv.dport > r.dport_hi) continue;
+    return r.cls;
+  }
+  return pol.default_class;
+}
+
 }  // namespace
 
 struct Worker::Impl {
@@ -72,11 +87,14 @@ struct Worker::Impl {
         probe_due(kMaxPaths, 0),
         probe_seq(kMaxPaths, 0),
         probe_req_rx(kMaxPaths, 0),
+        dedup_slot(kMaxPeers * kDedupStreams, -1),
         hz(rte_get_tsc_hz()),
         ns_mult((uint64_t{1000000000} << 32) / hz) {
     // Without an engine (no AES-NI: the daemon refuses to start before this) nothing is sent.
     auto e = CryptoEngine::create();
     if (e) engine = std::move(*e);
+    dedup.reserve(kDedupWindows);
+    for (uint32_t i = 0; i < kDedupWindows; ++i) dedup.emplace_back(kDedupWindowSize, false);
   }
 
   struct TxBuf {
@@ -116,6 +134,12 @@ struct Worker::Impl {
   std::vector<uint32_t> probe_seq;     // by path: the next probe's sequence number
   std::vector<uint64_t> probe_req_rx;  // by path: the peer's test packets received here
   uint32_t probe_cursor = 0;
+  // De-duplication of duplicate-class packets: one overlay-sequence window per (peer, stream),
+  // taken from a pool made before the loop (dedup_slot: index into dedup, -1 = none yet).
+  std::vector<int32_t> dedup_slot;
+  std::vector<ReplayWindow> dedup;
+  uint32_t n_dedup = 0;
+  uint64_t spray_next = 0;  // spray: the next lookup-table entry (per worker)
   std::array<TxBuf, kMaxPorts> txq{};
   std::array<Memo, kResolveMemoSlots> memo{};
   std::array<Parked, kParkSlots> parked{};
@@ -137,6 +161,16 @@ struct Worker::Impl {
   bool wan_front(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept;
   void wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
   void to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m) noexcept;
+  bool dedup_seen(uint16_t peer, uint8_t stream, uint64_t seq) noexcept;
+  static bool sendable(const Snapshot& s, uint32_t path) noexcept {
+    return path < s.paths.size() && s.paths[path].usable && s.paths[path].up && s.paths[path].sa != nullptr;
+  }
+  static int first_up_path(const Snapshot& s, uint16_t peer) noexcept {
+    const PeerInfo& pi = s.peers[peer];
+    for (uint8_t i = 0; i < pi.n_paths; ++i)
+      if (sendable(s, pi.paths[i])) return pi.paths[i];
+    return -1;
+  }
   void seal(const Snapshot& s, EncQueue& q) noexcept;
   void seal_all(const Snapshot& s) noexcept;
   void send_probes(const Snapshot& s, uint64_t now) noexcept;
@@ -405,39 +439,59 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
   k.proto = hv.proto;
   const uint32_t h = FlowCache::hash(k);
   FlowEntry* e = flows.lookup(k, h);
+  const Policy* pol = s.policy.get();
+  uint8_t cls = 0;
   int path = -1;
   if (e != nullptr && e->gen == s.generation) {
     path = e->path;
+    cls = e->cls;
   } else {
-    // First usable path in the peer's preference order (path choice by class comes later).
-    // Usable includes an outbound SA: a path without one never carries a packet.
-    const PeerInfo& pi = s.peers[peer];
-    for (uint8_t i = 0; i < pi.n_paths; ++i) {
-      const PathInfo& c = s.paths[pi.paths[i]];
-      if (c.usable && c.up && c.sa != nullptr) {
-        path = pi.paths[i];
-        break;
+    if (e != nullptr) {
+      cls = e->cls;  // classified once, on the flow's first packet
+    } else {
+      cls = pol != nullptr ? classify(*pol, hv) : 0;
+      e = flows.insert(k, h, now, flow_idle_tsc);
+      if (e != nullptr) {
+        ctr.flows_created.add();
+        e->cls = cls;
+      } else {
+        ctr.flow_cache_full.add();
       }
     }
+    // The class's path for this flow: best and duplicate its primary, balance the flow's entry
+    // of the consistent-hash table; spray picks per packet below. A choice that is no longer
+    // up (the snapshot is at most one probe interval old) falls back to the first path up.
+    if (pol != nullptr && cls < pol->n_classes && peer < pol->n_peers) {
+      const ClassPaths& cp = pol->at(cls, peer);
+      path = cp.mode == ClassMode::kBalance && !cp.lut.empty() ? cp.lut[h % cp.lut.size()] : cp.primary;
+    }
+    if (!sendable(s, static_cast<uint32_t>(path))) path = first_up_path(s, peer);
     if (path < 0) {
       drop(m, Drop::kNoPath);
       return;
     }
-    if (e == nullptr) {
-      e = flows.insert(k, h, now, flow_idle_tsc);
-      if (e != nullptr)
-        ctr.flows_created.add();
-      else
-        ctr.flow_cache_full.add();
-    }
     if (e != nullptr) {
       e->path = static_cast<uint16_t>(path);
       e->gen = static_cast<uint32_t>(s.generation);
-      e->cls = 0;
+    }
+  }
+  // Per packet: spray's next table entry, duplicate's second copy.
+  uint8_t flags = 0;
+  int second = -1;
+  if (pol != nullptr && cls < pol->n_classes && peer < pol->n_peers) [[unlikely]] {
+    const ClassPaths& cp = pol->at(cls, peer);
+    if (cp.mode == ClassMode::kSpray && !cp.lut.empty()) {
+      const uint16_t sp = cp.lut[spray_next++ % cp.lut.size()];
+      if (sendable(s, sp)) path = sp;
+    } else if (cp.mode == ClassMode::kDuplicate && cp.duplicating && cp.secondary != path &&
+               sendable(s, cp.secondary)) {
+      second = cp.secondary;
+      flags |= kOverlayDuplicated;
     }
   }
   const PathInfo& p = s.paths[static_cast<size_t>(path)];
-  const uint32_t max_inner = tunnel_max_inner(p.mtu);
+  uint32_t max_inner = tunnel_max_inner(p.mtu);
+  if (second >= 0) max_inner = std::min(max_inner, tunnel_max_inner(s.paths[static_cast<size_t>(second)].mtu));
   if (hv.ip_len > max_inner) {
     ctr.drop(Drop::kTooBig);
     icmp_error(s, m, hv, kIcmpUnreachable, kIcmpCodeFragNeeded, static_cast<uint16_t>(max_inner), in_port, now);
@@ -453,14 +507,44 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     e->pkts++;
     e->bytes += hv.ip_len;
   }
-  if (!overlay_push(m, hv.l3_off, 0, static_cast<uint8_t>(cfg.index), ++peer_seq[peer])) {
+  if (!overlay_push(m, hv.l3_off, cls, static_cast<uint8_t>(cfg.index), ++peer_seq[peer], flags)) {
     drop(m, Drop::kTooBig);
     return;
   }
   ctr.encapsulated.add();
+  ctr.class_pkts[cls % kMaxClasses].add();
+  ctr.class_bytes[cls % kMaxClasses].add(hv.ip_len);
+  if (second >= 0) {
+    // The copy carries the same overlay sequence number: the receiver keeps whichever comes first.
+    rte_mbuf* c = cfg.pool != nullptr ? rte_pktmbuf_copy(m, cfg.pool, 0, UINT32_MAX) : nullptr;
+    if (c != nullptr) {
+      ctr.dup_sent.add();
+      ctr.dup_bytes.add(hv.ip_len);
+      path_ctr[second].tx_pkts.add();
+      path_ctr[second].tx_bytes.add(hv.ip_len);
+      to_esp(s, s.paths[static_cast<size_t>(second)], c);
+    } else {
+      ctr.dup_no_mbuf.add();
+    }
+  }
   path_ctr[p.id].tx_pkts.add();
   path_ctr[p.id].tx_bytes.add(hv.ip_len);
   to_esp(s, p, m);
+}
+
+// True if the overlay sequence number seq of (peer, stream) was delivered before (or is older
+// than the window): a duplicate-class copy to drop. Windows come from a pool; without one the
+// packet is delivered unchecked and counted.
+bool Worker::Impl::dedup_seen(uint16_t peer, uint8_t stream, uint64_t seq) noexcept {
+  int32_t& slot = dedup_slot[size_t{peer} * kDedupStreams + (stream & (kDedupStreams - 1))];
+  if (slot < 0) {
+    if (n_dedup == kDedupWindows) {
+      ctr.dedup_no_window.add();
+      return false;
+    }
+    slot = static_cast<int32_t>(n_dedup++);
+  }
+  return !dedup[static_cast<size_t>(slot)].accept(seq);
 }
 
 // Queues m (overlay header in front) for p's next encrypt burst. Bursts go out when full, when
@@ -598,6 +682,12 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
     if (tags[i] < kMaxPaths) {
       path_ctr[tags[i]].rx_pkts.add();
       path_ctr[tags[i]].rx_bytes.add(rte_pktmbuf_pkt_len(m) - kEthLen);
+    }
+    // Both copies count on their paths (each path did carry it); only the first is delivered.
+    if ((ov.flags & kOverlayDuplicated) != 0 && tags[i] < s.paths.size() &&
+        dedup_seen(s.paths[tags[i]].peer, ov.stream, ov.seq)) {
+      drop(m, Drop::kDuplicate);
+      continue;
     }
     HeaderView ihv;
     const ParseError ie = parse_mbuf(m, &ihv);

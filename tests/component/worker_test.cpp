@@ -55,7 +55,7 @@ uint16_t ring_port(rte_ring* rx, rte_ring* tx) {
   return pid;
 }
 
-cp::Config make_config(bool edge) {
+cp::Config make_config(bool edge, bool two_uplinks = false) {
   cp::Config c;
   c.role = edge ? cp::Role::kEdge : cp::Role::kHub;
   c.name = edge ? "edge" : "hub";
@@ -71,7 +71,22 @@ cp::Config make_config(bool edge) {
   p.name = edge ? "hub" : "edge";
   cp::EndpointConfig e;
   e.address = ip(edge ? "10.1.1.2" : "10.1.0.2");
-  p.endpoints.push_back(e);
+  if (two_uplinks) {
+    e.uplinks = {"isp1"};
+    cp::UplinkConfig u2 = u;
+    u2.name = "isp2";
+    u2.port = "ring:z";
+    u2.address = *Prefix4::parse(edge ? "10.2.0.2/24" : "10.2.1.2/24", true);
+    u2.next_hop = ip(edge ? "10.2.0.1" : "10.2.1.1");
+    c.uplinks.push_back(u2);
+    cp::EndpointConfig e2;
+    e2.address = ip(edge ? "10.2.1.2" : "10.2.0.2");
+    e2.uplinks = {"isp2"};
+    p.endpoints.push_back(e);
+    p.endpoints.push_back(e2);
+  } else {
+    p.endpoints.push_back(e);
+  }
   p.prefixes.push_back(*Prefix4::parse(edge ? "192.168.20.0/24" : "192.168.10.0/24"));
   c.peers.push_back(p);
   return c;
@@ -88,11 +103,16 @@ struct Node {
   dp::WorkerChannels ch;
   std::unique_ptr<dp::Worker> worker;
   rte_ring *lan_in, *lan_out, *up_in, *up_out;
+  rte_ring *up2_in = nullptr, *up2_out = nullptr;  // the second uplink, when there is one
   std::vector<rte_ring*> owned;
   cp::SnapshotSas sas;
   uint64_t gen = 0;
 
-  Node(bool edge, rte_ring* uplink_rx = nullptr, rte_ring* uplink_tx = nullptr) : cfg(make_config(edge)) {
+  Node(bool edge, rte_ring* uplink_rx = nullptr, rte_ring* uplink_tx = nullptr, rte_ring* uplink2_rx = nullptr,
+       rte_ring* uplink2_tx = nullptr)
+      : cfg(make_config(edge, uplink2_rx != nullptr)) {
+    up2_in = uplink2_rx;
+    up2_out = uplink2_tx;
     topo = cp::make_topology(cfg);
     lan_in = ring("lin");
     lan_out = ring("lout");
@@ -101,7 +121,9 @@ struct Node {
     owned = {lan_in, lan_out};
     if (!uplink_rx) owned.push_back(up_in);
     if (!uplink_tx) owned.push_back(up_out);
-    for (auto [rx, tx] : {std::pair{lan_in, lan_out}, std::pair{up_in, up_out}}) {
+    std::vector<std::pair<rte_ring*, rte_ring*>> port_rings = {{lan_in, lan_out}, {up_in, up_out}};
+    if (up2_in != nullptr) port_rings.emplace_back(up2_in, up2_out);
+    for (auto [rx, tx] : port_rings) {
       const uint16_t pid = ring_port(rx, tx);
       rte_ether_addr a;
       rte_eth_macaddr_get(pid, &a);
@@ -122,6 +144,7 @@ struct Node {
     publish();
     dp::WorkerConfig wc;
     wc.rx = {{0, 0}, {1, 0}};
+    if (up2_in != nullptr) wc.rx.push_back({2, 0});
     wc.snapshot = &pub;
     wc.channels = ch;
     wc.flow_capacity = 4096;
@@ -131,7 +154,8 @@ struct Node {
   ~Node() {
     worker.reset();
     pub.publish(nullptr);
-    for (rte_ring* r : {lan_in, lan_out, up_in, up_out, ch.to_control_pkts, ch.from_control_tx}) {
+    for (rte_ring* r : {lan_in, lan_out, up_in, up_out, up2_in, up2_out, ch.to_control_pkts, ch.from_control_tx}) {
+      if (r == nullptr) continue;
       void* m;
       while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
     }
@@ -142,25 +166,43 @@ struct Node {
     }
     for (rte_ring* r : owned) rte_ring_free(r);
   }
-  void publish() { pub.publish(cp::build_snapshot(topo, live, *nm, routes, ++gen, sas)); }
+  std::shared_ptr<const dp::Policy> policy;
+  void publish() {
+    auto s = cp::build_snapshot(topo, live, *nm, routes, ++gen, sas);
+    s->policy = policy;
+    pub.publish(std::move(s));
+  }
   // Path 0 sends with out_key under out_spi and accepts in_spi with in_key.
   void install_sas(uint32_t out_spi, uint8_t out_key, uint32_t in_spi, uint8_t in_key, bool esn = true) {
-    dp::EspSaParams o;
-    o.spi = out_spi;
-    o.key.fill(out_key);
-    o.salt.fill(out_key);
-    o.esn = esn;
-    sas.out = {dp::make_outbound_sa(o, dp::EspPath{})};
-    dp::EspSaParams i;
-    i.spi = in_spi;
-    i.key.fill(in_key);
-    i.salt.fill(in_key);
-    i.esn = esn;
-    i.tag = 0;
-    auto in = dp::make_inbound_sa(i);
+    install_path_sas({{out_spi, out_key, in_spi, in_key}}, esn);
+  }
+  // Path i sends with keys[i].out_key under keys[i].out_spi and accepts keys[i].in_spi.
+  struct PathKeys {
+    uint32_t out_spi;
+    uint8_t out_key;
+    uint32_t in_spi;
+    uint8_t in_key;
+  };
+  void install_path_sas(const std::vector<PathKeys>& keys, bool esn = true) {
+    sas = {};
     auto table = dp::make_inbound_table();
-    EXPECT_TRUE(dp::inbound_table_install(*table, in.get()));
-    sas.in = {in};
+    for (size_t k = 0; k < keys.size(); ++k) {
+      dp::EspSaParams o;
+      o.spi = keys[k].out_spi;
+      o.key.fill(keys[k].out_key);
+      o.salt.fill(keys[k].out_key);
+      o.esn = esn;
+      sas.out.push_back(dp::make_outbound_sa(o, dp::EspPath{}));
+      dp::EspSaParams i;
+      i.spi = keys[k].in_spi;
+      i.key.fill(keys[k].in_key);
+      i.salt.fill(keys[k].in_key);
+      i.esn = esn;
+      i.tag = static_cast<uint16_t>(k);
+      auto in = dp::make_inbound_sa(i);
+      EXPECT_TRUE(dp::inbound_table_install(*table, in.get()));
+      sas.in.push_back(in);
+    }
     sas.inbound = table;
     publish();
   }
@@ -173,6 +215,7 @@ struct Node {
   MacAddr up_mac() const { return live[1].mac; }
   uint64_t drops(Drop d) const { return worker->counters().drops[static_cast<size_t>(d)].load(); }
   uint64_t esp_drops(dp::EspDrop d) const { return worker->esp_counters().dropped(d); }
+  uint64_t flows_created() const { return worker->counters().flows_created.load(); }
 };
 
 void inject(rte_ring* r, const Bytes& b) {
@@ -780,6 +823,136 @@ TEST(Worker, APathMeasuredDownCarriesProbesButNoData) {
   EXPECT_EQ(probes, 1u) << "probes keep testing a path that is down";
   while (take(p.edge.up_out)) {
   }
+}
+
+// An edge and a hub joined by two uplinks (isp1: path 0, isp2: path 1), as a class needs.
+struct Rings2 {
+  rte_ring* e2h1 = ring("e2h1");
+  rte_ring* h2e1 = ring("h2e1");
+  rte_ring* e2h2 = ring("e2h2");
+  rte_ring* h2e2 = ring("h2e2");
+  ~Rings2() {
+    for (rte_ring* r : {e2h1, h2e1, e2h2, h2e2}) rte_ring_free(r);
+  }
+};
+struct Pair2 {
+  Rings2 wire;
+  Node edge{true, wire.h2e1, wire.e2h1, wire.h2e2, wire.e2h2};
+  Node hub{false, wire.e2h1, wire.h2e1, wire.e2h2, wire.h2e2};
+  Pair2() {
+    edge.learn(1, ip("10.1.0.1"), kIspE);
+    edge.learn(2, ip("10.2.0.1"), kIspE);
+    edge.learn(0, ip("192.168.10.2"), kHostA);
+    hub.learn(1, ip("10.1.1.1"), kIspH);
+    hub.learn(2, ip("10.2.1.1"), kIspH);
+    hub.learn(0, ip("192.168.20.2"), kHostB);
+    edge.install_path_sas({{0x5d000010, 0x11, 0x5d000011, 0x22}, {0x5d000020, 0x33, 0x5d000021, 0x44}});
+    hub.install_path_sas({{0x5d000011, 0x22, 0x5d000010, 0x11}, {0x5d000021, 0x44, 0x5d000020, 0x33}});
+  }
+  // A policy of one class per entry of modes (class 0 the default) towards the single peer.
+  void set_policy(std::vector<dp::ClassPaths> per_class, std::vector<dp::ClassRule> rules) {
+    auto pol = std::make_shared<dp::Policy>();
+    pol->rules = std::move(rules);
+    pol->n_classes = static_cast<uint8_t>(per_class.size());
+    pol->n_peers = 1;
+    pol->paths = std::move(per_class);
+    edge.policy = pol;
+    edge.publish();
+  }
+  size_t count(rte_ring* r) {
+    size_t n = 0;
+    while (take(r)) ++n;
+    return n;
+  }
+};
+
+dp::ClassRule udp_dport(uint16_t port, uint8_t cls) {
+  dp::ClassRule r;
+  r.proto = 17;
+  r.dport_lo = r.dport_hi = port;
+  r.cls = cls;
+  return r;
+}
+dp::ClassPaths best(uint16_t path) {
+  dp::ClassPaths c;
+  c.primary = path;
+  return c;
+}
+
+TEST(WorkerClasses, AFlowIsClassifiedOnItsFirstPacketAndTakesItsClassPath) {
+  Pair2 p;
+  p.set_policy({best(0), best(1)}, {udp_dport(5004, 1)});
+  inject(p.edge.lan_in, from_a(udp(7000, 5004, "voice")));
+  inject(p.edge.lan_in, from_a(udp(7000, 80, "bulk")));
+  p.edge.worker->poll_once();
+  EXPECT_EQ(p.count(p.edge.up2_out), 1u) << "voice (class 1) on its best path, isp2";
+  EXPECT_EQ(p.count(p.edge.up_out), 1u) << "the rest (default class 0) on isp1";
+  EXPECT_EQ(p.edge.worker->counters().class_pkts[1].load(), 1u);
+  EXPECT_EQ(p.edge.worker->counters().class_pkts[0].load(), 1u);
+  // A new policy moves the class with the next snapshot; the flow keeps its class.
+  p.set_policy({best(0), best(0)}, {});
+  inject(p.edge.lan_in, from_a(udp(7000, 5004, "voice")));
+  p.edge.worker->poll_once();
+  EXPECT_EQ(p.count(p.edge.up_out), 1u);
+  EXPECT_EQ(p.edge.worker->counters().class_pkts[1].load(), 2u) << "classified once, on the first packet";
+}
+
+TEST(WorkerClasses, BalanceSpreadsFlowsByTheTableAndEachFlowSticks) {
+  Pair2 p;
+  dp::ClassPaths bal;
+  bal.mode = dp::ClassMode::kBalance;
+  bal.lut = {0, 1, 0, 1, 0, 1, 1};  // 7 entries: 3 to path 0, 4 to path 1
+  p.set_policy({bal}, {});
+  for (int round = 0; round < 2; ++round) {
+    for (uint16_t f = 0; f < 64; ++f) inject(p.edge.lan_in, from_a(udp(static_cast<uint16_t>(10000 + f), 9, "x")));
+    p.edge.worker->poll_once();
+    p.edge.worker->poll_once();
+  }
+  const uint64_t a = p.edge.worker->path_counters()[0].tx_pkts.load(), b = p.edge.worker->path_counters()[1].tx_pkts.load();
+  EXPECT_EQ(a + b, 128u);
+  EXPECT_GT(a, 20u);
+  EXPECT_GT(b, 20u);
+  EXPECT_EQ(a % 2, 0u) << "each flow's two packets took one path";
+  EXPECT_EQ(p.edge.flows_created(), 64u);
+}
+
+TEST(WorkerClasses, SprayAlternatesPacketsOverTheTable) {
+  Pair2 p;
+  dp::ClassPaths sp;
+  sp.mode = dp::ClassMode::kSpray;
+  sp.lut = {0, 1};
+  p.set_policy({sp}, {});
+  for (int i = 0; i < 10; ++i) inject(p.edge.lan_in, from_a(udp(1, 2, "s")));
+  p.edge.worker->poll_once();
+  EXPECT_EQ(p.count(p.edge.up_out), 5u);
+  EXPECT_EQ(p.count(p.edge.up2_out), 5u);
+}
+
+TEST(WorkerClasses, DuplicateSendsTwoCopiesAndTheReceiverDeliversOne) {
+  Pair2 p;
+  dp::ClassPaths dup;
+  dup.mode = dp::ClassMode::kDuplicate;
+  dup.primary = 0;
+  dup.secondary = 1;
+  p.set_policy({best(0), dup}, {udp_dport(5005, 1)});
+  for (int i = 0; i < 3; ++i) inject(p.edge.lan_in, from_a(udp(7001, 5005, "critical")));
+  p.edge.worker->poll_once();
+  EXPECT_EQ(rte_ring_count(p.wire.e2h1), 3u);
+  EXPECT_EQ(rte_ring_count(p.wire.e2h2), 3u) << "a copy of each on the other uplink";
+  EXPECT_EQ(p.edge.worker->counters().dup_sent.load(), 3u);
+  // The hub gets both copies of each and delivers each packet once.
+  p.hub.worker->poll_once();
+  EXPECT_EQ(p.count(p.hub.lan_out), 3u);
+  EXPECT_EQ(p.hub.drops(Drop::kDuplicate), 3u);
+  // Only isp2 left: its copies still arrive alone, and nothing is lost.
+  dup.duplicating = false;
+  p.set_policy({best(0), dup}, {udp_dport(5005, 1)});
+  inject(p.edge.lan_in, from_a(udp(7001, 5005, "critical")));
+  p.edge.worker->poll_once();
+  EXPECT_EQ(rte_ring_count(p.wire.e2h2), 0u) << "not duplicating: no copy";
+  p.hub.worker->poll_once();
+  EXPECT_EQ(p.count(p.hub.lan_out), 1u);
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
 }
 
 }  // namespace
