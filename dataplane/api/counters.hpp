@@ -145,6 +145,11 @@ struct alignas(64) WorkerCounters {
   Counter dup_bytes;       // their inner bytes: the overhead duplication spends
   Counter dup_no_mbuf;     // a copy not made: the mempool was empty (the first copy still went)
   Counter dedup_no_window; // a duplicated packet delivered unchecked: no de-duplication window left
+  Counter reorder_held;      // sprayed packets that arrived ahead and waited for the ones before
+  Counter reorder_late;      // sprayed packets that arrived after their turn was given up (delivered)
+  Counter reorder_timeouts;  // gaps given up after the hold time
+  Counter reorder_skipped;   // sequence numbers those gaps (and full buffers) skipped: lost or late
+  Counter reorder_no_buffer; // sprayed packets delivered unordered: no reorder buffer left
   std::array<Counter, kMaxClasses> class_pkts;   // LAN packets sent to a peer, by class
   std::array<Counter, kMaxClasses> class_bytes;  // their inner bytes
 

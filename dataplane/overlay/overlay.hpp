@@ -38,6 +38,7 @@ constexpr uint32_t tunnel_max_inner(uint32_t mtu) noexcept {
 
 /// Overlay flags of a data packet.
 constexpr uint8_t kOverlayDuplicated = 0x02;  ///< another copy travels on another path: de-duplicate
+constexpr uint8_t kOverlaySprayed = 0x04;     ///< sprayed over paths: reserved holds the spray sequence
 
 /// Replaces the frame's Ethernet header (l3_off bytes) with an overlay header: the mbuf then
 /// holds what ESP encrypts with next header 253. False (mbuf untouched) when the headroom is

@@ -45,6 +45,10 @@ constexpr uint32_t kProbeScan = 64; // paths whose probe timer one poll looks at
 constexpr uint32_t kDedupStreams = 16;   // sender workers told apart per peer (stream & 15)
 constexpr uint32_t kDedupWindows = 256;  // (peer, stream) windows a worker keeps
 constexpr uint32_t kDedupWindowSize = 1024;
+constexpr uint32_t kReorderStates = 256;   // (peer, stream) reorder buffers a worker keeps
+constexpr uint32_t kReorderSlots = 32;     // packets one buffer holds
+constexpr uint32_t kReorderDefaultHoldUs = 50000;  // when the class gives no hold time (issue 6's cap)
+constexpr int32_t kReorderResync = 1 << 20;        // a sequence jump this large is a restart, not a gap
 
 constexpr uint8_t kCodeNetUnreach = 0;
 constexpr uint8_t kTcpSyn = 0x02;
@@ -88,6 +92,9 @@ struct Worker::Impl {
         probe_seq(kMaxPaths, 0),
         probe_req_rx(kMaxPaths, 0),
         dedup_slot(kMaxPeers * kDedupStreams, -1),
+        spray_seq(kMaxPeers, 0),
+        reorder_slot(kMaxPeers * kDedupStreams, -1),
+        reorder(kReorderStates),
         hz(rte_get_tsc_hz()),
         ns_mult((uint64_t{1000000000} << 32) / hz) {
     // Without an engine (no AES-NI: the daemon refuses to start before this) nothing is sent.
@@ -140,6 +147,26 @@ struct Worker::Impl {
   std::vector<ReplayWindow> dedup;
   uint32_t n_dedup = 0;
   uint64_t spray_next = 0;  // spray: the next lookup-table entry (per worker)
+  std::vector<uint32_t> spray_seq;  // by peer: the last spray sequence number sent
+  // Spray's receiver side: per (peer, stream), packets that arrived ahead of the next
+  // expected spray sequence number wait here (sorted), at most their class's hold time.
+  struct Held {
+    rte_mbuf* m;
+    uint32_t seq;
+    uint8_t port;
+    uint64_t tsc;
+  };
+  struct Reorder {
+    bool started = false;
+    uint32_t next = 0;     // the spray sequence number due
+    uint32_t n = 0;        // packets held, h[0, n) by seq
+    uint64_t hold_tsc = 0;
+    std::array<Held, kReorderSlots> h{};
+  };
+  std::vector<int32_t> reorder_slot;
+  std::vector<Reorder> reorder;
+  uint32_t n_reorder = 0;
+  uint32_t reorder_holding = 0;  // buffers with n > 0
   std::array<TxBuf, kMaxPorts> txq{};
   std::array<Memo, kResolveMemoSlots> memo{};
   std::array<Parked, kParkSlots> parked{};
@@ -162,6 +189,11 @@ struct Worker::Impl {
   void wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
   void to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m) noexcept;
   bool dedup_seen(uint16_t peer, uint8_t stream, uint64_t seq) noexcept;
+  void deliver(const Snapshot& s, rte_mbuf* m, uint8_t port, uint64_t now) noexcept;
+  void reorder_in(const Snapshot& s, rte_mbuf* m, uint16_t peer, const OverlayHdr& ov, uint8_t port,
+                  uint64_t now) noexcept;
+  void reorder_drain(const Snapshot& s, Reorder& r, uint64_t now) noexcept;
+  void reorder_expire(const Snapshot& s, uint64_t now) noexcept;
   static bool sendable(const Snapshot& s, uint32_t path) noexcept {
     return path < s.paths.size() && s.paths[path].usable && s.paths[path].up && s.paths[path].sa != nullptr;
   }
@@ -483,6 +515,7 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     if (cp.mode == ClassMode::kSpray && !cp.lut.empty()) {
       const uint16_t sp = cp.lut[spray_next++ % cp.lut.size()];
       if (sendable(s, sp)) path = sp;
+      flags |= kOverlaySprayed;
     } else if (cp.mode == ClassMode::kDuplicate && cp.duplicating && cp.secondary != path &&
                sendable(s, cp.secondary)) {
       second = cp.secondary;
@@ -507,7 +540,8 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     e->pkts++;
     e->bytes += hv.ip_len;
   }
-  if (!overlay_push(m, hv.l3_off, cls, static_cast<uint8_t>(cfg.index), ++peer_seq[peer], flags)) {
+  if (!overlay_push(m, hv.l3_off, cls, static_cast<uint8_t>(cfg.index), ++peer_seq[peer], flags,
+                    (flags & kOverlaySprayed) != 0 ? ++spray_seq[peer] : 0)) {
     drop(m, Drop::kTooBig);
     return;
   }
@@ -689,18 +723,105 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
       drop(m, Drop::kDuplicate);
       continue;
     }
-    HeaderView ihv;
-    const ParseError ie = parse_mbuf(m, &ihv);
-    if (ie != ParseError::kOk) {
-      drop(m, drop_for(ie));
+    if ((ov.flags & kOverlaySprayed) != 0 && tags[i] < s.paths.size()) {
+      reorder_in(s, m, s.paths[tags[i]].peer, ov, port, now);
       continue;
     }
-    if (ihv.l3 != L3::kIpv4) {
-      drop(m, Drop::kIpv6Unsupported);
-      continue;
+    deliver(s, m, port, now);
+  }
+}
+
+// An inner packet out of the tunnel (Ethernet header blank) to its destination.
+void Worker::Impl::deliver(const Snapshot& s, rte_mbuf* m, uint8_t port, uint64_t now) noexcept {
+  HeaderView ihv;
+  const ParseError ie = parse_mbuf(m, &ihv);
+  if (ie != ParseError::kOk) return drop(m, drop_for(ie));
+  if (ihv.l3 != L3::kIpv4) return drop(m, Drop::kIpv6Unsupported);
+  ctr.decapsulated.add();
+  forward(s, m, ihv, port, true, now);
+}
+
+// A sprayed packet: delivered at once when it is the one due (and the ones held behind it
+// with it), held when it is ahead, delivered at once and counted late when it is behind.
+void Worker::Impl::reorder_in(const Snapshot& s, rte_mbuf* m, uint16_t peer, const OverlayHdr& ov, uint8_t port,
+                              uint64_t now) noexcept {
+  int32_t& slot = reorder_slot[size_t{peer} * kDedupStreams + (ov.stream & (kDedupStreams - 1))];
+  if (slot < 0) {
+    if (n_reorder == kReorderStates) {
+      ctr.reorder_no_buffer.add();
+      return deliver(s, m, port, now);
     }
-    ctr.decapsulated.add();
-    forward(s, m, ihv, port, true, now);
+    slot = static_cast<int32_t>(n_reorder++);
+  }
+  Reorder& r = reorder[static_cast<size_t>(slot)];
+  const Policy* pol = s.policy.get();
+  uint32_t hold_us = pol != nullptr && ov.cls < pol->n_classes && peer < pol->n_peers
+                         ? pol->at(ov.cls, peer).reorder_hold_us
+                         : 0;
+  if (hold_us == 0) hold_us = kReorderDefaultHoldUs;
+  r.hold_tsc = hold_us * hz / 1000000;
+  const uint32_t seq = ov.reserved;
+  if (!r.started) {
+    // Senders count from 1: the first packet to arrive need not be the first sent.
+    r.started = true;
+    r.next = 1;
+  }
+  auto ahead = static_cast<int32_t>(seq - r.next);
+  if (ahead > kReorderResync || ahead < -kReorderResync) {
+    // Far off either way: the sender (or we) restarted. Start again from this packet.
+    ctr.reorder_skipped.add(ahead > 0 ? static_cast<uint32_t>(ahead) : 0);
+    for (uint32_t k = 0; k < r.n; ++k) deliver(s, r.h[k].m, r.h[k].port, now);
+    if (r.n != 0) --reorder_holding;
+    r.n = 0;
+    r.next = seq;
+    ahead = 0;
+  }
+  if (ahead < 0) {
+    ctr.reorder_late.add();
+    return deliver(s, m, port, now);
+  }
+  if (ahead == 0) {
+    ++r.next;
+    deliver(s, m, port, now);
+    return reorder_drain(s, r, now);
+  }
+  if (r.n == kReorderSlots) {
+    // Full: give up on the gap before the oldest held packet.
+    ctr.reorder_skipped.add(r.h[0].seq - r.next);
+    r.next = r.h[0].seq;
+    reorder_drain(s, r, now);
+  }
+  uint32_t at = r.n;
+  while (at > 0 && static_cast<int32_t>(r.h[at - 1].seq - seq) > 0) --at;
+  if (at > 0 && r.h[at - 1].seq == seq) return drop(m, Drop::kDuplicate);
+  for (uint32_t k = r.n; k > at; --k) r.h[k] = r.h[k - 1];
+  r.h[at] = Held{m, seq, port, now};
+  if (r.n++ == 0) ++reorder_holding;
+  ctr.reorder_held.add();
+}
+
+void Worker::Impl::reorder_drain(const Snapshot& s, Reorder& r, uint64_t now) noexcept {
+  uint32_t k = 0;
+  while (k < r.n && r.h[k].seq == r.next) {
+    deliver(s, r.h[k].m, r.h[k].port, now);
+    ++r.next;
+    ++k;
+  }
+  if (k == 0) return;
+  for (uint32_t j = k; j < r.n; ++j) r.h[j - k] = r.h[j];
+  r.n -= k;
+  if (r.n == 0) --reorder_holding;
+}
+
+// Releases what has waited its hold time: the gap before it is given up (lost or very late).
+void Worker::Impl::reorder_expire(const Snapshot& s, uint64_t now) noexcept {
+  for (uint32_t i = 0; i < n_reorder && reorder_holding != 0; ++i) {
+    Reorder& r = reorder[i];
+    if (r.n == 0 || now - r.h[0].tsc < r.hold_tsc) continue;
+    ctr.reorder_timeouts.add();
+    ctr.reorder_skipped.add(r.h[0].seq - r.next);
+    r.next = r.h[0].seq;
+    reorder_drain(s, r, now);
   }
 }
 
@@ -854,6 +975,7 @@ uint32_t Worker::Impl::poll() noexcept {
     moved += n;
   }
   if (n_parked != 0) release_parked(*s, now);
+  if (reorder_holding != 0) reorder_expire(*s, now);
   send_probes(*s, now);
   seal_all(*s);
   for (uint8_t p = 0; p < s->ports.size(); ++p) flush(*s, p);
@@ -867,6 +989,8 @@ uint32_t Worker::Impl::poll() noexcept {
 Worker::Worker(const WorkerConfig& cfg) : impl_(std::make_unique<Impl>(cfg)) {}
 Worker::~Worker() {
   for (uint32_t i = 0; i < impl_->n_parked; ++i) rte_pktmbuf_free(impl_->parked[i].m);
+  for (uint32_t i = 0; i < impl_->n_reorder; ++i)
+    for (uint32_t k = 0; k < impl_->reorder[i].n; ++k) rte_pktmbuf_free(impl_->reorder[i].h[k].m);
 }
 
 uint32_t Worker::poll_once() noexcept { return impl_->poll(); }
