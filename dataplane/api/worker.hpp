@@ -21,6 +21,17 @@ struct RxQueue {
   uint16_t queue = 0;  // ethdev queue id
 };
 
+/// One flow of a worker's cache, as `show flows` reports it.
+struct FlowRecord {
+  uint32_t src = 0, dst = 0;    // host order
+  uint16_t sport = 0, dport = 0;
+  uint8_t proto = 0;
+  uint8_t cls = 0;
+  uint16_t path = 0;            // path id of its last decision
+  uint64_t pkts = 0, bytes = 0;
+  uint64_t first_tsc = 0, last_tsc = 0;
+};
+
 /// Everything a worker is given at creation. Control fills it; the worker keeps a copy.
 struct WorkerConfig {
   uint16_t index = 0;                       // 0..n-1: also its TX queue on every port and its QSBR id
@@ -66,6 +77,14 @@ class Worker {
 
   /// Worker index.
   uint16_t index() const noexcept;
+
+  /// Control: asks the worker to copy up to max of its flows into out, a few buckets per poll
+  /// (out must stay valid until flow_dump_done() says true). A request while one is running
+  /// is ignored (false).
+  bool request_flow_dump(FlowRecord* out, uint32_t max) noexcept;
+  /// Control: true once the dump asked for is complete (or none was asked for); *n is then
+  /// the number of records written.
+  bool flow_dump_done(uint32_t* n) const noexcept;
 
   struct Impl;
 

@@ -94,6 +94,19 @@ class FlowCache {
     }
   }
 
+  /// Calls f(const FlowEntry&) for every live entry of buckets [first, first + n) (clamped to
+  /// the table); returns the bucket after the last one visited, 0 once the table is done. The
+  /// owner's way to walk the table a little at a time.
+  template <class F>
+  uint32_t for_each_in(uint32_t first, uint32_t n, F&& f) const {
+    if (!entries_ || first > mask_) return 0;
+    const uint32_t end = first + n > mask_ + 1 ? mask_ + 1 : first + n;
+    for (uint32_t b = first; b < end; ++b)
+      for (uint32_t s = 0; s < kSlots; ++s)
+        if (buckets_[b].sig[s] != 0) f(static_cast<const FlowEntry&>(entries_[b * kSlots + s]));
+    return end > mask_ ? 0 : end;
+  }
+
   /// Prefetches the primary bucket for hash, ahead of a burst of lookups.
   void prefetch(uint32_t hash) const noexcept { __builtin_prefetch(&buckets_[hash & mask_], 0, 3); }
 

@@ -13,6 +13,7 @@
 #include <rte_ring_elem.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "dataplane/esp/esp.hpp"
@@ -167,6 +168,13 @@ struct Worker::Impl {
   std::vector<Reorder> reorder;
   uint32_t n_reorder = 0;
   uint32_t reorder_holding = 0;  // buffers with n > 0
+  // A flow dump control asked for: state 1 while the worker walks its cache, 2 when done.
+  std::atomic<int> dump_state{0};
+  FlowRecord* dump_out = nullptr;
+  uint32_t dump_max = 0;
+  std::atomic<uint32_t> dump_n{0};
+  uint32_t dump_cursor = 0;
+  void dump_flows() noexcept;
   std::array<TxBuf, kMaxPorts> txq{};
   std::array<Memo, kResolveMemoSlots> memo{};
   std::array<Parked, kParkSlots> parked{};
@@ -932,6 +940,28 @@ void Worker::Impl::on_probe(const Snapshot& s, rte_mbuf* m, uint16_t path, const
     ctr.probe_reports_lost.add();
 }
 
+// 64 buckets (up to 512 flows) per poll, so a dump never stalls the packets for long.
+void Worker::Impl::dump_flows() noexcept {
+  uint32_t n = dump_n.load(std::memory_order_relaxed);
+  dump_cursor = flows.for_each_in(dump_cursor, 64, [&](const FlowEntry& e) {
+    if (n == dump_max) return;
+    FlowRecord& r = dump_out[n++];
+    r.src = e.key.src;
+    r.dst = e.key.dst;
+    r.sport = e.key.sport;
+    r.dport = e.key.dport;
+    r.proto = e.key.proto;
+    r.cls = e.cls;
+    r.path = e.path;
+    r.pkts = e.pkts;
+    r.bytes = e.bytes;
+    r.first_tsc = e.first_tsc;
+    r.last_tsc = e.last_tsc;
+  });
+  dump_n.store(n, std::memory_order_relaxed);
+  if (dump_cursor == 0 || n == dump_max) dump_state.store(2, std::memory_order_release);
+}
+
 uint32_t Worker::Impl::poll() noexcept {
   const Snapshot* s = cfg.snapshot->read();
   ctr.polls.add();
@@ -976,6 +1006,7 @@ uint32_t Worker::Impl::poll() noexcept {
   }
   if (n_parked != 0) release_parked(*s, now);
   if (reorder_holding != 0) reorder_expire(*s, now);
+  if (dump_state.load(std::memory_order_acquire) == 1) [[unlikely]] dump_flows();
   send_probes(*s, now);
   seal_all(*s);
   for (uint8_t p = 0; p < s->ports.size(); ++p) flush(*s, p);
@@ -1028,5 +1059,22 @@ const EspCounters& Worker::esp_counters() const noexcept { return impl_->esp_ctr
 const PathCounters* Worker::path_counters() const noexcept { return impl_->path_ctr.get(); }
 uint32_t Worker::flow_count() const noexcept { return impl_->flows.size(); }
 uint16_t Worker::index() const noexcept { return impl_->cfg.index; }
+
+bool Worker::request_flow_dump(FlowRecord* out, uint32_t max) noexcept {
+  Impl& w = *impl_;
+  if (w.dump_state.load(std::memory_order_acquire) == 1) return false;
+  w.dump_out = out;
+  w.dump_max = max;
+  w.dump_n.store(0, std::memory_order_relaxed);
+  w.dump_cursor = 0;
+  w.dump_state.store(max == 0 ? 2 : 1, std::memory_order_release);
+  return true;
+}
+
+bool Worker::flow_dump_done(uint32_t* n) const noexcept {
+  if (impl_->dump_state.load(std::memory_order_acquire) == 1) return false;
+  *n = impl_->dump_n.load(std::memory_order_relaxed);
+  return true;
+}
 
 }  // namespace sdwan::dp

@@ -914,6 +914,22 @@ TEST(WorkerClasses, BalanceSpreadsFlowsByTheTableAndEachFlowSticks) {
   EXPECT_GT(b, 20u);
   EXPECT_EQ(a % 2, 0u) << "each flow's two packets took one path";
   EXPECT_EQ(p.edge.flows_created(), 64u);
+  // Control's view of them: a dump the worker writes a few buckets per poll.
+  std::vector<dp::FlowRecord> recs(100);
+  ASSERT_TRUE(p.edge.worker->request_flow_dump(recs.data(), 100));
+  uint32_t n = 0;
+  for (int i = 0; i < 10000 && !p.edge.worker->flow_dump_done(&n); ++i) p.edge.worker->poll_once();
+  ASSERT_TRUE(p.edge.worker->flow_dump_done(&n));
+  ASSERT_EQ(n, 64u);
+  uint64_t on0 = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    EXPECT_EQ(recs[i].pkts, 2u);
+    EXPECT_EQ(recs[i].proto, 17);
+    EXPECT_EQ(recs[i].dport, 9);
+    EXPECT_EQ(recs[i].cls, 0);
+    on0 += recs[i].path == 0 ? recs[i].pkts : 0;
+  }
+  EXPECT_EQ(on0, a) << "the dump's paths match the path counters";
 }
 
 TEST(WorkerClasses, SprayAlternatesPacketsOverTheTable) {
