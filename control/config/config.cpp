@@ -46,6 +46,10 @@ constexpr uint64_t kMaxProbeMs = 10000;            // workers' scheduling are a 
 constexpr uint64_t kMaxWindowS = 3600;
 constexpr uint64_t kMaxDampS = 86400;              // a day: longer windows mean a path never recovers
 constexpr uint64_t kMaxHoldMs = 3600000;           // an hour
+constexpr uint64_t kMaxSlaMs = 10000;             // 10 s: beyond it no interactive SLA means anything
+constexpr size_t kMaxRulesPerClass = 256;          // a flow's first packet walks the rules in order
+constexpr uint64_t kMaxReorderMs = 1000;           // the receiver holds packets this long at most
+constexpr uint64_t kMaxSwitchHoldMs = 600000;      // ten minutes
 constexpr std::string_view kKeyHelp =
     "the file with the peer's 256-bit master key, 64 hex digits, mode 0600 (docs/keys.md \"Key file\"); "
     "make one with: umask 077; openssl rand -hex 32 > /etc/sdwan/master.key";
@@ -362,7 +366,7 @@ class Walker {
   Config walk(const Val& root) {
     const Fields f(root, "",
                    {"name", "role", "lan", "uplinks", "peers", "lcores", "idle", "overlay_port", "flow_capacity",
-                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt", "esp", "paths"});
+                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt", "esp", "paths", "classes", "policy"});
     c_.role = read_choice<Role>(f.need("role"), "role", {{"edge", Role::kEdge}, {"hub", Role::kHub}});
     c_.name = std::string(role_name(c_.role));
     if (auto n = f.get("name")) c_.name = read_name(*n, "name", kMaxName);
@@ -389,6 +393,9 @@ class Walker {
     c_.esp.epoch_store = "/var/lib/sdwan/" + c_.name + ".epochs";
     if (auto n = f.get("esp")) esp(*n);
     if (auto n = f.get("paths")) paths(*n);
+    if (auto n = f.get("classes")) classes(*n);
+    finish_classes(f.get("classes"));
+    if (auto n = f.get("policy")) policy(*n);
     return std::move(c_);
   }
 
@@ -803,6 +810,198 @@ class Walker {
     }
   }
 
+  static std::optional<uint8_t> dscp_by_name(std::string_view s) {
+    // RFC 2474 class selectors, RFC 2597 assured forwarding (AFxy = 8x + 2y), RFC 3246 EF,
+    // RFC 5865 voice-admit, RFC 8622 lower effort.
+    if (s == "be" || s == "default") return 0;
+    if (s == "ef") return 46;
+    if (s == "va") return 44;
+    if (s == "le") return 1;
+    if (s.size() == 3 && s.starts_with("cs") && s[2] >= '0' && s[2] <= '7') return static_cast<uint8_t>(8 * (s[2] - '0'));
+    if (s.size() == 4 && s.starts_with("af") && s[2] >= '1' && s[2] <= '4' && s[3] >= '1' && s[3] <= '3')
+      return static_cast<uint8_t>(8 * (s[2] - '0') + 2 * (s[3] - '0'));
+    return std::nullopt;
+  }
+
+  PortRange port_range(const Val& n, const std::string& key) {
+    const std::string what = "a port like 5004 or a range like 5000-5010, from 0 to 65535";
+    const std::string s = read_scalar(n, key, what);
+    const auto dash = s.find('-');
+    const auto lo = parse_uint(std::string_view(s).substr(0, dash));
+    const auto hi = dash == std::string::npos ? lo : parse_uint(std::string_view(s).substr(dash + 1));
+    if (!lo || !hi || *lo > 65535 || *hi > 65535) fail(n, key, fmt::format("expected {}, got {}", what, quoted(s)));
+    if (*lo > *hi) fail(n, key, fmt::format("expected a range with its low end first, got {}", quoted(s)));
+    return PortRange{static_cast<uint16_t>(*lo), static_cast<uint16_t>(*hi)};
+  }
+
+  MatchRule match_rule(const Val& n, const std::string& base) {
+    const Fields f(n, base, {"src", "dst", "proto", "sport", "dport", "dscp"});
+    MatchRule r;
+    if (auto v = f.get("src")) r.src = read_network(*v, f.key("src"));
+    if (auto v = f.get("dst")) r.dst = read_network(*v, f.key("dst"));
+    std::string proto_s;
+    if (auto v = f.get("proto")) {
+      const std::string what = "udp, tcp, icmp or a protocol number from 1 to 255";
+      proto_s = read_scalar(*v, f.key("proto"), what);
+      const std::string l = lower(proto_s);
+      if (l == "udp") r.proto = 17;
+      else if (l == "tcp") r.proto = 6;
+      else if (l == "icmp") r.proto = 1;
+      else if (auto num = parse_uint(l); num && *num >= 1 && *num <= 255) r.proto = static_cast<uint8_t>(*num);
+      else fail(*v, f.key("proto"), fmt::format("expected {}, got {}", what, quoted(proto_s)));
+    }
+    for (const char* k : {"sport", "dport"}) {
+      auto v = f.get(k);
+      if (!v) continue;
+      // The workers read ports from TCP and UDP headers only; a port rule on another
+      // protocol would never match.
+      if (r.proto != 0 && r.proto != 6 && r.proto != 17)
+        fail(*v, f.key(k), fmt::format("expected ports only with proto tcp or udp (or no proto), got proto {}",
+                                       quoted(proto_s)));
+      (std::string_view(k) == "sport" ? r.sport : r.dport) = port_range(*v, f.key(k));
+    }
+    if (auto v = f.get("dscp")) {
+      const std::string what = "a DSCP value from 0 to 63 or a name like ef, af41, cs1";
+      const std::string s = read_scalar(*v, f.key("dscp"), what);
+      auto num = parse_uint(s);
+      auto named = dscp_by_name(lower(s));
+      if (num && *num <= 63) r.dscp = static_cast<uint8_t>(*num);
+      else if (named) r.dscp = *named;
+      else fail(*v, f.key("dscp"), fmt::format("expected {}, got {}", what, quoted(s)));
+    }
+    if (!r.src && !r.dst && r.proto == 0 && !r.sport && !r.dport && !r.dscp)
+      fail(n, base, "expected at least one of src, dst, proto, sport, dport, dscp, got an empty rule");
+    return r;
+  }
+
+  // Milliseconds as a plain integer; loss as a percentage with up to three decimals (0.5).
+  double sla_ms(const Val& n, const std::string& key) {
+    return static_cast<double>(read_uint(n, key, 1, kMaxSlaMs, "a number of milliseconds"));
+  }
+
+  double sla_pct(const Val& n, const std::string& key) {
+    const std::string what = "a percentage from 0 to 100 with at most three decimals, like 1 or 0.5";
+    const std::string s = read_scalar(n, key, what);
+    const auto dot = s.find('.');
+    const auto whole = parse_uint(std::string_view(s).substr(0, dot));
+    std::optional<uint64_t> frac = 0;
+    size_t frac_digits = 0;
+    if (dot != std::string::npos) {
+      frac_digits = s.size() - dot - 1;
+      frac = frac_digits == 0 || frac_digits > 3 ? std::nullopt : parse_uint(std::string_view(s).substr(dot + 1));
+    }
+    double scale = 1;
+    for (size_t i = 0; i < frac_digits; ++i) scale *= 10;
+    const double v = whole && frac ? static_cast<double>(*whole) + static_cast<double>(*frac) / scale : -1;
+    if (!whole || !frac || v > 100) fail(n, key, fmt::format("expected {}, got {}", what, quoted(s)));
+    return v;
+  }
+
+  void classes(const Val& n) {
+    const auto items = read_list(n, "classes", 1, dp::kMaxClasses, "classes");
+    for (size_t i = 0; i < items.size(); ++i) {
+      const std::string base = index_key("classes", i);
+      const Fields f(items[i], base,
+                     {"name", "default", "match", "sla", "mode", "adaptive", "max_overhead_pct", "reorder_max_ms",
+                      "metered", "fallback"});
+      ClassConfig c;
+      const Val name = f.need("name");
+      c.name = read_name(name, f.key("name"), kMaxName);
+      for (size_t j = 0; j < c_.classes.size(); ++j)
+        if (c_.classes[j].name == c.name)
+          fail(name, f.key("name"),
+               fmt::format("expected a unique class name, got {} (classes[{}] has it)", quoted(c.name), j));
+      if (auto v = f.get("default")) {
+        c.is_default = read_bool(*v, f.key("default"));
+        if (c.is_default)
+          for (size_t j = 0; j < c_.classes.size(); ++j)
+            if (c_.classes[j].is_default)
+              fail(*v, f.key("default"),
+                   fmt::format("expected one default class, got a second one (classes[{}] \"{}\" is the default)", j,
+                               c_.classes[j].name));
+      }
+      if (c.name == "default" && !c.is_default)
+        fail(name, f.key("name"), "expected default: true on the class named \"default\" (the name is the default class's)");
+      if (auto v = f.get("match")) {
+        if (c.is_default)
+          fail(*v, f.key("match"),
+               "expected no match rules on the default class (it takes every packet no other class matches)");
+        const auto rules = read_list(*v, f.key("match"), 1, kMaxRulesPerClass, "match rules");
+        for (size_t k = 0; k < rules.size(); ++k) c.match.push_back(match_rule(rules[k], index_key(f.key("match"), k)));
+      } else if (!c.is_default) {
+        fail(items[i], f.key("match"), "required key is missing: a class needs match rules unless it is the default (default: true)");
+      }
+      if (auto v = f.get("sla")) {
+        const Fields s(*v, f.key("sla"), {"latency_ms", "jitter_ms", "loss_pct"});
+        if (auto x = s.get("latency_ms")) c.sla.latency_ms = sla_ms(*x, s.key("latency_ms"));
+        if (auto x = s.get("jitter_ms")) c.sla.jitter_ms = sla_ms(*x, s.key("jitter_ms"));
+        if (auto x = s.get("loss_pct")) c.sla.loss_pct = sla_pct(*x, s.key("loss_pct"));
+      }
+      std::string mode_s = "best";
+      if (auto v = f.get("mode")) {
+        c.mode = read_choice<dp::ClassMode>(*v, f.key("mode"),
+                                            {{"best", dp::ClassMode::kBest},
+                                             {"balance", dp::ClassMode::kBalance},
+                                             {"spray", dp::ClassMode::kSpray},
+                                             {"duplicate", dp::ClassMode::kDuplicate}});
+        mode_s = v->Scalar();
+      }
+      auto only_with = [&](const char* k, dp::ClassMode m) -> std::optional<Val> {
+        auto v = f.get(k);
+        if (v && c.mode != m)
+          fail(*v, f.key(k), fmt::format("expected {} only with mode {}, got mode {}", k, mode_name(m), mode_s));
+        return v;
+      };
+      if (auto v = only_with("adaptive", dp::ClassMode::kDuplicate)) c.adaptive = read_bool(*v, f.key("adaptive"));
+      if (auto v = only_with("max_overhead_pct", dp::ClassMode::kDuplicate))
+        c.max_overhead_pct = static_cast<uint32_t>(read_uint(*v, f.key("max_overhead_pct"), 1, 100, "a percentage"));
+      if (auto v = only_with("reorder_max_ms", dp::ClassMode::kSpray))
+        c.reorder_max_ms =
+            static_cast<uint32_t>(read_uint(*v, f.key("reorder_max_ms"), 1, kMaxReorderMs, "a number of milliseconds"));
+      if (auto v = f.get("metered"))
+        c.metered = read_choice<MeteredUse>(
+            *v, f.key("metered"),
+            {{"avoid", MeteredUse::kAvoid}, {"allow", MeteredUse::kAllow}, {"never", MeteredUse::kNever}});
+      if (auto v = f.get("fallback"))
+        c.fallback =
+            read_choice<Fallback>(*v, f.key("fallback"), {{"least_bad", Fallback::kLeastBad}, {"drop", Fallback::kDrop}});
+      c_.classes.push_back(std::move(c));
+    }
+  }
+
+  // Every packet needs a class: without a default in the file, one is added last.
+  void finish_classes(const std::optional<Val>& n) {
+    for (const auto& c : c_.classes)
+      if (c.is_default) return;
+    if (n && c_.classes.size() >= dp::kMaxClasses)
+      fail(*n, "classes",
+           fmt::format("expected at most {} classes without a default class (the implicit default class takes the "
+                       "last id), got {}",
+                       dp::kMaxClasses - 1, c_.classes.size()));
+    ClassConfig d;
+    d.name = "default";
+    d.is_default = true;
+    c_.classes.push_back(std::move(d));
+  }
+
+  void policy(const Val& n) {
+    const Fields f(n, "policy", {"switch_margin_pct", "switch_margin_ms", "switch_hold_ms", "failback_stable_ms"});
+    PolicyConfig& p = c_.policy;
+    const auto pct = f.get("switch_margin_pct");
+    if (pct) p.switch_margin_pct = static_cast<uint32_t>(read_uint(*pct, f.key("switch_margin_pct"), 0, 100, "a percentage"));
+    if (auto v = f.get("switch_margin_ms")) {
+      if (pct) fail(*v, f.key("switch_margin_ms"), "expected switch_margin_pct or switch_margin_ms, not both");
+      p.switch_margin_ms = static_cast<uint32_t>(
+          read_uint(*v, f.key("switch_margin_ms"), 0, kMaxSlaMs, "a number of milliseconds"));
+    }
+    if (auto v = f.get("switch_hold_ms"))
+      p.switch_hold_ms =
+          static_cast<uint32_t>(read_uint(*v, f.key("switch_hold_ms"), 0, kMaxSwitchHoldMs, "a number of milliseconds"));
+    if (auto v = f.get("failback_stable_ms"))
+      p.failback_stable_ms =
+          static_cast<uint32_t>(read_uint(*v, f.key("failback_stable_ms"), 0, kMaxHoldMs, "a number of milliseconds"));
+  }
+
   struct EndpointVal {
     Val node;
     std::optional<Val> link;
@@ -838,6 +1037,27 @@ std::string_view role_name(Role r) {
   }
   return "edge";
 }
+
+std::string_view mode_name(dp::ClassMode m) {
+  switch (m) {
+    case dp::ClassMode::kBest: return "best";
+    case dp::ClassMode::kBalance: return "balance";
+    case dp::ClassMode::kSpray: return "spray";
+    case dp::ClassMode::kDuplicate: return "duplicate";
+  }
+  return "best";
+}
+
+std::string_view metered_name(MeteredUse m) {
+  switch (m) {
+    case MeteredUse::kAvoid: return "avoid";
+    case MeteredUse::kAllow: return "allow";
+    case MeteredUse::kNever: return "never";
+  }
+  return "avoid";
+}
+
+std::string_view fallback_name(Fallback f) { return f == Fallback::kDrop ? "drop" : "least_bad"; }
 
 std::string_view cost_name(CostTier c) {
   switch (c) {

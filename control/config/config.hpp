@@ -84,6 +84,66 @@ struct PathsConfig {
   PathStateConfig state;             // interval_ns == probe_interval_ms; multiplier, hold_up, damping
 };
 
+/// How a class treats metered uplinks (UplinkConfig::cost).
+enum class MeteredUse : uint8_t {
+  kAvoid,  ///< metered paths only when no unmetered path meets the class's SLA (default)
+  kAllow,  ///< metered paths count like any other
+  kNever,  ///< never a metered path, not even as the fallback
+};
+/// What a class does when no path meets its SLA.
+enum class Fallback : uint8_t {
+  kLeastBad,  ///< the least-bad usable path: never drop while a path is up (default)
+  kDrop,      ///< no path: the class's packets are dropped (counted no_path)
+};
+
+std::string_view mode_name(dp::ClassMode m);
+std::string_view metered_name(MeteredUse m);
+std::string_view fallback_name(Fallback f);
+
+/// An inclusive port range.
+struct PortRange {
+  uint16_t lo = 0, hi = 65535;
+  bool operator==(const PortRange&) const = default;
+};
+
+/// One match rule of a class: every field given must match (an absent field matches anything).
+struct MatchRule {
+  std::optional<Prefix4> src, dst;
+  uint8_t proto = 0;                    // IP protocol; 0: any
+  std::optional<PortRange> sport, dport;  // TCP and UDP only
+  std::optional<uint8_t> dscp;          // 0..63
+};
+
+/// The limits a path must meet for a class; nullopt: no limit.
+struct SlaConfig {
+  std::optional<double> latency_ms;     // compared with the path's smoothed round-trip time
+  std::optional<double> jitter_ms;      // with the path's RTT jitter
+  std::optional<double> loss_pct;       // with the path's probe loss towards the peer
+  bool any() const noexcept { return latency_ms || jitter_ms || loss_pct; }
+};
+
+/// A traffic class (issue #6). Its id is its index in Config::classes.
+struct ClassConfig {
+  std::string name;
+  bool is_default = false;              // takes what no rule matches; has no rules
+  std::vector<MatchRule> match;
+  SlaConfig sla;
+  dp::ClassMode mode = dp::ClassMode::kBest;
+  bool adaptive = false;                // duplicate: copies only while the best path misses the SLA
+  uint32_t max_overhead_pct = 50;       // duplicate: copies may use this share of the copy uplink's bandwidth
+  uint32_t reorder_max_ms = 50;         // spray: cap of the receiver's reorder hold
+  MeteredUse metered = MeteredUse::kAvoid;
+  Fallback fallback = Fallback::kLeastBad;
+};
+
+/// Hysteresis of the policy compiler (docs/policy.md).
+struct PolicyConfig {
+  uint32_t switch_margin_pct = 10;      // a new best path must be better by this share ...
+  std::optional<uint32_t> switch_margin_ms;  // ... or, when set, by this many ms of score
+  uint32_t switch_hold_ms = 1000;       // ... for this long
+  uint32_t failback_stable_ms = 5000;   // a recovered path must comply this long before it takes traffic
+};
+
 struct Config {
   std::string file;                  // where it was read from
   std::string name;                  // appliance name; default: the role's name
@@ -97,6 +157,10 @@ struct Config {
   MgmtConfig mgmt;
   EspConfig esp;
   PathsConfig paths;
+  /// Traffic classes in config order (class id = index). Never empty: without a default class
+  /// in the file, an implicit one named "default" (mode best, no SLA) comes last.
+  std::vector<ClassConfig> classes;
+  PolicyConfig policy;
   uint16_t overlay_port = 4500;
   uint32_t flow_capacity = 65536;    // per worker
   uint32_t icmp_errors_per_sec = 100;

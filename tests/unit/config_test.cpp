@@ -96,7 +96,7 @@ TEST(Config, BaseIsValid) {
 TEST(Config, RejectsEachMistakeWithFileLineKeyAndExpectation) {
   const std::string top_keys =
       "name, role, lan, uplinks, peers, lcores, idle, overlay_port, flow_capacity, icmp_errors_per_sec, log_level, "
-      "dpdk, mgmt, esp, paths";
+      "dpdk, mgmt, esp, paths, classes, policy";
   const std::string name_rule = "characters a-z, 0-9, '_' or '-'";
   const std::string unicast = "a unicast IPv4 address (not 0.0.0.0/8, 127.0.0.0/8, multicast or reserved)";
   const std::vector<Broken> cases = {
@@ -423,6 +423,113 @@ TEST(Config, RejectsEachMistakeWithFileLineKeyAndExpectation) {
        "edge.yaml:27: paths.damping.hold_max_ms: damping maximum hold (2 s) is below the minimum (5 s)"},
       {"damping hold min above the default max", append("paths:\n  damping:\n    hold_min_ms: 120000\n"),
        "edge.yaml:26: paths.damping: damping maximum hold (60 s) is below the minimum (120 s)"},
+      // classes (issue 6)
+      {"classes not a list", append("classes: voice\n"),
+       "edge.yaml:24: classes: expected a list of classes, got \"voice\""},
+      {"classes empty", append("classes: []\n"), "edge.yaml:24: classes: expected 1 to 64 classes, got none"},
+      {"class key typo", append("classes:\n  - name: voice\n    matches: []\n"),
+       "edge.yaml:26: classes[0].matches: unknown key (expected one of: name, default, match, sla, mode, adaptive, "
+       "max_overhead_pct, reorder_max_ms, metered, fallback)"},
+      {"class name missing", append("classes:\n  - mode: best\n    default: true\n"),
+       "edge.yaml:25: classes[0].name: required key is missing"},
+      {"class name with capitals", append("classes:\n  - name: Voice\n    default: true\n"),
+       "edge.yaml:25: classes[0].name: expected a name of 1 to 32 " + name_rule + ", got \"Voice\""},
+      {"class name twice",
+       append("classes:\n  - name: voice\n    match: [{dport: 5004}]\n  - name: voice\n    default: true\n"),
+       "edge.yaml:27: classes[1].name: expected a unique class name, got \"voice\" (classes[0] has it)"},
+      {"two default classes",
+       append("classes:\n  - name: bulk\n    default: true\n  - name: other\n    default: true\n"),
+       "edge.yaml:28: classes[1].default: expected one default class, got a second one (classes[0] \"bulk\" is the "
+       "default)"},
+      {"default not a boolean", append("classes:\n  - name: bulk\n    default: maybe\n"),
+       "edge.yaml:26: classes[0].default: expected true or false, got \"maybe\""},
+      {"class named default that is not", append("classes:\n  - name: default\n    match: [{dport: 1}]\n"),
+       "edge.yaml:25: classes[0].name: expected default: true on the class named \"default\" (the name is the "
+       "default class's)"},
+      {"default class with rules", append("classes:\n  - name: bulk\n    default: true\n    match: [{dport: 80}]\n"),
+       "edge.yaml:27: classes[0].match: expected no match rules on the default class (it takes every packet no other "
+       "class matches)"},
+      {"class without rules", append("classes:\n  - name: voice\n    mode: best\n"),
+       "edge.yaml:25: classes[0].match: required key is missing: a class needs match rules unless it is the default "
+       "(default: true)"},
+      {"match empty", append("classes:\n  - name: voice\n    match: []\n"),
+       "edge.yaml:26: classes[0].match: expected 1 to 256 match rules, got none"},
+      {"match rule empty", append("classes:\n  - name: voice\n    match:\n      - {}\n"),
+       "edge.yaml:27: classes[0].match[0]: expected at least one of src, dst, proto, sport, dport, dscp, got an empty "
+       "rule"},
+      {"match key typo", append("classes:\n  - name: voice\n    match:\n      - port: 5004\n"),
+       "edge.yaml:27: classes[0].match[0].port: unknown key (expected one of: src, dst, proto, sport, dport, dscp)"},
+      {"match prefix with host bits", append("classes:\n  - name: voice\n    match:\n      - dst: 10.0.0.1/8\n"),
+       "edge.yaml:27: classes[0].match[0].dst: expected a network with host bits zero (10.0.0.0/8), got "
+       "\"10.0.0.1/8\""},
+      {"match src not a prefix", append("classes:\n  - name: voice\n    match:\n      - src: lan\n"),
+       "edge.yaml:27: classes[0].match[0].src: expected a network like 192.168.20.0/24, got \"lan\""},
+      {"match proto unknown", append("classes:\n  - name: voice\n    match:\n      - proto: sctp\n"),
+       "edge.yaml:27: classes[0].match[0].proto: expected udp, tcp, icmp or a protocol number from 1 to 255, got "
+       "\"sctp\""},
+      {"match proto zero", append("classes:\n  - name: voice\n    match:\n      - proto: 0\n"),
+       "edge.yaml:27: classes[0].match[0].proto: expected udp, tcp, icmp or a protocol number from 1 to 255, got "
+       "\"0\""},
+      {"match port too big", append("classes:\n  - name: voice\n    match:\n      - dport: 70000\n"),
+       "edge.yaml:27: classes[0].match[0].dport: expected a port like 5004 or a range like 5000-5010, from 0 to "
+       "65535, got \"70000\""},
+      {"match port range reversed", append("classes:\n  - name: voice\n    match:\n      - sport: 5010-5000\n"),
+       "edge.yaml:27: classes[0].match[0].sport: expected a range with its low end first, got \"5010-5000\""},
+      {"match port range open", append("classes:\n  - name: voice\n    match:\n      - dport: 5000-\n"),
+       "edge.yaml:27: classes[0].match[0].dport: expected a port like 5004 or a range like 5000-5010, from 0 to "
+       "65535, got \"5000-\""},
+      {"match ports on icmp", append("classes:\n  - name: voice\n    match:\n      - proto: icmp\n        dport: 1\n"),
+       "edge.yaml:28: classes[0].match[0].dport: expected ports only with proto tcp or udp (or no proto), got proto "
+       "\"icmp\""},
+      {"match dscp too big", append("classes:\n  - name: voice\n    match:\n      - dscp: 64\n"),
+       "edge.yaml:27: classes[0].match[0].dscp: expected a DSCP value from 0 to 63 or a name like ef, af41, cs1, got "
+       "\"64\""},
+      {"match dscp unknown name", append("classes:\n  - name: voice\n    match:\n      - dscp: af44\n"),
+       "edge.yaml:27: classes[0].match[0].dscp: expected a DSCP value from 0 to 63 or a name like ef, af41, cs1, got "
+       "\"af44\""},
+      {"sla key typo", append("classes:\n  - name: bulk\n    default: true\n    sla:\n      latency: 100\n"),
+       "edge.yaml:28: classes[0].sla.latency: unknown key (expected one of: latency_ms, jitter_ms, loss_pct)"},
+      {"sla latency zero", append("classes:\n  - name: bulk\n    default: true\n    sla:\n      latency_ms: 0\n"),
+       "edge.yaml:28: classes[0].sla.latency_ms: expected a number of milliseconds from 1 to 10000, got \"0\""},
+      {"sla jitter fraction", append("classes:\n  - name: bulk\n    default: true\n    sla:\n      jitter_ms: 2.5\n"),
+       "edge.yaml:28: classes[0].sla.jitter_ms: expected a number of milliseconds from 1 to 10000, got \"2.5\""},
+      {"sla loss above 100", append("classes:\n  - name: bulk\n    default: true\n    sla:\n      loss_pct: 101\n"),
+       "edge.yaml:28: classes[0].sla.loss_pct: expected a percentage from 0 to 100 with at most three decimals, like "
+       "1 or 0.5, got \"101\""},
+      {"sla loss four decimals", append("classes:\n  - name: bulk\n    default: true\n    sla:\n      loss_pct: 0.0001\n"),
+       "edge.yaml:28: classes[0].sla.loss_pct: expected a percentage from 0 to 100 with at most three decimals, like "
+       "1 or 0.5, got \"0.0001\""},
+      {"sla loss with a percent sign", append("classes:\n  - name: bulk\n    default: true\n    sla:\n      loss_pct: 1%\n"),
+       "edge.yaml:28: classes[0].sla.loss_pct: expected a percentage from 0 to 100 with at most three decimals, like "
+       "1 or 0.5, got \"1%\""},
+      {"mode unknown", append("classes:\n  - name: bulk\n    default: true\n    mode: roundrobin\n"),
+       "edge.yaml:27: classes[0].mode: expected best, balance, spray or duplicate, got \"roundrobin\""},
+      {"adaptive without duplicate", append("classes:\n  - name: bulk\n    default: true\n    mode: balance\n    adaptive: true\n"),
+       "edge.yaml:28: classes[0].adaptive: expected adaptive only with mode duplicate, got mode balance"},
+      {"overhead without duplicate", append("classes:\n  - name: bulk\n    default: true\n    max_overhead_pct: 10\n"),
+       "edge.yaml:27: classes[0].max_overhead_pct: expected max_overhead_pct only with mode duplicate, got mode best"},
+      {"overhead zero", append("classes:\n  - name: bulk\n    default: true\n    mode: duplicate\n    max_overhead_pct: 0\n"),
+       "edge.yaml:28: classes[0].max_overhead_pct: expected a percentage from 1 to 100, got \"0\""},
+      {"reorder without spray", append("classes:\n  - name: bulk\n    default: true\n    reorder_max_ms: 20\n"),
+       "edge.yaml:27: classes[0].reorder_max_ms: expected reorder_max_ms only with mode spray, got mode best"},
+      {"reorder too long", append("classes:\n  - name: bulk\n    default: true\n    mode: spray\n    reorder_max_ms: 1001\n"),
+       "edge.yaml:28: classes[0].reorder_max_ms: expected a number of milliseconds from 1 to 1000, got \"1001\""},
+      {"metered unknown", append("classes:\n  - name: bulk\n    default: true\n    metered: prefer\n"),
+       "edge.yaml:27: classes[0].metered: expected avoid, allow or never, got \"prefer\""},
+      {"fallback unknown", append("classes:\n  - name: bulk\n    default: true\n    fallback: best\n"),
+       "edge.yaml:27: classes[0].fallback: expected least_bad or drop, got \"best\""},
+      // policy (hysteresis)
+      {"policy key typo", append("policy:\n  margin_pct: 5\n"),
+       "edge.yaml:25: policy.margin_pct: unknown key (expected one of: switch_margin_pct, switch_margin_ms, "
+       "switch_hold_ms, failback_stable_ms)"},
+      {"switch margin above 100", append("policy:\n  switch_margin_pct: 101\n"),
+       "edge.yaml:25: policy.switch_margin_pct: expected a percentage from 0 to 100, got \"101\""},
+      {"both switch margins", append("policy:\n  switch_margin_pct: 10\n  switch_margin_ms: 5\n"),
+       "edge.yaml:26: policy.switch_margin_ms: expected switch_margin_pct or switch_margin_ms, not both"},
+      {"switch hold too long", append("policy:\n  switch_hold_ms: 600001\n"),
+       "edge.yaml:25: policy.switch_hold_ms: expected a number of milliseconds from 0 to 600000, got \"600001\""},
+      {"failback negative", append("policy:\n  failback_stable_ms: -1\n"),
+       "edge.yaml:25: policy.failback_stable_ms: expected a number of milliseconds from 0 to 3600000, got \"-1\""},
   };
   ASSERT_GE(cases.size(), 25u);
   for (const auto& c : cases) {
@@ -842,11 +949,141 @@ TEST(Config, LoadNamesTheGivenPathInErrors) {
   EXPECT_EQ(r.error().msg, path + ":2: role: expected edge or hub, got \"spoke\"");
 }
 
+std::string classes_yaml(int n, bool with_default) {
+  std::string s = "classes:\n";
+  for (int i = 0; i < n; ++i) s += "  - name: c" + std::to_string(i) + "\n    match: [{dport: " + std::to_string(i) + "}]\n";
+  if (with_default) s += "  - name: rest\n    default: true\n";
+  return s;
+}
+
+TEST(Config, ClassesAreAtMostSixtyFourWithTheDefault) {
+  auto ok = parse_config(append(classes_yaml(63, true)), "edge.yaml");
+  ASSERT_TRUE(ok.ok()) << ok.error().msg;
+  EXPECT_EQ(ok->classes.size(), 64u);
+  auto implicit = parse_config(append(classes_yaml(63, false)), "edge.yaml");
+  ASSERT_TRUE(implicit.ok()) << implicit.error().msg;
+  ASSERT_EQ(implicit->classes.size(), 64u);
+  EXPECT_EQ(implicit->classes[63].name, "default");
+  auto too_many = parse_config(append(classes_yaml(64, true)), "edge.yaml");
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_EQ(too_many.error().msg, "edge.yaml:25: classes: expected 1 to 64 classes, got 65");
+  auto no_room = parse_config(append(classes_yaml(64, false)), "edge.yaml");
+  ASSERT_FALSE(no_room.ok());
+  EXPECT_EQ(no_room.error().msg,
+            "edge.yaml:25: classes: expected at most 63 classes without a default class (the implicit default class "
+            "takes the last id), got 64");
+}
+
+TEST(Config, WithoutClassesOneImplicitDefaultClassInModeBest) {
+  auto r = parse_config(base(), "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  ASSERT_EQ(r->classes.size(), 1u);
+  const ClassConfig& d = r->classes[0];
+  EXPECT_EQ(d.name, "default");
+  EXPECT_TRUE(d.is_default);
+  EXPECT_TRUE(d.match.empty());
+  EXPECT_EQ(d.mode, dp::ClassMode::kBest);
+  EXPECT_FALSE(d.sla.any());
+  EXPECT_EQ(d.metered, MeteredUse::kAvoid);
+  EXPECT_EQ(d.fallback, Fallback::kLeastBad);
+  EXPECT_EQ(r->policy.switch_margin_pct, 10u);
+  EXPECT_FALSE(r->policy.switch_margin_ms);
+  EXPECT_EQ(r->policy.switch_hold_ms, 1000u);
+  EXPECT_EQ(r->policy.failback_stable_ms, 5000u);
+}
+
+TEST(Config, ClassesAndPolicyAreRead) {
+  const std::string more =
+      "classes:\n"
+      "  - name: voice\n"
+      "    match:\n"
+      "      - {proto: udp, dport: 5004, dscp: ef}\n"
+      "      - src: 192.168.10.0/25\n"
+      "        dst: 10.0.0.0/8\n"
+      "        proto: tcp\n"
+      "        sport: 1000-2000\n"
+      "        dscp: af41\n"
+      "      - {proto: 47, dscp: cs1}\n"
+      "    sla: {latency_ms: 150, jitter_ms: 30, loss_pct: 0.5}\n"
+      "    mode: best\n"
+      "    metered: never\n"
+      "    fallback: drop\n"
+      "  - name: bulk\n"
+      "    default: true\n"
+      "    mode: balance\n"
+      "  - name: critical\n"
+      "    match: [{dport: \"5005\"}]\n"
+      "    mode: duplicate\n"
+      "    adaptive: yes\n"
+      "    max_overhead_pct: 20\n"
+      "    metered: allow\n"
+      "  - name: video\n"
+      "    match: [{dport: 5006}]\n"
+      "    mode: spray\n"
+      "    reorder_max_ms: 30\n"
+      "policy:\n"
+      "  switch_margin_ms: 15\n"
+      "  switch_hold_ms: 0\n"
+      "  failback_stable_ms: 20000\n";
+  auto r = parse_config(append(more), "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  ASSERT_EQ(r->classes.size(), 4u);
+  const ClassConfig& v = r->classes[0];
+  EXPECT_EQ(v.name, "voice");
+  EXPECT_FALSE(v.is_default);
+  ASSERT_EQ(v.match.size(), 3u);
+  EXPECT_EQ(v.match[0].proto, 17);
+  EXPECT_EQ(v.match[0].dport, (PortRange{5004, 5004}));
+  EXPECT_FALSE(v.match[0].sport);
+  EXPECT_EQ(v.match[0].dscp, 46);
+  EXPECT_FALSE(v.match[0].src);
+  EXPECT_EQ(v.match[1].src, Prefix4::parse("192.168.10.0/25"));
+  EXPECT_EQ(v.match[1].dst, Prefix4::parse("10.0.0.0/8"));
+  EXPECT_EQ(v.match[1].proto, 6);
+  EXPECT_EQ(v.match[1].sport, (PortRange{1000, 2000}));
+  EXPECT_EQ(v.match[1].dscp, 34);
+  EXPECT_EQ(v.match[2].proto, 47);
+  EXPECT_EQ(v.match[2].dscp, 8);
+  EXPECT_EQ(v.sla.latency_ms, 150.0);
+  EXPECT_EQ(v.sla.jitter_ms, 30.0);
+  EXPECT_EQ(v.sla.loss_pct, 0.5);
+  EXPECT_EQ(v.metered, MeteredUse::kNever);
+  EXPECT_EQ(v.fallback, Fallback::kDrop);
+  EXPECT_TRUE(r->classes[1].is_default);
+  EXPECT_EQ(r->classes[1].mode, dp::ClassMode::kBalance);
+  EXPECT_FALSE(r->classes[1].sla.any());
+  EXPECT_EQ(r->classes[2].mode, dp::ClassMode::kDuplicate);
+  EXPECT_TRUE(r->classes[2].adaptive);
+  EXPECT_EQ(r->classes[2].max_overhead_pct, 20u);
+  EXPECT_EQ(r->classes[2].metered, MeteredUse::kAllow);
+  EXPECT_EQ(r->classes[2].match[0].dport, (PortRange{5005, 5005}));
+  EXPECT_EQ(r->classes[3].mode, dp::ClassMode::kSpray);
+  EXPECT_EQ(r->classes[3].reorder_max_ms, 30u);
+  EXPECT_EQ(r->classes[2].reorder_max_ms, 50u);
+  EXPECT_EQ(r->policy.switch_margin_ms, 15u);
+  EXPECT_EQ(r->policy.switch_hold_ms, 0u);
+  EXPECT_EQ(r->policy.failback_stable_ms, 20000u);
+}
+
+TEST(Config, DscpNames) {
+  const std::vector<std::pair<std::string, int>> names = {
+      {"be", 0}, {"default", 0}, {"cs0", 0}, {"cs1", 8}, {"cs7", 56}, {"af11", 10}, {"af12", 12}, {"af13", 14},
+      {"af21", 18}, {"af31", 26}, {"af42", 36}, {"af43", 38}, {"ef", 46}, {"EF", 46}, {"va", 44}, {"le", 1}, {"63", 63}};
+  for (const auto& [n, v] : names) {
+    auto r = parse_config(append("classes:\n  - name: x\n    match: [{dscp: " + n + "}]\n"), "edge.yaml");
+    ASSERT_TRUE(r.ok()) << n << ": " << r.error().msg;
+    EXPECT_EQ(r->classes[0].match[0].dscp, v) << n;
+  }
+}
+
 TEST(Config, NamesOfEnums) {
   EXPECT_EQ(role_name(Role::kEdge), "edge");
   EXPECT_EQ(role_name(Role::kHub), "hub");
   EXPECT_EQ(cost_name(CostTier::kNormal), "normal");
   EXPECT_EQ(cost_name(CostTier::kMetered), "metered");
+  EXPECT_EQ(mode_name(dp::ClassMode::kSpray), "spray");
+  EXPECT_EQ(metered_name(MeteredUse::kNever), "never");
+  EXPECT_EQ(fallback_name(Fallback::kLeastBad), "least_bad");
 }
 
 }  // namespace
