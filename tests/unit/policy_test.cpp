@@ -9,6 +9,7 @@
 
 #include "control/config/config.hpp"
 #include "control/policy/classify.hpp"
+#include "control/policy/compiler.hpp"
 #include "control/policy/maglev.hpp"
 
 namespace sdwan::cp {
@@ -207,6 +208,456 @@ TEST(Maglev, APathLeavingMovesItsEntriesAndFewOthers) {
     }
     EXPECT_LE(others_moved / double(m), 0.03) << n;
   }
+}
+
+// ---------------------------------------------------------------- compiler
+
+constexpr uint64_t kSec = 1'000'000'000, kMsNs = 1'000'000;
+
+// The lab: one peer (hub) over isp1, isp2 and isp3 (metered), path ids 0, 1, 2.
+struct Lab {
+  std::vector<PathInput> p;
+  Lab() {
+    for (uint8_t i = 0; i < 3; ++i) {
+      PathInput x;
+      x.id = i;
+      x.peer = 0;
+      x.uplink = i;
+      x.metered = i == 2;
+      x.up = true;
+      x.rtt_ms = 20.0 + 10 * i;
+      x.jitter_ms = 1;
+      x.loss_pct = 0;
+      p.push_back(x);
+    }
+  }
+  PathInput& operator[](size_t i) { return p[i]; }
+};
+
+ClassConfig voice_class(dp::ClassMode mode = dp::ClassMode::kBest) {
+  MatchRule m;
+  m.proto = 17;
+  m.dport = PortRange{5004, 5004};
+  ClassConfig c = cls("voice", {m});
+  c.mode = mode;
+  c.sla.latency_ms = 150;
+  c.sla.jitter_ms = 30;
+  c.sla.loss_pct = 1;
+  return c;
+}
+
+ClassConfig bulk_class() {
+  ClassConfig c = cls("bulk", {}, true);
+  c.mode = dp::ClassMode::kBalance;
+  return c;
+}
+
+PolicyCompiler compiler(std::vector<ClassConfig> classes, PolicyConfig pc = {}) {
+  return PolicyCompiler(std::move(classes), pc, {"hub"}, {"isp1:hub", "isp2:hub", "isp3:hub"});
+}
+
+bool in_lut(const dp::ClassPaths& cp, uint16_t id) { return std::find(cp.lut.begin(), cp.lut.end(), id) != cp.lut.end(); }
+
+std::string joined(const std::vector<std::string>& lines) {
+  std::string s;
+  for (const auto& l : lines) s += l + "\n";
+  return s;
+}
+
+// Past the start, when every path has been compliant longer than failback_stable_ms.
+constexpr uint64_t kSettled = 10 * kSec;
+
+TEST(Compiler, PolicyCarriesRulesAndOneEntryPerClassAndPeer) {
+  Lab lab;
+  auto pc = compiler({voice_class(), bulk_class()});
+  auto pol = pc.compile(lab.p, kSec);
+  ASSERT_TRUE(pol);
+  EXPECT_EQ(pol->n_classes, 2);
+  EXPECT_EQ(pol->default_class, 1);
+  EXPECT_EQ(pol->n_peers, 1);
+  ASSERT_EQ(pol->paths.size(), 2u);
+  ASSERT_EQ(pol->rules.size(), 1u);
+  EXPECT_EQ(pol->rules[0].dport_lo, 5004);
+  EXPECT_EQ(pol->at(0, 0).mode, dp::ClassMode::kBest);
+  EXPECT_EQ(pol->at(0, 0).primary, 0);
+  EXPECT_EQ(pol->at(1, 0).mode, dp::ClassMode::kBalance);
+  // Same figures: the same pointer, so consecutive snapshots share it.
+  EXPECT_EQ(pc.compile(lab.p, 2 * kSec), pol);
+  EXPECT_EQ(pc.policy(), pol);
+}
+
+TEST(Compiler, VoiceLeavesAPathOverItsLatencyWhileBulkStays) {
+  Lab lab;
+  auto pc = compiler({voice_class(), bulk_class()});
+  pc.compile(lab.p, kSec);
+  auto pol = pc.compile(lab.p, kSettled);
+  EXPECT_EQ(pol->at(0, 0).primary, 0);
+  EXPECT_TRUE(in_lut(pol->at(1, 0), 0));
+  EXPECT_TRUE(in_lut(pol->at(1, 0), 1));
+  EXPECT_FALSE(in_lut(pol->at(1, 0), 2));  // metered, avoided
+  EXPECT_EQ(pol->at(1, 0).lut.size(), maglev_size(3));
+
+  lab[0].rtt_ms = 200;  // isp1 beyond voice's 150 ms
+  pol = pc.compile(lab.p, kSettled + 100 * kMsNs);
+  EXPECT_EQ(pol->at(0, 0).primary, 1) << "at once, no hold";
+  EXPECT_TRUE(in_lut(pol->at(1, 0), 0)) << "bulk has no latency SLA";
+  const ClassDecision* d = pc.decision(0, 0);
+  ASSERT_NE(d, nullptr);
+  EXPECT_TRUE(d->sla_met);
+  EXPECT_EQ(d->paths[0].verdict, Verdict::kRtt);
+  EXPECT_EQ(pc.reason(*d, d->paths[0]), "rtt 200 ms > 150 ms");
+  EXPECT_EQ(pc.reason(*d, d->paths[1]), "primary");
+  EXPECT_EQ(pc.reason(*d, d->paths[2]), "metered, avoided: isp2:hub complies");
+  EXPECT_EQ(pc.sla_text(*d), "met");
+  const std::string text = joined(pc.explain(0));
+  EXPECT_NE(text.find("class voice (id 0): mode best, SLA rtt <= 150 ms, jitter <= 30 ms, loss <= 1 %"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("isp1:hub: rtt 200 ms > 150 ms (rtt 200 ms, jitter 1 ms, loss 0 %)"), std::string::npos) << text;
+}
+
+TEST(Compiler, JitterAndLossBreakTheSlaToo) {
+  Lab lab;
+  auto pc = compiler({voice_class()});
+  pc.compile(lab.p, kSettled);
+  lab[0].jitter_ms = 31;
+  lab[1].loss_pct = 2.5;
+  auto pol = pc.compile(lab.p, kSettled + kSec);
+  const ClassDecision* d = pc.decision(0, 0);
+  EXPECT_EQ(pc.reason(*d, d->paths[0]), "jitter 31 ms > 30 ms");
+  EXPECT_EQ(pc.reason(*d, d->paths[1]), "loss 2.5 % > 1 %");
+  EXPECT_EQ(pol->at(0, 0).primary, 2) << "the metered path, since no unmetered one complies";
+  EXPECT_TRUE(d->sla_met);
+}
+
+TEST(Compiler, MeteredUsedOnlyWhenNoUnmeteredPathComplies) {
+  Lab lab;
+  auto pc = compiler({voice_class(), bulk_class()});
+  pc.compile(lab.p, kSec);
+  lab[2].rtt_ms = 5;  // isp3 the fastest, but metered
+  auto pol = pc.compile(lab.p, kSettled);
+  EXPECT_EQ(pol->at(0, 0).primary, 0);
+  lab[0].up = false;
+  lab[1].up = false;
+  pol = pc.compile(lab.p, kSettled + kSec);
+  EXPECT_EQ(pol->at(0, 0).primary, 2);
+  EXPECT_EQ(pol->at(1, 0).primary, 2);
+  EXPECT_TRUE(pol->at(1, 0).lut.empty());
+  // isp1 comes back: once stable (failback), voice leaves the metered path at once.
+  lab[0].up = true;
+  pol = pc.compile(lab.p, kSettled + 2 * kSec);
+  EXPECT_EQ(pol->at(0, 0).primary, 2) << "isp1 still proving itself";
+  pol = pc.compile(lab.p, kSettled + 7 * kSec);
+  EXPECT_EQ(pol->at(0, 0).primary, 0);
+  EXPECT_EQ(pol->at(1, 0).primary, 0);
+}
+
+TEST(Compiler, MeteredNeverAndAllow) {
+  Lab lab;
+  ClassConfig never = voice_class();
+  never.metered = MeteredUse::kNever;
+  ClassConfig allow = voice_class();
+  allow.name = "allow";
+  allow.metered = MeteredUse::kAllow;
+  auto pc = compiler({never, allow});
+  lab[2].rtt_ms = 5;
+  lab[0].rtt_ms = 300;
+  lab[1].rtt_ms = 400;
+  auto pol = pc.compile(lab.p, kSec);
+  EXPECT_EQ(pol->at(0, 0).primary, 0) << "never: not even when it alone complies; least-bad instead";
+  EXPECT_EQ(pc.reason(*pc.decision(0, 0), pc.decision(0, 0)->paths[2]), "metered, never for this class");
+  EXPECT_EQ(pol->at(1, 0).primary, 2);
+}
+
+TEST(Compiler, FallbackLeastBadOrDrop) {
+  Lab lab;
+  ClassConfig drop = voice_class();
+  drop.name = "drop";
+  drop.fallback = Fallback::kDrop;
+  auto pc = compiler({voice_class(), drop});
+  lab[0].rtt_ms = 300;  // twice the limit
+  lab[1].rtt_ms = 180;  // 1.2 x
+  lab[2].up = false;
+  auto pol = pc.compile(lab.p, kSec);
+  EXPECT_EQ(pol->at(0, 0).primary, 1);
+  const ClassDecision* d = pc.decision(0, 0);
+  EXPECT_FALSE(d->sla_met);
+  EXPECT_TRUE(d->fallback);
+  EXPECT_EQ(pc.sla_text(*d), "not met: no path complies; least-bad isp2:hub (chosen)");
+  EXPECT_EQ(pol->at(1, 0).primary, dp::kNoPathId);
+  EXPECT_TRUE(pc.decision(1, 0)->none);
+  EXPECT_EQ(pc.sla_text(*pc.decision(1, 0)), "not met: no path complies, fallback drop");
+  for (auto& x : lab.p) x.up = false;
+  pol = pc.compile(lab.p, 2 * kSec);
+  EXPECT_EQ(pol->at(0, 0).primary, dp::kNoPathId);
+  EXPECT_EQ(pc.sla_text(*pc.decision(0, 0)), "not met: no path is up");
+}
+
+TEST(Compiler, DuplicatePicksTheTwoBestPathsOnDifferentUplinks) {
+  // Two endpoints behind uplink 0 (ids 0, 1) and one behind uplink 1 (id 2).
+  Lab lab;
+  lab[1].uplink = 0;
+  lab[1].rtt_ms = 12;
+  lab[0].rtt_ms = 10;
+  lab[2].uplink = 1;
+  lab[2].metered = false;
+  lab[2].rtt_ms = 40;
+  ClassConfig crit = cls("critical", {MatchRule{.dport = PortRange{5005, 5005}}});
+  crit.mode = dp::ClassMode::kDuplicate;
+  auto pc = compiler({crit});
+  auto pol = pc.compile(lab.p, kSec);
+  EXPECT_EQ(pol->at(0, 0).mode, dp::ClassMode::kDuplicate);
+  EXPECT_EQ(pol->at(0, 0).primary, 0);
+  EXPECT_EQ(pol->at(0, 0).secondary, 2);
+  EXPECT_TRUE(pol->at(0, 0).duplicating);
+  // The primary's uplink fails: both of its paths go; nothing left on another uplink.
+  lab[0].up = lab[1].up = false;
+  pol = pc.compile(lab.p, 2 * kSec);
+  EXPECT_EQ(pol->at(0, 0).primary, 2);
+  EXPECT_EQ(pol->at(0, 0).secondary, dp::kNoPathId);
+  EXPECT_FALSE(pol->at(0, 0).duplicating);
+}
+
+TEST(Compiler, DuplicateCopiesOverTheLabsTwoUnmeteredUplinks) {
+  Lab lab;
+  ClassConfig crit = cls("critical", {MatchRule{.dport = PortRange{5005, 5005}}});
+  crit.mode = dp::ClassMode::kDuplicate;
+  auto pc = compiler({crit});
+  auto pol = pc.compile(lab.p, kSec);
+  EXPECT_EQ(pol->at(0, 0).primary, 0);
+  EXPECT_EQ(pol->at(0, 0).secondary, 1);
+  // isp1 blacked out: isp2 carries it at once; isp3 (metered, avoided) gets no copies.
+  lab[0].up = false;
+  pol = pc.compile(lab.p, kSec + 300 * kMsNs);
+  EXPECT_EQ(pol->at(0, 0).primary, 1);
+  EXPECT_EQ(pol->at(0, 0).secondary, dp::kNoPathId);
+}
+
+TEST(Compiler, AdaptiveDuplicatesOnlyWhileTheBestPathMissesTheSla) {
+  Lab lab;
+  ClassConfig c = voice_class(dp::ClassMode::kDuplicate);
+  c.adaptive = true;
+  auto pc = compiler({c});
+  auto pol = pc.compile(lab.p, kSec);
+  EXPECT_FALSE(pol->at(0, 0).duplicating);
+  EXPECT_EQ(pol->at(0, 0).secondary, 1);
+  EXPECT_EQ(pc.decision(0, 0)->dup, ClassDecision::Dup::kSlaMet);
+  for (auto& x : lab.p) x.rtt_ms = 200;
+  pol = pc.compile(lab.p, 2 * kSec);
+  EXPECT_TRUE(pol->at(0, 0).duplicating);
+  EXPECT_EQ(pc.decision(0, 0)->dup, ClassDecision::Dup::kSlaMissed);
+  lab[0].rtt_ms = 20;
+  pol = pc.compile(lab.p, 3 * kSec);
+  EXPECT_EQ(pol->at(0, 0).primary, 0);
+  EXPECT_TRUE(pol->at(0, 0).duplicating) << "until the SLA has been met for switch_hold_ms";
+  pol = pc.compile(lab.p, 3 * kSec + 999 * kMsNs);
+  EXPECT_TRUE(pol->at(0, 0).duplicating);
+  pol = pc.compile(lab.p, 4 * kSec);
+  EXPECT_FALSE(pol->at(0, 0).duplicating);
+}
+
+TEST(Compiler, CopiesStopBeyondTheirShareOfTheCopyUplink) {
+  Lab lab;
+  for (auto& x : lab.p) x.bandwidth_bps = 100'000'000;
+  ClassConfig c = voice_class(dp::ClassMode::kDuplicate);
+  c.max_overhead_pct = 50;
+  auto pc = compiler({c});
+  pc.set_class_rate(0, 0, 40'000'000);
+  auto pol = pc.compile(lab.p, kSec);
+  EXPECT_TRUE(pol->at(0, 0).duplicating);
+  pc.set_class_rate(0, 0, 60'000'000);
+  pol = pc.compile(lab.p, 2 * kSec);
+  EXPECT_FALSE(pol->at(0, 0).duplicating);
+  EXPECT_EQ(pc.decision(0, 0)->dup, ClassDecision::Dup::kOverhead);
+}
+
+TEST(Compiler, HysteresisMarginAndHoldTime) {
+  Lab lab;
+  lab[0].rtt_ms = 50;
+  lab[1].rtt_ms = 60;
+  lab[0].jitter_ms = lab[1].jitter_ms = 0;
+  auto pc = compiler({voice_class()});
+  pc.compile(lab.p, kSec);
+  const uint64_t t = kSettled;
+  lab[1].rtt_ms = 46;  // 8 % better: under the 10 % margin
+  auto pol = pc.compile(lab.p, t);
+  EXPECT_EQ(pol->at(0, 0).primary, 0);
+  EXPECT_EQ(pc.held_text(*pc.decision(0, 0), pc.decision(0, 0)->held_primary), "isp2:hub better by 8 % < 10 % margin");
+  lab[1].rtt_ms = 40;  // 20 % better: the hold starts
+  EXPECT_EQ(pc.compile(lab.p, t + kSec)->at(0, 0).primary, 0);
+  EXPECT_EQ(pc.compile(lab.p, t + kSec + 500 * kMsNs)->at(0, 0).primary, 0);
+  EXPECT_EQ(pc.held_text(*pc.decision(0, 0), pc.decision(0, 0)->held_primary),
+            "isp2:hub better by 20 % for 0.5 s < 1 s hold");
+  lab[1].rtt_ms = 47;  // the advantage lapses: the hold starts over
+  pc.compile(lab.p, t + kSec + 600 * kMsNs);
+  lab[1].rtt_ms = 40;
+  EXPECT_EQ(pc.compile(lab.p, t + kSec + 700 * kMsNs)->at(0, 0).primary, 0);
+  EXPECT_EQ(pc.compile(lab.p, t + 2 * kSec + 600 * kMsNs)->at(0, 0).primary, 0);
+  EXPECT_EQ(pc.compile(lab.p, t + 2 * kSec + 700 * kMsNs)->at(0, 0).primary, 1);
+  EXPECT_EQ(pc.decision(0, 0)->held_primary.kind, Held::kNone);
+}
+
+TEST(Compiler, AbsoluteMarginInMilliseconds) {
+  Lab lab;
+  lab[0].rtt_ms = 100;
+  lab[1].rtt_ms = 93;
+  lab[0].jitter_ms = lab[1].jitter_ms = 0;
+  PolicyConfig cfg;
+  cfg.switch_margin_ms = 5;
+  cfg.switch_hold_ms = 0;
+  auto pc = compiler({voice_class()}, cfg);
+  pc.compile(lab.p, kSec);  // isp2 best at once: nothing to hold back from
+  lab[0].rtt_ms = 90;       // 3 ms better than isp2: under 5 ms
+  auto pol = pc.compile(lab.p, kSettled);
+  EXPECT_EQ(pol->at(0, 0).primary, 1);
+  EXPECT_EQ(pc.held_text(*pc.decision(0, 0), pc.decision(0, 0)->held_primary), "isp1:hub better by 3 ms < 5 ms margin");
+  lab[0].rtt_ms = 87;
+  EXPECT_EQ(pc.compile(lab.p, kSettled + 1)->at(0, 0).primary, 0) << "6 ms better, no hold";
+}
+
+TEST(Compiler, MovesAtOnceWhenTheCurrentPathGoesDownOrBreaksTheSla) {
+  Lab lab;
+  auto pc = compiler({voice_class()});
+  pc.compile(lab.p, kSettled);
+  lab[0].up = false;
+  EXPECT_EQ(pc.compile(lab.p, kSettled + 1)->at(0, 0).primary, 1);
+  EXPECT_EQ(pc.reason(*pc.decision(0, 0), pc.decision(0, 0)->paths[0]), "down");
+  lab[1].loss_pct = 5;
+  EXPECT_EQ(pc.compile(lab.p, kSettled + 2)->at(0, 0).primary, 2);
+}
+
+TEST(Compiler, FailbackWaitsUntilTheRecoveredPathHasBeenStable) {
+  Lab lab;
+  auto pc = compiler({voice_class()});
+  pc.compile(lab.p, kSettled);
+  const uint64_t t = kSettled + kSec;
+  lab[0].up = false;
+  EXPECT_EQ(pc.compile(lab.p, t)->at(0, 0).primary, 1);
+  // Flapping: up for 2 s, down, up again.
+  lab[0].up = true;
+  EXPECT_EQ(pc.compile(lab.p, t + 2 * kSec)->at(0, 0).primary, 1);
+  EXPECT_EQ(pc.compile(lab.p, t + 4 * kSec)->at(0, 0).primary, 1);
+  const ClassDecision* d = pc.decision(0, 0);
+  EXPECT_EQ(d->paths[0].verdict, Verdict::kRecovering);
+  EXPECT_EQ(pc.reason(*d, d->paths[0]), "recovered 2 s ago, waiting 5 s");
+  lab[0].up = false;
+  pc.compile(lab.p, t + 5 * kSec);
+  lab[0].up = true;
+  const uint64_t back = t + 6 * kSec;
+  EXPECT_EQ(pc.compile(lab.p, back)->at(0, 0).primary, 1);
+  EXPECT_EQ(pc.compile(lab.p, back + 4 * kSec)->at(0, 0).primary, 1) << "4 s of 5";
+  // Stable for 5 s: now an ordinary better path, which must keep its margin for the hold.
+  EXPECT_EQ(pc.compile(lab.p, back + 5 * kSec)->at(0, 0).primary, 1);
+  EXPECT_EQ(pc.compile(lab.p, back + 6 * kSec)->at(0, 0).primary, 0);
+}
+
+TEST(Compiler, NeverMovesOntoAPathNoBetterThanTheCurrentOne) {
+  Lab lab;
+  auto pc = compiler({voice_class()});
+  pc.compile(lab.p, kSettled);
+  lab[0].up = false;
+  pc.compile(lab.p, kSettled + kSec);  // on isp2 (30 ms)
+  lab[0].up = true;
+  lab[0].rtt_ms = 35;  // back, but worse than isp2
+  for (uint64_t s = 2; s < 20; ++s) EXPECT_EQ(pc.compile(lab.p, kSettled + s * kSec)->at(0, 0).primary, 1) << s;
+  // Nothing complies: stay on the current least-bad path unless another is less bad by the margin.
+  lab[0].rtt_ms = 200;
+  lab[1].rtt_ms = 190;
+  lab[2].up = false;
+  for (uint64_t s = 20; s < 25; ++s) EXPECT_EQ(pc.compile(lab.p, kSettled + s * kSec)->at(0, 0).primary, 1) << s;
+  lab[1].rtt_ms = 210;  // isp2 now the worse one, by 5 %: under the margin, stay
+  for (uint64_t s = 25; s < 30; ++s) EXPECT_EQ(pc.compile(lab.p, kSettled + s * kSec)->at(0, 0).primary, 1) << s;
+  lab[1].rtt_ms = 260;  // 23 % worse: after the hold, the less bad isp1
+  EXPECT_EQ(pc.compile(lab.p, kSettled + 30 * kSec)->at(0, 0).primary, 1);
+  EXPECT_EQ(pc.compile(lab.p, kSettled + 31 * kSec)->at(0, 0).primary, 0);
+}
+
+TEST(Compiler, BalanceWeightsFollowBandwidthAndQualityAndIgnoreNoise) {
+  Lab lab;
+  lab[0].bandwidth_bps = 300'000'000;
+  lab[1].bandwidth_bps = 100'000'000;
+  lab[0].rtt_ms = lab[1].rtt_ms = 20;
+  auto pc = compiler({bulk_class()});
+  auto pol = pc.compile(lab.p, kSec);
+  const ClassDecision* d = pc.decision(0, 0);
+  EXPECT_EQ(d->paths[0].weight, 1000u);
+  EXPECT_EQ(d->paths[1].weight, 333u);
+  const auto& lut = pol->at(0, 0).lut;
+  const double share = std::count(lut.begin(), lut.end(), 0) / double(lut.size());
+  EXPECT_NEAR(share, 0.75, 0.01);
+  EXPECT_EQ(pc.reason(*d, d->paths[0]), "chosen, weight 1000");
+  // Noise: 2 ms more RTT changes isp2's quality by 2 %: no new table, no new policy.
+  lab[1].rtt_ms = 22;
+  EXPECT_EQ(pc.compile(lab.p, 2 * kSec), pol);
+  // 1 % loss halves isp2's weight: a new table.
+  lab[1].loss_pct = 1;
+  auto pol2 = pc.compile(lab.p, 3 * kSec);
+  EXPECT_NE(pol2, pol);
+  EXPECT_NEAR(pc.decision(0, 0)->paths[1].weight, 163, 2);
+}
+
+TEST(Compiler, BalanceKeepsFlowsOfOtherPathsWhenOneLeaves) {
+  Lab lab;
+  lab[2].metered = false;
+  auto pc = compiler({bulk_class()});
+  const auto before = pc.compile(lab.p, kSec)->at(0, 0).lut;
+  lab[1].up = false;
+  const auto after = pc.compile(lab.p, 2 * kSec)->at(0, 0).lut;
+  ASSERT_EQ(before.size(), after.size());
+  size_t kept = 0, others = 0;
+  for (size_t i = 0; i < before.size(); ++i) {
+    if (before[i] == 1) continue;
+    ++others;
+    kept += before[i] == after[i];
+  }
+  EXPECT_GE(double(kept) / double(others), 0.97);
+  EXPECT_EQ(std::count(after.begin(), after.end(), 1), 0);
+}
+
+TEST(Compiler, SprayReorderHoldFromTheDelayDifferenceCapped) {
+  Lab lab;
+  lab[0].rtt_ms = 10;
+  lab[0].jitter_ms = 0.5;
+  lab[1].rtt_ms = 30;
+  lab[1].jitter_ms = 1;
+  ClassConfig video = cls("video", {MatchRule{.dport = PortRange{5006, 5006}}});
+  video.mode = dp::ClassMode::kSpray;
+  ClassConfig capped = video;
+  capped.name = "capped";
+  capped.reorder_max_ms = 10;
+  auto pc = compiler({video, capped});
+  auto pol = pc.compile(lab.p, kSec);
+  EXPECT_EQ(pol->at(0, 0).reorder_hold_us, 23000u);  // 20 + 2 x 1 + 1 ms
+  EXPECT_EQ(pol->at(1, 0).reorder_hold_us, 10000u);
+  EXPECT_FALSE(pol->at(0, 0).lut.empty());
+  lab[1].up = false;
+  pol = pc.compile(lab.p, 2 * kSec);
+  EXPECT_EQ(pol->at(0, 0).reorder_hold_us, 0u) << "one path: nothing to reorder";
+  EXPECT_TRUE(pol->at(0, 0).lut.empty());
+  EXPECT_EQ(pol->at(0, 0).primary, 0);
+}
+
+TEST(Compiler, EveryPeerHasItsOwnDecision) {
+  std::vector<PathInput> in;
+  for (uint16_t peer = 0; peer < 2; ++peer)
+    for (uint8_t u = 0; u < 2; ++u) {
+      PathInput x;
+      x.id = static_cast<uint16_t>(peer * 2 + u);
+      x.peer = peer;
+      x.uplink = u;
+      x.up = true;
+      x.rtt_ms = peer == 0 ? 10.0 + u * 100 : 110.0 - u * 100;
+      in.push_back(x);
+    }
+  PolicyCompiler pc({voice_class()}, {}, {"a", "b"});
+  auto pol = pc.compile(in, kSec);
+  EXPECT_EQ(pol->at(0, 0).primary, 0);
+  EXPECT_EQ(pol->at(0, 1).primary, 3);
+  EXPECT_EQ(pc.decision(0, 1)->paths.size(), 2u);
+  EXPECT_EQ(pc.path_name(3), "path 3");
+  EXPECT_EQ(pc.class_id("voice"), 0);
+  EXPECT_FALSE(pc.class_id("nope"));
+  EXPECT_EQ(pc.decision(1, 0), nullptr);
 }
 
 }  // namespace
