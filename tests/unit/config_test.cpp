@@ -926,6 +926,30 @@ TEST(Config, LabExamplesLoad) {
   EXPECT_EQ(hub->mgmt.socket, "/run/sdwan/hub.sock");
   EXPECT_EQ(hub->dpdk.file_prefix, "hub");
   EXPECT_EQ(hub->lcores.workers, std::vector<unsigned>{1});
+  // The lab's classes (issue 6): tests and anyone trying the lab rely on them.
+  for (const Config* c : {&*edge, &*hub}) {
+    ASSERT_EQ(c->classes.size(), 4u) << c->name;
+    const auto& k = c->classes;
+    EXPECT_EQ(k[0].name, "voice");
+    EXPECT_EQ(k[0].mode, dp::ClassMode::kBest);
+    ASSERT_EQ(k[0].match.size(), 1u);
+    EXPECT_EQ(k[0].match[0].proto, 17);
+    EXPECT_EQ(k[0].match[0].dport, (PortRange{5004, 5004}));
+    EXPECT_EQ(k[0].sla.latency_ms, 150.0);
+    EXPECT_EQ(k[0].sla.jitter_ms, 30.0);
+    EXPECT_EQ(k[0].sla.loss_pct, 1.0);
+    EXPECT_EQ(k[1].name, "critical");
+    EXPECT_EQ(k[1].mode, dp::ClassMode::kDuplicate);
+    EXPECT_EQ(k[1].match[0].dport, (PortRange{5005, 5005}));
+    EXPECT_EQ(k[2].name, "video");
+    EXPECT_EQ(k[2].mode, dp::ClassMode::kSpray);
+    EXPECT_EQ(k[2].match[0].dport, (PortRange{5006, 5006}));
+    EXPECT_EQ(k[3].name, "bulk");
+    EXPECT_TRUE(k[3].is_default);
+    EXPECT_EQ(k[3].mode, dp::ClassMode::kBalance);
+    EXPECT_FALSE(k[3].sla.latency_ms);
+    EXPECT_EQ(c->uplinks[2].cost, CostTier::kMetered) << c->name;
+  }
   // And the edge reaches each hub uplink address the same way.
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(edge->peers[0].endpoints[i].address, hub->uplinks[i].address.addr);
 }
