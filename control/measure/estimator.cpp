@@ -121,7 +121,7 @@ bool PathEstimator::on_sample(const ProbeSample& s, uint64_t now_ns) noexcept {
     have_rtt_ = true;
     srtt_ = static_cast<double>(rtt);
   } else {
-    srtt_ += (static_cast<double>(rtt) - srtt_) / 8;
+    srtt_ += (static_cast<double>(rtt) - srtt_) * kSrttGain;
     auto step = [](double& j, int64_t d) { j += (static_cast<double>(d < 0 ? -d : d) - j) / 16; };
     step(jitter_rtt_, rtt - last_rtt_);
     step(jitter_fwd_, static_cast<int64_t>(fwd - last_fwd_));

@@ -23,8 +23,8 @@ The tests and what their tolerances rest on:
 
 1. delay 30 ms (dir=up) on isp2: the edge's isp2:hub `rtt_ms` rises by 30 +- 3 ms within 2 s
    of the command and stays there; isp1:hub and isp3:hub stay within +-3 ms. rtt_ms is an
-   EWMA with gain 1/8 (estimator.hpp), so a 30 ms step is within 3 ms (10 %) after
-   ln(0.1)/ln(7/8) = 17.2, i.e. 18 samples: 1.8 s at 100 ms, inside the 2 s.
+   EWMA with gain 1/4 (estimator.hpp), so a 30 ms step is within 3 ms (10 %) after
+   ln(0.1)/ln(3/4) = 8.0, i.e. 9 samples: 0.9 s at 100 ms, well inside the 2 s.
 2. 5 % loss on isp3, up then down: `loss_fwd_pct` (then `loss_rev_pct`) 5 +- 2 over at least
    2,000 probes, the other direction below 1 %. The binomial standard deviation over 2,000
    probes is sqrt(.05 * .95 / 2000) = 0.49 %, so +-2 % is 4 sigma. 2,000 probes at 100 ms

@@ -108,11 +108,11 @@ TEST(MeasureRtt, EwmaFollowsAStepAsSevenEighthsPowers) {
   uint32_t seq = 0;
   for (int i = 0; i < 10; ++i, ++seq) next(e, now, seq, 10 * kMs, seq + 1);
   EXPECT_NEAR(*stats_of(e, now).rtt_ms, 10.0, 1e-9);
-  // After k samples at 30 ms, SRTT = 30 - 20 (7/8)^k: the closed form of srtt += (rtt - srtt) / 8.
+  // After k samples at 30 ms, SRTT = 30 - 20 (3/4)^k: the closed form of srtt += (rtt - srtt) / 4.
   for (int k = 1; k <= 30; ++k) {
     next(e, now, seq, 30 * kMs, seq + 1);
     ++seq;
-    EXPECT_NEAR(*stats_of(e, now).rtt_ms, 30.0 - 20.0 * std::pow(7.0 / 8.0, k), 1e-6) << "k " << k;
+    EXPECT_NEAR(*stats_of(e, now).rtt_ms, 30.0 - 20.0 * std::pow(3.0 / 4.0, k), 1e-6) << "k " << k;
   }
 }
 
