@@ -51,66 +51,26 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw, raw
 from scapy.utils import RawPcapReader, wrpcap
 
-REPO = Path(__file__).resolve().parents[2]
-LAB = REPO / "scripts" / "lab"
-BUILD = os.environ.get("SDWAN_BUILD", str(REPO / "build"))
-ISPS = ("isp1", "isp2", "isp3")
-ROLES = ("lan-a", "edge", *ISPS, "hub", "lan-b")
+from labkit import ISPS, TAG, Tcpdump, lab_cmd, require as _require
+from labkit import sweep_dead_labs
+
 HOST_A, HOST_B = "192.168.10.2", "192.168.20.2"
 ESP_PORT = 4500
 NH_OVERLAY = 253
 OVERLAY_LEN = 16
+PROBE_LEN = 44 + 32  # STAMP packet + our counters (docs/wire-format.md "Probes")
 GCM_ALGO = "AES-GCM with 16 octet ICV [RFC4106]"
 ECHO_PORT = 7777
 PHASE_PINGS = 10
 PHASE_DATAGRAMS = 24
-
-
-def _b36(n: int) -> str:
-    d = "0123456789abcdefghijklmnopqrstuvwxyz"
-    s = ""
-    while True:
-        n, r = divmod(n, 36)
-        s = d[r] + s
-        if not n:
-            return s
-
-
-TAG = _b36(os.getpid())
-# The prefix shape test_lab.py's sweep recognises (L<pid>x<n>-), with numbers it never uses.
+# The prefix shape the sweep recognises (L<pid>x<n>-), with numbers no other module uses.
 _counter = iter(range(500, 600))
-
-
-def _require(tool: str) -> str:
-    path = shutil.which(tool)
-    if not path:
-        pytest.fail(f"{tool} is not installed (scripts/setup installs it; Debian: apt-get install {tool})",
-                    pytrace=False)
-    return path
-
-
-def lab_cmd(prefix: str, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SDWAN_BUILD=BUILD)
-    env.pop("SDWAN_LAB_ESN", None)  # the tests say what they want
-    p = subprocess.run([str(LAB), "--prefix", prefix, *args], capture_output=True, text=True,
-                       timeout=timeout, env=env)
-    if check and p.returncode != 0:
-        raise AssertionError(f"scripts/lab {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def _namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _sweep_dead_labs():
     """Removes labs of earlier runs whose pytest process died before its teardown."""
-    for ns in _namespaces():
-        m = re.match(r"^L([0-9a-z]+)x\d+-(" + "|".join(ROLES) + ")$", ns)
-        if m and int(m.group(1), 36) != os.getpid() and not Path(f"/proc/{int(m.group(1), 36)}").exists():
-            lab_cmd(ns[: -len(m.group(2))], "down", check=False)
+    sweep_dead_labs()
 
 
 # --- the key log ---------------------------------------------------------------------------
@@ -316,8 +276,16 @@ def check_esp(w: Wire, sas: dict, esn: bool) -> Opened:
     else:
         o.overlay, o.inner = payload[:OVERLAY_LEN], payload[OVERLAY_LEN:]
         ver_type, flags, reserved, oseq = o.overlay[0], o.overlay[3], o.overlay[4:8], o.overlay[8:]
-        if ver_type >> 4 != 1 or ver_type & 15 not in (0, 1) or flags or reserved != bytes(4) or oseq == bytes(8):
-            o.error = f"overlay header {o.overlay.hex()} is not version 1, type data/probe, flags 0, seq >= 1"
+        # docs/wire-format.md: data (type 0) has seq >= 1, flags duplicated (0x02) or sprayed
+        # (0x04, reserved = the spray sequence, else 0); a probe (type 1) has flags 0 (test
+        # packet) or 1 (reflected), seq and reserved 0, and a 76-byte STAMP body.
+        data_ok = (ver_type == 0x10 and flags in (0, 0x02, 0x04) and oseq != bytes(8)
+                   and (flags == 0x04 or reserved == bytes(4)))
+        probe_ok = (ver_type == 0x11 and flags in (0, 1) and oseq == bytes(8) and reserved == bytes(4)
+                    and len(o.inner) == PROBE_LEN)
+        if not (data_ok or probe_ok):
+            o.error = (f"overlay header {o.overlay.hex()} (+{len(o.inner)} bytes) is neither data (version 1, "
+                       "type 0, seq >= 1) nor a probe (type 1, flags 0/1, seq 0, 76-byte STAMP body)")
         elif ver_type & 15 == 0 and (len(o.inner) < 20 or o.inner[0] >> 4 != 4
                                      or struct.unpack("!H", o.inner[2:4])[0] != len(o.inner)):
             o.error = f"data packet whose inner part is not exactly one IPv4 packet: {o.inner[:24].hex()}"
@@ -325,50 +293,6 @@ def check_esp(w: Wire, sas: dict, esn: bool) -> Opened:
 
 
 # --- captures and traffic ------------------------------------------------------------------
-
-class Tcpdump:
-    """tcpdump -w on one interface in one namespace; stop() ends it and checks it lost nothing."""
-
-    def __init__(self, ns: str, iface: str, out: Path):
-        self.ns, self.iface, self.out = ns, iface, out
-        self.errf = out.with_suffix(".stderr")
-        with open(self.errf, "wb") as err:
-            # -Z root: Debian's tcpdump otherwise drops to user tcpdump and cannot write here.
-            # --immediate-mode: without it libpcap hands packets over a ring block at a time, and
-            # what is still in the ring when tcpdump is stopped never reaches the file.
-            self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-n", "-i", iface, "-U",
-                                          "--immediate-mode", "-s", "0", "-Z", "root", "-w", str(out)],
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 10
-        while "listening on" not in self.errf.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"tcpdump on {iface} in {ns} did not start: {self.errf.read_text()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGINT)  # ip netns exec execs tcpdump: same pid
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        err = self.errf.read_text(errors="replace")
-        got = re.search(r"(\d+) packets? captured", err)
-        seen = re.search(r"(\d+) packets? received by filter", err)
-        lost = re.search(r"(\d+) packets? dropped by kernel", err)
-        assert got and seen and lost and got.group(1) == seen.group(1) and lost.group(1) == "0", \
-            f"tcpdump on {self.iface} in {self.ns} did not write every packet it saw: {err}"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=10)
-
 
 ECHO_SERVER = r"""
 import socket, sys

@@ -19,51 +19,17 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-LAB = REPO / "scripts" / "lab"
-BUILD = os.environ.get("SDWAN_BUILD", str(REPO / "build"))
+from labkit import TAG, lab_cmd, namespaces, sweep_dead_labs as _sweep
+
 HOST_A, HOST_B = "192.168.10.2", "192.168.20.2"
 GW_A, GW_B = "192.168.10.1", "192.168.20.1"
-ROLES = ("lan-a", "edge", "isp1", "isp2", "isp3", "hub", "lan-b")
-
-
-def b36(n: int) -> str:
-    d = "0123456789abcdefghijklmnopqrstuvwxyz"
-    s = ""
-    while True:
-        n, r = divmod(n, 36)
-        s = d[r] + s
-        if not n:
-            return s
-
-
-TAG = b36(os.getpid())
 _counter = iter(range(1000))
-
-
-def lab_cmd(prefix: str, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SDWAN_BUILD=BUILD)
-    p = subprocess.run([str(LAB), "--prefix", prefix, *args], capture_output=True, text=True, timeout=timeout, env=env)
-    if check and p.returncode != 0:
-        raise AssertionError(f"scripts/lab {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 @pytest.fixture(scope="session", autouse=True)
 def sweep_dead_labs():
     """Removes labs of earlier test runs whose pytest process died without cleaning up."""
-    for ns in namespaces():
-        m = re.match(r"^L([0-9a-z]+)x\d+-(" + "|".join(ROLES) + ")$", ns)
-        if not m:
-            continue
-        pid = int(m.group(1), 36)
-        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
-            lab_cmd(ns[: -len(m.group(2))], "down", check=False)
+    _sweep()
     yield
 
 

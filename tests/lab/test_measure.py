@@ -91,12 +91,9 @@ import yaml
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-REPO = Path(__file__).resolve().parents[2]
-LAB = REPO / "scripts" / "lab"
-BUILD = os.environ.get("SDWAN_BUILD", str(REPO / "build"))
+from labkit import BUILD, ISPS, LAB, REPO, TAG, Tcpdump, lab_cmd, require, sweep_dead_labs
+
 SDWANCTL = Path(os.environ.get("SDWANCTL", Path(BUILD) / "control" / "cli" / "sdwanctl"))
-ISPS = ("isp1", "isp2", "isp3")
-ROLES = ("lan-a", "edge", *ISPS, "hub", "lan-b")
 HOST_A, HOST_B = "192.168.10.2", "192.168.20.2"
 IRTT_PORT = 2112
 
@@ -137,42 +134,8 @@ CLEAR_REFLECTED = re.compile(re.escape(struct.pack("!H", STAMP_ERR_EST) + bytes(
                              + re.escape(struct.pack("!H", STAMP_ERR_EST) + bytes(2)), re.DOTALL)
 
 
-def _b36(n: int) -> str:
-    d = "0123456789abcdefghijklmnopqrstuvwxyz"
-    s = ""
-    while True:
-        n, r = divmod(n, 36)
-        s = d[r] + s
-        if not n:
-            return s
-
-
-TAG = _b36(os.getpid())
-# The prefix shape test_lab.py's sweep recognises (L<pid>x<n>-), with numbers no other module uses.
+# The prefix shape the sweep recognises (L<pid>x<n>-), with numbers no other module uses.
 _counter = iter(range(700, 800))
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if not path:
-        pytest.fail(f"{tool} is not installed (scripts/setup installs it; Debian: apt-get install {tool})",
-                    pytrace=False)
-    return path
-
-
-def lab_cmd(prefix: str, *args: str, script: Path = LAB, timeout: float = 180,
-            check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SDWAN_BUILD=BUILD)
-    p = subprocess.run([str(script), "--prefix", prefix, *args], capture_output=True, text=True,
-                       timeout=timeout, env=env)
-    if check and p.returncode != 0:
-        raise AssertionError(f"scripts/lab {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def _namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -180,10 +143,7 @@ def _sweep_dead_labs():
     """Removes labs of earlier runs whose pytest process died before its teardown."""
     if os.geteuid() != 0:
         pytest.fail("lab tests need root (network namespaces, hugepages)", pytrace=False)
-    for ns in _namespaces():
-        m = re.match(r"^L([0-9a-z]+)x\d+-(" + "|".join(ROLES) + ")$", ns)
-        if m and int(m.group(1), 36) != os.getpid() and not Path(f"/proc/{int(m.group(1), 36)}").exists():
-            lab_cmd(ns[: -len(m.group(2))], "down", check=False)
+    sweep_dead_labs()
 
 
 def wall(rfc3339: str) -> float:
@@ -633,46 +593,6 @@ def wait_until(pred, timeout: float, what: str, every: float = 0.05):
 
 
 # --- 6. nothing in the clear ------------------------------------------------------------------
-
-class Tcpdump:
-    """tcpdump -w on one interface in one namespace; stop() ends it and checks it lost nothing."""
-
-    def __init__(self, ns: str, iface: str, out: Path):
-        self.ns, self.iface, self.out = ns, iface, out
-        self.errf = out.with_suffix(".stderr")
-        with open(self.errf, "wb") as err:
-            # -Z root: Debian's tcpdump otherwise drops to user tcpdump and cannot write here.
-            self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-n", "-i", iface, "-U",
-                                          "--immediate-mode", "-s", "0", "-Z", "root", "-w", str(out)],
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 10
-        while "listening on" not in self.errf.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"tcpdump on {iface} in {ns} did not start: {self.errf.read_text()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGINT)  # ip netns exec execs tcpdump: same pid
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        err = self.errf.read_text(errors="replace")
-        got = re.search(r"(\d+) packets? captured", err)
-        lost = re.search(r"(\d+) packets? dropped by kernel", err)
-        assert got and lost and lost.group(1) == "0", f"tcpdump on {self.iface} in {self.ns} lost packets: {err}"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=10)
-
 
 def read_pcap(path: Path) -> list[tuple[float, bytes]]:
     """(time, frame) of a classic pcap file (what tcpdump -w writes)."""

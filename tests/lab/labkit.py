@@ -1,0 +1,117 @@
+"""What the lab tests share: driving scripts/lab under a private prefix, sweeping labs a dead
+test run left behind, requiring tools, and tcpdump captures that prove they lost nothing.
+
+Prefixes look like L<pid in base 36>x<n>-: the sweep recognises them and removes the labs of
+pytest processes that no longer exist."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LAB = REPO / "scripts" / "lab"
+BUILD = os.environ.get("SDWAN_BUILD", str(REPO / "build"))
+ISPS = ("isp1", "isp2", "isp3")
+ROLES = ("lan-a", "edge", *ISPS, "hub", "lan-b")
+
+
+def b36(n: int) -> str:
+    d = "0123456789abcdefghijklmnopqrstuvwxyz"
+    s = ""
+    while True:
+        n, r = divmod(n, 36)
+        s = d[r] + s
+        if not n:
+            return s
+
+
+TAG = b36(os.getpid())
+
+
+def lab_cmd(prefix: str, *args: str, script: Path = LAB, timeout: float = 180,
+            check: bool = True) -> subprocess.CompletedProcess:
+    """scripts/lab --prefix PREFIX ARGS (or a copy of it at script); SDWAN_LAB_ESN from the
+    caller's environment is dropped: each test says what it wants."""
+    env = dict(os.environ, SDWAN_BUILD=BUILD)
+    env.pop("SDWAN_LAB_ESN", None)
+    p = subprocess.run([str(script), "--prefix", prefix, *args], capture_output=True, text=True,
+                       timeout=timeout, env=env)
+    if check and p.returncode != 0:
+        raise AssertionError(f"scripts/lab {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def sweep_dead_labs() -> None:
+    """Removes labs of earlier test runs whose pytest process died without cleaning up."""
+    for ns in namespaces():
+        m = re.match(r"^L([0-9a-z]+)x\d+-(" + "|".join(ROLES) + ")$", ns)
+        if not m:
+            continue
+        pid = int(m.group(1), 36)
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            lab_cmd(ns[: -len(m.group(2))], "down", check=False)
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool)
+    if not path:
+        pytest.fail(f"{tool} is not installed (scripts/setup installs it; Debian: apt-get install {tool})",
+                    pytrace=False)
+    return path
+
+
+class Tcpdump:
+    """tcpdump -w on one interface in one namespace; stop() ends it and checks it lost nothing."""
+
+    def __init__(self, ns: str, iface: str, out: Path):
+        self.ns, self.iface, self.out = ns, iface, out
+        self.errf = out.with_suffix(".stderr")
+        with open(self.errf, "wb") as err:
+            # -Z root: Debian's tcpdump otherwise drops to user tcpdump and cannot write here.
+            # --immediate-mode: without it libpcap hands packets over a ring block at a time, and
+            # what is still in the ring when tcpdump is stopped never reaches the file.
+            self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-n", "-i", iface, "-U",
+                                          "--immediate-mode", "-s", "0", "-Z", "root", "-w", str(out)],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                         start_new_session=True)
+        deadline = time.monotonic() + 10
+        while "listening on" not in self.errf.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"tcpdump on {iface} in {ns} did not start: {self.errf.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGINT)  # ip netns exec execs tcpdump: same pid
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        err = self.errf.read_text(errors="replace")
+        got = re.search(r"(\d+) packets? captured", err)
+        seen = re.search(r"(\d+) packets? received by filter", err)
+        lost = re.search(r"(\d+) packets? dropped by kernel", err)
+        assert got and seen and lost and got.group(1) == seen.group(1) and lost.group(1) == "0", \
+            f"tcpdump on {self.iface} in {self.ns} did not write every packet it saw: {err}"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
