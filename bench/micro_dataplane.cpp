@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "dataplane/api/policy.hpp"
 #include "dataplane/flow/flow_cache.hpp"
 #include "dataplane/parse/parse.hpp"
 #include "dataplane/proto/proto.hpp"
@@ -160,6 +161,58 @@ void BM_FlowCacheHit(benchmark::State& state) {
 BENCHMARK(BM_FlowCacheHit)->ArgNames({"flows", "mode"})
     ->Args({1, 0})->Args({1, 1})->Args({1, 2})
     ->Args({1000000, 0})->Args({1000000, 1})->Args({1000000, 2});
+
+// Issue 6: what the worker does per packet of a known flow before the overlay, a flow-cache hit
+// and the path choice: the cached path when the decision is of the current snapshot, then the
+// class's per-packet step (spray's next table entry, duplicate's second path), as to_peer does.
+// mode: 0 best, 1 balance, 2 spray, 3 duplicate (dp::ClassMode); 1 or 1,000,000 flows.
+void BM_FlowHitPathChoice(benchmark::State& state) {
+  const auto n = static_cast<uint32_t>(state.range(0));
+  const auto mode = static_cast<ClassMode>(state.range(1));
+  const Flows fl = make_flows(n);
+  auto cache = make_cache(n);
+  Policy pol;
+  pol.n_classes = 1;
+  pol.n_peers = 1;
+  ClassPaths cp;
+  cp.mode = mode;
+  cp.primary = 0;
+  cp.secondary = 1;
+  for (uint16_t i = 0; i < 307; ++i) cp.lut.push_back(i % 4);
+  pol.paths.push_back(cp);
+  constexpr uint32_t kGen = 7;
+  for (const FlowKey& k : fl.keys) {
+    FlowEntry* e = cache->insert(k, FlowCache::hash(k), 1, UINT64_MAX);
+    e->gen = kGen;
+    e->path = static_cast<uint16_t>(k.sport % 4);
+  }
+  uint32_t pos = 0;
+  uint64_t spray_next = 0, sum = 0;
+  uint32_t hashes[kBurst];
+  FlowEntry* found[kBurst];
+  for (auto _ : state) {
+    const FlowKey* keys = &fl.packets[pos];
+    for (uint32_t i = 0; i < kBurst; ++i) hashes[i] = FlowCache::hash(keys[i]);
+    cache->lookup_burst(keys, hashes, kBurst, found);
+    for (uint32_t i = 0; i < kBurst; ++i) {
+      FlowEntry* e = found[i];
+      uint32_t path = e->gen == kGen ? e->path : 0;
+      const ClassPaths& c = pol.at(e->cls, 0);
+      uint32_t second = kNoPathId;
+      if (c.mode == ClassMode::kSpray) path = c.lut[spray_next++ % c.lut.size()];
+      else if (c.mode == ClassMode::kDuplicate && c.duplicating && c.secondary != path) second = c.secondary;
+      e->last_tsc = pos;
+      e->pkts++;
+      sum += path + second;
+    }
+    pos = (pos + kBurst) & (kPackets - 1);
+  }
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kBurst);
+}
+BENCHMARK(BM_FlowHitPathChoice)->ArgNames({"flows", "mode"})
+    ->Args({1, 0})->Args({1, 1})->Args({1, 2})->Args({1, 3})
+    ->Args({1000000, 0})->Args({1000000, 1})->Args({1000000, 2})->Args({1000000, 3});
 
 // A packet of a new flow: lookup misses, insert; the flow is erased again so the table stays
 // at n flows (the erase hits the bucket the insert just brought into cache).
