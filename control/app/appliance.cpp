@@ -3,6 +3,7 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_cycles.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
@@ -23,6 +24,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
+#include <thread>
 
 #include "control/app/log.hpp"
 #include "control/esp/derive.hpp"
@@ -33,6 +35,7 @@
 #include "control/measure/measure.hpp"
 #include "control/mgmt/server.hpp"
 #include "control/neighbor/neighbor.hpp"
+#include "control/policy/compiler.hpp"
 #include "control/publish/topology.hpp"
 #include "dataplane/api/arp.hpp"
 #include "dataplane/api/esp.hpp"
@@ -63,6 +66,12 @@ constexpr unsigned kProbeDrainMax = kProbeRingSize;  // per worker per loop: nev
 constexpr uint64_t kCountersMinNs = 1'000'000, kCountersMaxNs = 20'000'000;
 constexpr size_t kEventCapacity = 1000;
 constexpr uint64_t kNsPerMs = 1'000'000;
+// show flows: records each worker may dump (its buffer is kept for the next request), how
+// long the control thread waits for every worker to finish, and the most flows one answer
+// carries (a full table would be megabytes on the socket; the answer says it was cut).
+constexpr uint32_t kFlowDumpPerWorker = 65536;
+constexpr uint64_t kFlowDumpTimeoutNs = 500 * kNsPerMs;
+constexpr size_t kFlowAnswerMax = 10000;
 
 uint64_t mono_ns() {
   return static_cast<uint64_t>(
@@ -197,6 +206,12 @@ struct Appliance::Impl {
   uint64_t probe_reports = 0;
   uint64_t publish_ns_last = 0, publish_ns_max = 0, metric_ns_last = 0, metric_ns_max = 0;
 
+  // Traffic classes (control/policy, issue 6). Control thread only.
+  std::optional<PolicyCompiler> compiler;
+  std::vector<PathInput> policy_in;                       // one per topology path, refilled per compile
+  std::vector<uint16_t> primary_seen;                     // [cls * n_peers + peer]: the last primary logged
+  std::vector<std::vector<dp::FlowRecord>> flow_bufs;     // by worker: show flows' dump buffers
+
   Status bring_up();
   Status esp_prepare();
   Status esp_start(uint64_t now);
@@ -215,6 +230,7 @@ struct Appliance::Impl {
   void refresh_rev_sa();
   bool measure_tick(uint64_t now_ns);
   void refresh_metrics(uint64_t now_ns);
+  void compile_policy(uint64_t now_ns);
   void publish();
   void send_frame(uint8_t port, const uint8_t* frame, uint32_t len);
   void handle_exceptions(uint64_t now);
@@ -228,6 +244,10 @@ struct Appliance::Impl {
   json show_neighbors();
   json show_sas();
   json show_events();
+  Result<json> show_classes();
+  Result<json> show_flows(const json& req);
+  Result<json> explain(const json& req);
+  Result<uint8_t> find_class(const std::string& name) const;
   void shutdown();
 };
 
@@ -244,6 +264,13 @@ Status Appliance::Impl::bring_up() {
   topo = make_topology(cfg);
   topo.probe_interval_ms = cfg.paths.probe_interval_ms;
   if (Status st = measure_start(mono_ns()); !st) return st;
+  {
+    std::vector<std::string> peer_names, path_names(topo.paths.size());
+    for (const auto& p : cfg.peers) peer_names.push_back(p.name);
+    for (const auto& tp : topo.paths) path_names[tp.id] = tp.name;
+    compiler.emplace(cfg.classes, cfg.policy, std::move(peer_names), std::move(path_names));
+    primary_seen.assign(cfg.classes.size() * cfg.peers.size(), dp::kNoPathId);
+  }
 
   // The socket first: a second daemon on the same socket must fail before it touches EAL.
   auto m = MgmtServer::listen(cfg.mgmt.socket, cfg.mgmt.group, [this](const json& r) { return handle(r); });
@@ -730,13 +757,53 @@ std::string Appliance::Impl::down_reason(const TopoPath& tp) const {
   return why;
 }
 
+// Every path's state and metrics into the compiler; logs each class whose primary path moved.
+void Appliance::Impl::compile_policy(uint64_t now_ns) {
+  policy_in.clear();
+  for (const auto& tp : topo.paths) {
+    PathInput in;
+    in.id = tp.id;
+    in.peer = tp.peer;
+    const auto& u = cfg.uplinks[static_cast<size_t>(topo.ports[tp.port].uplink)];
+    in.uplink = static_cast<uint8_t>(topo.ports[tp.port].uplink);
+    in.metered = u.cost == CostTier::kMetered;
+    in.bandwidth_bps = u.bandwidth_bps;
+    if (auto m = monitor.metrics(tp.id, now_ns)) {
+      in.up = m->state == PathStatus::kUp && path_usable(tp);
+      in.rtt_ms = m->rtt_ms;
+      in.jitter_ms = m->jitter_ms;
+      in.loss_pct = m->loss_fwd_pct;
+    }
+    policy_in.push_back(std::move(in));
+  }
+  compiler->compile(policy_in, now_ns);
+  const uint16_t np = compiler->n_peers();
+  for (uint8_t c = 0; c < cfg.classes.size(); ++c)
+    for (uint16_t p = 0; p < np; ++p) {
+      const ClassDecision* d = compiler->decision(c, p);
+      if (d == nullptr) continue;
+      uint16_t& seen = primary_seen[size_t{c} * np + p];
+      if (d->out.primary == seen) continue;
+      log_info("class {} to {}: primary {} (was {}): {}", cfg.classes[c].name, compiler->peer_name(p),
+               d->out.primary == dp::kNoPathId ? "none" : compiler->path_name(d->out.primary),
+               seen == dp::kNoPathId ? "none" : compiler->path_name(seen), compiler->sla_text(*d));
+      seen = d->out.primary;
+    }
+}
+
+// Every snapshot carries a freshly compiled policy: once per probe interval with fresh metrics,
+// and at once on any change of a path's state or usability (a class leaves a dead path now).
+// compile() returns the previous policy when nothing changed, so snapshots share it.
 void Appliance::Impl::publish() {
   SnapshotSas sas;
   sas.out = out_sas;
   sas.inbound = inbound;
   sas.in = in_list;
   const uint64_t t0 = mono_ns();
-  published->publish(build_snapshot(topo, live, *neighbors, routes, ++generation, sas, measured));
+  compile_policy(t0);
+  auto snap = build_snapshot(topo, live, *neighbors, routes, ++generation, sas, measured);
+  snap->policy = compiler->policy();
+  published->publish(std::move(snap));
   publish_ns_last = mono_ns() - t0;
   publish_ns_max = std::max(publish_ns_max, publish_ns_last);
 }
@@ -857,7 +924,8 @@ int Appliance::run(const std::atomic<bool>& stop) {
 Result<json> Appliance::Impl::handle(const json& req) {
   try {
     const std::string cmd = req.value("cmd", "");
-    if (cmd != "show") return err("unknown command \"" + cmd + "\" (expected: show)");
+    if (cmd == "explain") return explain(req);
+    if (cmd != "show") return err("unknown command \"" + cmd + "\" (expected: show, explain)");
     const std::string what = req.value("what", "");
     if (what == "ports") return show_ports();
     if (what == "uplinks") return show_uplinks();
@@ -867,9 +935,11 @@ Result<json> Appliance::Impl::handle(const json& req) {
     if (what == "neighbors") return show_neighbors();
     if (what == "sas") return show_sas();
     if (what == "events") return show_events();
+    if (what == "classes") return show_classes();
+    if (what == "flows") return show_flows(req);
     if (what == "version") return json{{"name", cfg.name}, {"role", role_name(cfg.role)}, {"version", version()}};
     return err("cannot show \"" + what +
-               "\" (expected: ports, uplinks, peers, paths, events, stats, neighbors, sas, version)");
+               "\" (expected: ports, uplinks, peers, paths, events, classes, flows, stats, neighbors, sas, version)");
   } catch (const std::exception& e) {
     return err(std::string("bad request: ") + e.what());
   }
@@ -1009,6 +1079,144 @@ json Appliance::Impl::show_events() {
                    {"reason", e.reason}});
   }
   return out;
+}
+
+Result<uint8_t> Appliance::Impl::find_class(const std::string& name) const {
+  if (auto id = compiler->class_id(name)) return *id;
+  std::string names;
+  for (const auto& c : cfg.classes) names += (names.empty() ? "" : ", ") + c.name;
+  return err(fmt::format("no class \"{}\" (classes: {})", name, names));
+}
+
+// Per class and peer: what the last compile chose and why. packets / bytes are the class's
+// counters over every worker and peer (the workers count by class only).
+Result<json> Appliance::Impl::show_classes() {
+  json out = json::array();
+  const uint16_t np = compiler->n_peers();
+  for (uint8_t c = 0; c < cfg.classes.size(); ++c) {
+    const ClassConfig& cc = cfg.classes[c];
+    uint64_t pkts = 0, bytes = 0;
+    for (const auto& w : workers) {
+      pkts += w.worker->counters().class_pkts[c].load();
+      bytes += w.worker->counters().class_bytes[c].load();
+    }
+    const json sla = {{"latency_ms", metric(cc.sla.latency_ms)},
+                      {"jitter_ms", metric(cc.sla.jitter_ms)},
+                      {"loss_pct", metric(cc.sla.loss_pct)}};
+    for (uint16_t p = 0; p < np; ++p) {
+      const ClassDecision* d = compiler->decision(c, p);
+      if (d == nullptr) continue;
+      json paths = json::array();
+      json reasons = json::array();
+      for (const PathDecision& pd : d->paths) {
+        if (pd.verdict == Verdict::kChosen) paths.push_back({{"name", compiler->path_name(pd.id)}, {"weight", pd.weight}});
+        reasons.push_back({{"path", compiler->path_name(pd.id)}, {"reason", compiler->reason(*d, pd)}});
+      }
+      std::string why = compiler->held_text(*d, d->held_primary);
+      if (const std::string h2 = compiler->held_text(*d, d->held_secondary); !h2.empty())
+        why += (why.empty() ? "" : "; ") + h2;
+      const auto name = [&](uint16_t id) { return id == dp::kNoPathId ? json(nullptr) : json(compiler->path_name(id)); };
+      const bool dup = cc.mode == dp::ClassMode::kDuplicate;
+      out.push_back({{"class", cc.name},
+                     {"peer", compiler->peer_name(p)},
+                     {"mode", std::string(mode_name(cc.mode))},
+                     {"default", cc.is_default},
+                     {"paths", paths},
+                     {"primary", name(d->out.primary)},
+                     {"secondary", dup ? name(d->out.secondary) : json(nullptr)},
+                     {"duplicating", dup && d->out.duplicating && d->out.secondary != dp::kNoPathId},
+                     {"reorder_hold_us", d->out.reorder_hold_us},
+                     {"sla", sla},
+                     {"sla_met", d->sla_met},
+                     {"fallback", d->fallback},
+                     {"state", compiler->sla_text(*d)},
+                     {"why", why},
+                     {"path_reasons", reasons},
+                     {"packets", pkts},
+                     {"bytes", bytes}});
+    }
+  }
+  return out;
+}
+
+// Asks every worker for its flow table, waits for all of them (polling every ms, at most
+// kFlowDumpTimeoutNs), and answers at most kFlowAnswerMax flows. The buffers stay ours for
+// the next request: a worker that did not answer in time may still be writing to its own.
+Result<json> Appliance::Impl::show_flows(const json& req) {
+  std::optional<uint8_t> only;
+  if (auto it = req.find("class"); it != req.end() && !it->is_null()) {
+    auto c = find_class(it->get<std::string>());
+    if (!c) return c.error();
+    only = *c;
+  }
+  flow_bufs.resize(workers.size());
+  const uint64_t deadline = mono_ns() + kFlowDumpTimeoutNs;
+  const auto wait_done = [&](size_t w, uint32_t* n) {
+    while (!workers[w].worker->flow_dump_done(n)) {
+      if (mono_ns() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+  };
+  for (size_t w = 0; w < workers.size(); ++w) {
+    if (flow_bufs[w].empty()) flow_bufs[w].resize(kFlowDumpPerWorker);
+    uint32_t n = 0;
+    // A dump left running by a request that timed out: let it finish first.
+    while (!workers[w].worker->request_flow_dump(flow_bufs[w].data(), kFlowDumpPerWorker))
+      if (!wait_done(w, &n)) return err(fmt::format("worker {} did not answer the flow dump within {} ms", w,
+                                                    kFlowDumpTimeoutNs / kNsPerMs));
+  }
+  std::vector<uint32_t> counts(workers.size(), 0);
+  for (size_t w = 0; w < workers.size(); ++w)
+    if (!wait_done(w, &counts[w]))
+      return err(fmt::format("worker {} did not answer the flow dump within {} ms", w, kFlowDumpTimeoutNs / kNsPerMs));
+  const uint64_t now_tsc = rte_rdtsc();
+  const double hz = static_cast<double>(rte_get_tsc_hz());
+  const auto secs = [&](uint64_t tsc) {
+    return std::round(static_cast<double>(now_tsc >= tsc ? now_tsc - tsc : 0) / hz * 1000.0) / 1000.0;
+  };
+  const auto proto_name = [](uint8_t p) -> json {
+    switch (p) {
+      case 1: return "icmp";
+      case 6: return "tcp";
+      case 17: return "udp";
+      default: return p;
+    }
+  };
+  json flows = json::array();
+  size_t total = 0;
+  for (size_t w = 0; w < workers.size(); ++w)
+    for (uint32_t i = 0; i < counts[w] && i < flow_bufs[w].size(); ++i) {
+      const dp::FlowRecord& f = flow_bufs[w][i];
+      if (only && f.cls != *only) continue;
+      if (++total > kFlowAnswerMax) continue;
+      const bool known_path = f.path < topo.paths.size();
+      flows.push_back({{"src", Ipv4{f.src}.str()},
+                       {"dst", Ipv4{f.dst}.str()},
+                       {"sport", f.sport},
+                       {"dport", f.dport},
+                       {"proto", proto_name(f.proto)},
+                       {"class", f.cls < cfg.classes.size() ? json(cfg.classes[f.cls].name) : json(f.cls)},
+                       {"path", known_path ? json(topo.paths[f.path].name) : json(nullptr)},
+                       {"uplink", known_path ? json(topo.ports[topo.paths[f.path].port].name) : json(nullptr)},
+                       {"worker", w},
+                       {"packets", f.pkts},
+                       {"bytes", f.bytes},
+                       {"age_s", secs(f.first_tsc)},
+                       {"idle_s", secs(f.last_tsc)}});
+    }
+  if (total > kFlowAnswerMax)
+    flows.push_back({{"truncated", true}, {"shown", kFlowAnswerMax}, {"total", total}});
+  return flows;
+}
+
+// `sdwanctl explain CLASS`: the compiler's lines about the class's last decision.
+Result<json> Appliance::Impl::explain(const json& req) {
+  auto c = find_class(req.value("class", ""));
+  if (!c) return c.error();
+  json lines = json::array();
+  for (const auto& l : compiler->explain(*c)) lines.push_back(l);
+  return lines;
 }
 
 json Appliance::Impl::show_stats() {

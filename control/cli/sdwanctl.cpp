@@ -311,6 +311,64 @@ void show_sas(const json& data) {
   });
 }
 
+// One row per class and peer. PATHS: the chosen paths ("isp1:hub*500" with a weight in
+// balance / spray); STATE: the SLA in words; WHY: what hysteresis held, if anything.
+void show_classes(const json& data) {
+  Table t({"CLASS", "PEER", "MODE", "PATHS", "PRIMARY", "SECONDARY", "SLA_MET", "PKTS", "BYTES", "STATE", "WHY"},
+          {false, false, false, false, false, false, false, true, true, false, false});
+  for (const json& row : expect_list(data, "classes")) {
+    std::string paths;
+    if (const json* ps = field(row, "paths"); ps != nullptr && ps->is_array())
+      for (const json& p : *ps) {
+        if (!paths.empty()) paths += ',';
+        paths += text(field(p, "name"));
+        if (const json* w = field(p, "weight"); w != nullptr && w->is_number() && w->get<double>() != 0)
+          paths += "*" + text(w);
+      }
+    std::string secondary = text(field(row, "secondary"));
+    if (const json* d = field(row, "duplicating"); secondary != kMissing && d != nullptr && d->is_boolean() &&
+                                                     !d->get<bool>())
+      secondary += " (idle)";
+    std::string why = text(field(row, "why"));
+    if (why.empty()) why = std::string(kMissing);
+    t.add({text(field(row, "class")), text(field(row, "peer")), text(field(row, "mode")),
+           paths.empty() ? std::string(kMissing) : paths, text(field(row, "primary")), secondary,
+           text(field(row, "sla_met")), cell(field(row, "packets"), Kind::kCount),
+           cell(field(row, "bytes"), Kind::kBytes), text(field(row, "state")), why});
+  }
+  t.print(stdout);
+}
+
+// One row per flow; a last element {"truncated": true, "shown", "total"} when the daemon cut
+// the answer becomes a note under the table.
+void show_flows(const json& data) {
+  json rows = json::array();
+  const json* cut = nullptr;
+  for (const json& row : expect_list(data, "flows")) {
+    if (const json* tr = field(row, "truncated"); tr != nullptr) {
+      cut = &row;
+      continue;
+    }
+    rows.push_back(row);
+  }
+  print_rows(rows, {
+      {"SRC", "src", Kind::kText},
+      {"SPORT", "sport", Kind::kCount},
+      {"DST", "dst", Kind::kText},
+      {"DPORT", "dport", Kind::kCount},
+      {"PROTO", "proto", Kind::kText},
+      {"CLASS", "class", Kind::kText},
+      {"PATH", "path", Kind::kText},
+      {"UPLINK", "uplink", Kind::kText},
+      {"PKTS", "packets", Kind::kCount},
+      {"BYTES", "bytes", Kind::kBytes},
+      {"AGE", "age_s", Kind::kAge},
+      {"IDLE", "idle_s", Kind::kAge},
+  });
+  if (cut != nullptr)
+    fmt::print("(truncated: {} of {} flows shown)\n", text(field(*cut, "shown")), text(field(*cut, "total")));
+}
+
 std::string uptime_cell(const json* v) {
   if (v == nullptr || !v->is_number()) return text(v);
   const auto s = static_cast<long long>(v->get<double>());
@@ -395,6 +453,8 @@ constexpr Thing kThings[] = {
     {"peers", "remote appliances: endpoints, prefixes, paths up", show_peers},
     {"paths", "(uplink, peer endpoint) paths: state, RTT, jitter, loss, probes, reason, traffic", show_paths},
     {"events", "path state changes (up, down, damped) with their reasons, oldest first", show_events},
+    {"classes", "traffic classes per peer: mode, chosen paths, SLA met, why, traffic", show_classes},
+    {"flows", "the workers' flows: 5-tuple, class, path, uplink, traffic, age (at most 10,000)", show_flows},
     {"neighbors", "ARP entries: address, MAC, state (next hops are permanent)", show_neighbors},
     {"sas", "ESP SAs: path, direction, SPI, epoch, state, traffic, drops (never keys)", show_sas},
     {"stats", "daemon, worker, counter, drop and ESP statistics", show_stats},
@@ -467,12 +527,19 @@ int main(int argc, char** argv) {
   show->fallthrough();
   bool as_json = false;
   const Thing* chosen = nullptr;
+  std::string flow_class;
   for (const Thing& t : kThings) {
     CLI::App* sub = show->add_subcommand(t.name, t.help);
     sub->add_flag("--json", as_json, "print the daemon's data as JSON, exactly as received");
+    if (std::string_view(t.name) == "flows") sub->add_option("--class", flow_class, "only the flows of this class");
     sub->fallthrough();
     sub->callback([&chosen, &t] { chosen = &t; });
   }
+
+  CLI::App* explain_cmd = app.add_subcommand("explain", "why a class uses its paths: one line per peer and path");
+  std::string explain_class;
+  explain_cmd->add_option("CLASS", explain_class, "the class's name")->required();
+  explain_cmd->add_flag("--json", as_json, "print the lines as a JSON array");
 
   CLI::App* watch_cmd = app.add_subcommand("watch", "show a table again every interval, in place on a terminal");
   watch_cmd->require_subcommand(1);
@@ -502,10 +569,34 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  if (explain_cmd->parsed()) {
+    try {
+      const json req = {{"cmd", "explain"}, {"class", explain_class}};
+      auto data = sdwan::cp::mgmt_request(socket, req, timeout_ms);
+      if (!data) {
+        fmt::print(stderr, "sdwanctl: {}\n", one_line(data.error().msg));
+        return 1;
+      }
+      if (as_json)
+        fmt::print("{}\n", data->dump(2, ' ', false, json::error_handler_t::replace));
+      else
+        for (const json& line : expect_list(*data, "explain")) fmt::print("{}\n", text(&line));
+      std::fflush(stdout);
+      if (std::ferror(stdout)) {
+        fmt::print(stderr, "sdwanctl: cannot write to standard output\n");
+        return 1;
+      }
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "sdwanctl: {}\n", one_line(e.what()));
+      return 1;
+    }
+    return 0;
+  }
   if (chosen == nullptr) return 2;
 
   try {
-    const json req = {{"cmd", "show"}, {"what", chosen->name}};
+    json req = {{"cmd", "show"}, {"what", chosen->name}};
+    if (!flow_class.empty()) req["class"] = flow_class;
     auto data = sdwan::cp::mgmt_request(socket, req, timeout_ms);
     if (!data) {
       fmt::print(stderr, "sdwanctl: {}\n", one_line(data.error().msg));

@@ -39,6 +39,10 @@ def appliance_config(name, role, lan_if, lan_addr, up_if, up_addr, next_hop, pee
         "lcores": {"control": 0, "workers": [1]},
         "idle": "adaptive",
         "dpdk": {"hugepages": True, "memory_mb": 256},
+        # issue 6: one class with an SLA; everything else (the pings) goes to the default.
+        "classes": [{"name": "voice", "match": [{"proto": "udp", "dport": 5004}],
+                     "sla": {"latency_ms": 150, "jitter_ms": 30, "loss_pct": 1}, "mode": "best"},
+                    {"name": "bulk", "default": True, "mode": "best"}],
     }
 
 
@@ -126,6 +130,50 @@ def test_lan_a_pings_lan_b_through_the_overlay(site):
         f"{HOST_A} -> {HOST_B}: {sent - received} of {sent} lost\n{out}\n"
         f"edge stats: {site['edge'].ctl('show', 'stats', check=False).stdout}\n"
         f"hub stats: {site['hub'].ctl('show', 'stats', check=False).stdout}")
+
+
+def test_show_classes_lists_the_configured_classes(site):
+    edge = site["edge"]
+
+    def chosen():
+        rows = items(edge.ctl_json("show", "classes"), "classes")
+        return rows if rows and all(r["primary"] == "isp1:hub" for r in rows) else None
+    rows = netns.wait_for(chosen, timeout=15, what="every class of the edge on isp1:hub")
+    assert [r["class"] for r in rows] == ["voice", "bulk"], rows
+    voice = rows[0]
+    assert voice["peer"] == "hub" and voice["mode"] == "best", voice
+    assert voice["sla"] == {"latency_ms": 150, "jitter_ms": 30, "loss_pct": 1}, voice
+    assert voice["sla_met"] is True and voice["state"].startswith("met"), voice
+    assert [p["name"] for p in voice["paths"]] == ["isp1:hub"], voice
+    # The pings were sent to the hub in the default class.
+    assert rows[1]["packets"] >= 20, rows[1]
+    table = edge.ctl("show", "classes").stdout
+    assert "CLASS" in table and "voice" in table and "isp1:hub" in table, table
+
+
+def test_show_flows_lists_the_ping_flow_with_its_class_and_path(site):
+    edge = site["edge"]
+    flows = items(edge.ctl_json("show", "flows"), "flows")
+    pings = [f for f in flows if f.get("proto") == "icmp" and f.get("src") == HOST_A and f.get("dst") == HOST_B]
+    assert pings, flows
+    f = pings[0]
+    assert f["class"] == "bulk" and f["path"] == "isp1:hub" and f["uplink"] == "isp1", f
+    assert f["packets"] >= 1 and f["age_s"] >= f["idle_s"] >= 0, f
+    assert items(edge.ctl_json("show", "flows", "--class", "voice"), "flows") == []
+    bad = edge.ctl("show", "flows", "--class", "nope", check=False)
+    assert bad.returncode == 1 and "voice" in bad.stderr and "bulk" in bad.stderr, bad
+    table = edge.ctl("show", "flows").stdout
+    assert "PROTO" in table and "icmp" in table, table
+
+
+def test_explain_names_the_path(site):
+    edge = site["edge"]
+    out = edge.ctl("explain", "voice").stdout
+    assert out.strip() and "isp1:hub" in out, out
+    lines = edge.ctl_json("explain", "voice")
+    assert isinstance(lines, list) and any("isp1:hub" in line for line in lines), lines
+    bad = edge.ctl("explain", "nope", check=False)
+    assert bad.returncode == 1 and "voice" in bad.stderr, bad
 
 
 @pytest.mark.parametrize("appliance", ["edge", "hub"])

@@ -63,5 +63,26 @@ check "watch paths, negative count" 2 "" $?
 "$sdwanctl" --socket "$sock" watch sas >"$tmp/out" 2>"$tmp/err"
 check "watch something other than paths" 2 "" $?
 
+"$sdwanctl" --socket "$sock" show classes --json >"$tmp/out" 2>"$tmp/err"
+check "show classes, missing socket" 1 \
+  "sdwanctl: cannot connect to sdwand at $sock: No such file or directory (is sdwand running?)" $?
+
+"$sdwanctl" --socket "$sock" show flows --class voice >"$tmp/out" 2>"$tmp/err"
+check "show flows --class, missing socket" 1 \
+  "sdwanctl: cannot connect to sdwand at $sock: No such file or directory (is sdwand running?)" $?
+
+"$sdwanctl" --socket "$sock" show flows --class >"$tmp/out" 2>"$tmp/err"
+check "show flows, --class without a name" 2 "" $?
+
+"$sdwanctl" --socket "$sock" explain voice --json >"$tmp/out" 2>"$tmp/err"
+check "explain, missing socket" 1 \
+  "sdwanctl: cannot connect to sdwand at $sock: No such file or directory (is sdwand running?)" $?
+
+"$sdwanctl" --socket "$sock" explain >"$tmp/out" 2>"$tmp/err"
+check "explain without a class" 2 "" $?
+
+"$sdwanctl" --socket "$sock" explain voice video >"$tmp/out" 2>"$tmp/err"
+check "explain, two classes" 2 "" $?
+
 [[ $fail -eq 0 ]] && echo "ok"
 exit $fail
