@@ -389,16 +389,23 @@ def drive_lab(run: Run) -> None:
                                  str(ECHO_PORT)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True, start_new_session=True)
         assert echo.stdout.readline().strip() == "ready", "the UDP echo server in lan-b did not start"
+        def carrier(isp: str, state: str) -> None:
+            for side in ("e", "h"):
+                subprocess.run(["ip", "-n", prefix + isp, "link", "set", f"{isp}-{side}", state],
+                               check=True, capture_output=True)
+
+        # One ISP at a time carries everything: the others lose carrier on the appliances'
+        # ports (the default class balances flows over isp1 and isp2, so without this a flow
+        # could take either).
+        for i in ISPS[1:]:
+            carrier(i, "down")
         for phase, isp in enumerate(ISPS):
             if phase:
-                # Carrier loss on the appliances' ports: what makes today's path state go down.
-                prev = ISPS[phase - 1]
-                for side in ("e", "h"):
-                    subprocess.run(["ip", "-n", prefix + prev, "link", "set", f"{prev}-{side}", "down"],
-                                   check=True, capture_output=True)
-            _wait_paths(prefix, {**{i: "down" for i in ISPS[:phase]}, isp: "up"})
+                carrier(isp, "up")
+                carrier(ISPS[phase - 1], "down")
+            _wait_paths(prefix, {**{i: "down" for i in ISPS if i != isp}, isp: "up"})
             phase_caps = []
-            for i in ISPS[phase:]:
+            for i in (isp,):  # the others have no carrier: nothing crosses them
                 for side in ("e", "h"):
                     pcap = run.workdir / f"phase{phase + 1}-{i}-{side}.pcap"
                     phase_caps.append(Tcpdump(prefix + i, f"{i}-{side}", pcap))
