@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "control/app/log.hpp"
+#include "control/app/service.hpp"
 #include "control/esp/derive.hpp"
 #include "control/esp/epoch_store.hpp"
 #include "control/esp/keylog.hpp"
@@ -212,6 +213,10 @@ struct Appliance::Impl {
   std::vector<uint16_t> primary_seen;                     // [cls * n_peers + peer]: the last primary logged
   std::vector<std::vector<dp::FlowRecord>> flow_bufs;     // by worker: show flows' dump buffers
 
+  ServiceNotifier service;                                // systemd: readiness, watchdog, status
+  std::string service_status_last;
+  std::string service_status() const;
+
   Status bring_up();
   Status esp_prepare();
   Status esp_start(uint64_t now);
@@ -284,6 +289,7 @@ Status Appliance::Impl::bring_up() {
   for (size_t i = 0; i < topo.ports.size(); ++i) {
     auto spec = drv::PortSpec::parse(topo.ports[i].spec);
     if (!spec) return err(topo.ports[i].name + ": " + spec.error().msg);
+    if (Status st = drv::preflight(*spec); !st) return err("port " + topo.ports[i].name + " (" + spec->str() + "): " + st.error().msg);
     numa.push_back(drv::numa_node(*spec));
     reqs.push_back({topo.ports[i].name, *spec, 1, 1, topo.ports[i].mtu, static_cast<uint16_t>(i)});
   }
@@ -870,6 +876,8 @@ int Appliance::run(const std::atomic<bool>& stop) {
   uint64_t next_tick = 0, next_link = 0, next_counters = 0, next_metrics = 0;
   const uint64_t interval_ns = uint64_t{a.topo.probe_interval_ms} * kNsPerMs;
   const uint64_t counters_ns = std::clamp(interval_ns / 5, kCountersMinNs, kCountersMaxNs);
+  a.service_status_last = a.service_status();
+  a.service.ready(a.service_status_last);
   while (!stop.load(std::memory_order_relaxed)) {
     a.mgmt->poll(1);
     const uint64_t now_ns = mono_ns();
@@ -914,11 +922,27 @@ int Appliance::run(const std::atomic<bool>& stop) {
       a.refresh_metrics(now_ns);
       changed = true;
     }
-    if (changed) a.publish();
+    if (changed) {
+      a.publish();
+      if (std::string st = a.service_status(); st != a.service_status_last) {
+        a.service.status(st);
+        a.service_status_last = std::move(st);
+      }
+    }
     a.published->reclaim();
+    a.service.tick(now);
   }
+  a.service.stopping();
   log_info("stopping");
   return 0;
+}
+
+// systemctl status' line: how many paths carry traffic.
+std::string Appliance::Impl::service_status() const {
+  size_t up = 0;
+  for (const auto& tp : topo.paths)
+    if (tp.id < usable.size() && usable[tp.id] && monitor.state(tp.id) == PathStatus::kUp) ++up;
+  return fmt::format("{} {}: {}/{} path(s) up", role_name(cfg.role), cfg.name, up, topo.paths.size());
 }
 
 Result<json> Appliance::Impl::handle(const json& req) {

@@ -59,6 +59,12 @@ uint32_t rx_data_room(const PortRequest& req);
 /// (virtual devices, veths).
 int numa_node(const PortSpec& spec);
 
+/// Before EAL init: whether the device behind spec exists, so a typo fails with one clear line
+/// instead of EAL's probe errors. af_packet/af_xdp: the kernel interface exists in this network
+/// namespace; PCI: the device exists and is bound to a userspace driver (vfio-pci, uio_pci_generic,
+/// igb_uio) or to a driver DPDK drives beside the kernel (mlx5). Others need nothing. Any thread.
+Status preflight(const PortSpec& spec);
+
 /// A started port.
 struct OpenedPort {
   std::string name;

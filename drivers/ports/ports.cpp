@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -229,6 +230,31 @@ int numa_node(const PortSpec& spec) {
   }
   const auto v = read_sysfs_long(path);
   return v && *v >= 0 ? static_cast<int>(*v) : -1;
+}
+
+Status preflight(const PortSpec& spec) {
+  switch (spec.kind) {
+    case PortKind::kAfPacket:
+    case PortKind::kAfXdp:
+      if (if_nametoindex(spec.arg.c_str()) == 0)
+        return err("interface " + spec.arg + " does not exist in this network namespace (ip link show " + spec.arg + ")");
+      return Ok{};
+    case PortKind::kPci: {
+      const std::string dev = "/sys/bus/pci/devices/" + spec.arg;
+      std::error_code ec;
+      if (!std::filesystem::exists(dev, ec))
+        return err("PCI device " + spec.arg + " does not exist (lspci -D lists the addresses)");
+      const auto drv_link = std::filesystem::read_symlink(dev + "/driver", ec);
+      const std::string drv = ec ? std::string() : drv_link.filename().string();
+      static constexpr std::string_view kOk[] = {"vfio-pci", "uio_pci_generic", "igb_uio", "mlx5_core", "mlx4_core"};
+      if (std::find(std::begin(kOk), std::end(kOk), drv) == std::end(kOk))
+        return err("PCI device " + spec.arg + " is bound to " + (drv.empty() ? std::string("no driver") : drv) +
+                   ", not to a DPDK-capable one: dpdk-devbind.py --bind=vfio-pci " + spec.arg);
+      return Ok{};
+    }
+    default:
+      return Ok{};
+  }
 }
 
 Result<OpenedPort> open_port(const PortRequest& req, rte_mempool* pool) {
