@@ -109,6 +109,7 @@ std::unique_ptr<dp::Snapshot> build_snapshot(const Topology& t, const std::vecto
       p.jitter_us = m.jitter_us;
       p.loss_fwd_ppm = m.loss_fwd_ppm;
       p.loss_rev_ppm = m.loss_rev_ppm;
+      p.drill_drop_ppm = m.drill_drop_ppm;
     }
     p.src_mac = s->ports[tp.port].mac;
     p.dst_mac = next_mac.value_or(MacAddr{});

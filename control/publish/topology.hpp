@@ -79,6 +79,7 @@ struct PathMeasured {
   uint32_t jitter_us = dp::PathInfo::kNoMetric;
   uint32_t loss_fwd_ppm = dp::PathInfo::kNoMetric;
   uint32_t loss_rev_ppm = dp::PathInfo::kNoMetric;
+  uint32_t drill_drop_ppm = 0;  ///< a running failover drill's drop share (PathInfo::drill_drop_ppm)
 };
 
 /// Builds a snapshot from the topology and live state. A path is usable when its link is up,

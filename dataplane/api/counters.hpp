@@ -152,6 +152,12 @@ struct alignas(64) WorkerCounters {
   Counter reorder_no_buffer; // sprayed packets delivered unordered: no reorder buffer left
   std::array<Counter, kMaxClasses> class_pkts;   // LAN packets sent to a peer, by class
   std::array<Counter, kMaxClasses> class_bytes;  // their inner bytes
+  // Failover drills (PathInfo::drill_drop_ppm): what the injected failure dropped.
+  Counter drill_tx_dropped;     // packets (data, copies, probes, reflections) not sent on a drilled path
+  Counter drill_rx_dropped;     // packets received on a drilled path and dropped after decryption
+  std::array<Counter, kMaxClasses> drill_lost;     // LAN packets to a peer lost: dropped with no copy
+                                                   // of them sent on an undrilled path
+  std::array<Counter, kMaxClasses> drill_rx_class; // data packets from a peer dropped on receive
 
   void drop(Drop d, uint64_t n = 1) noexcept { drops[static_cast<size_t>(d)].add(n); }
 };

@@ -51,6 +51,9 @@ struct PathInfo {
   uint32_t jitter_us = kNoMetric;    // RTT variation (control/measure's definition)
   uint32_t loss_fwd_ppm = kNoMetric; // loss towards the peer, parts per million
   uint32_t loss_rev_ppm = kNoMetric; // loss from the peer
+  /// A failover drill (sdwanctl drill) drops this share of everything the path sends and
+  /// receives, probes included, in parts per million: 1,000,000 is a blackout. 0 normally.
+  uint32_t drill_drop_ppm = 0;
   /// The path's outbound SA (Snapshot::out_sas keeps it alive); null: nothing may be sent on
   /// the path, as nothing ever goes out unencrypted.
   OutboundSa* sa = nullptr;

@@ -42,6 +42,7 @@ constexpr uint32_t kIdleSpinRounds = 16;
 constexpr uint32_t kIdleMaxSleepUs = 200;
 constexpr uint32_t kEncSlots = 8;   // paths with packets waiting for encryption at once
 constexpr uint16_t kEncBurst = 32;  // packets one encrypt burst takes
+constexpr uint32_t kDrillAll = 1000000;  // PathInfo::drill_drop_ppm of a blackout
 constexpr uint32_t kProbeScan = 64; // paths whose probe timer one poll looks at
 constexpr uint32_t kDedupStreams = 16;   // sender workers told apart per peer (stream & 15)
 constexpr uint32_t kDedupWindows = 256;  // (peer, stream) windows a worker keeps
@@ -103,6 +104,7 @@ struct Worker::Impl {
     if (e) engine = std::move(*e);
     dedup.reserve(kDedupWindows);
     for (uint32_t i = 0; i < kDedupWindows; ++i) dedup.emplace_back(kDedupWindowSize, false);
+    drill_rng = 0x9E3779B97F4A7C15ull ^ (uint64_t{c.index} + 1) * 0xBF58476D1CE4E5B9ull;
   }
 
   struct TxBuf {
@@ -148,6 +150,16 @@ struct Worker::Impl {
   std::vector<ReplayWindow> dedup;
   uint32_t n_dedup = 0;
   uint64_t spray_next = 0;  // spray: the next lookup-table entry (per worker)
+  uint64_t drill_rng = 0;   // xorshift64 state for drills' random drops (seeded per worker)
+  // True when a drill on p drops this packet (p.drill_drop_ppm of them, at random).
+  bool drill_hit(const PathInfo& p) noexcept {
+    if (p.drill_drop_ppm == 0) [[likely]] return false;
+    if (p.drill_drop_ppm >= kDrillAll) return true;
+    drill_rng ^= drill_rng << 13;
+    drill_rng ^= drill_rng >> 7;
+    drill_rng ^= drill_rng << 17;
+    return ((drill_rng >> 32) * kDrillAll >> 32) < p.drill_drop_ppm;
+  }
   std::vector<uint32_t> spray_seq;  // by peer: the last spray sequence number sent
   // Spray's receiver side: per (peer, stream), packets that arrived ahead of the next
   // expected spray sequence number wait here (sorted), at most their class's hold time.
@@ -556,18 +568,32 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
   ctr.encapsulated.add();
   ctr.class_pkts[cls % kMaxClasses].add();
   ctr.class_bytes[cls % kMaxClasses].add(hv.ip_len);
+  bool copy_sent = false;
   if (second >= 0) {
     // The copy carries the same overlay sequence number: the receiver keeps whichever comes first.
     rte_mbuf* c = cfg.pool != nullptr ? rte_pktmbuf_copy(m, cfg.pool, 0, UINT32_MAX) : nullptr;
     if (c != nullptr) {
       ctr.dup_sent.add();
       ctr.dup_bytes.add(hv.ip_len);
-      path_ctr[second].tx_pkts.add();
-      path_ctr[second].tx_bytes.add(hv.ip_len);
-      to_esp(s, s.paths[static_cast<size_t>(second)], c);
+      const PathInfo& p2 = s.paths[static_cast<size_t>(second)];
+      if (drill_hit(p2)) [[unlikely]] {
+        ctr.drill_tx_dropped.add();
+        rte_pktmbuf_free(c);
+      } else {
+        path_ctr[second].tx_pkts.add();
+        path_ctr[second].tx_bytes.add(hv.ip_len);
+        to_esp(s, p2, c);
+        copy_sent = true;
+      }
     } else {
       ctr.dup_no_mbuf.add();
     }
+  }
+  if (drill_hit(p)) [[unlikely]] {
+    ctr.drill_tx_dropped.add();
+    if (!copy_sent) ctr.drill_lost[cls % kMaxClasses].add();
+    rte_pktmbuf_free(m);
+    return;
   }
   path_ctr[p.id].tx_pkts.add();
   path_ctr[p.id].tx_bytes.add(hv.ip_len);
@@ -712,6 +738,15 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
   for (uint16_t i = 0; i < kept; ++i) {
     rte_mbuf* m = pkts[i];
     OverlayHdr ov;
+    if (tags[i] < s.paths.size() && drill_hit(s.paths[tags[i]])) [[unlikely]] {
+      ctr.drill_rx_dropped.add();
+      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+      if (nh[i] == kEspNextOverlay && rte_pktmbuf_data_len(m) >= sizeof(OverlayHdr) &&
+          (d[0] & 0x0f) == static_cast<uint8_t>(OverlayType::kData))
+        ctr.drill_rx_class[d[1] % kMaxClasses].add();
+      rte_pktmbuf_free(m);
+      continue;
+    }
     if (nh[i] == kEspNextOverlay && tags[i] < s.paths.size() && rte_pktmbuf_data_len(m) != 0 &&
         *rte_pktmbuf_mtod(m, const uint8_t*) == (kOverlayVersion << 4 | static_cast<uint8_t>(OverlayType::kProbe))) {
       on_probe(s, m, tags[i], sas[i], now);
@@ -875,6 +910,11 @@ void Worker::Impl::send_probes(const Snapshot& s, uint64_t now) noexcept {
     t.err_est = rte_cpu_to_be_16(kStampErrEst);
     std::memcpy(d + sizeof(OverlayHdr), &t, sizeof t);
     path_ctr[id].probes_sent.add();
+    if (drill_hit(p)) [[unlikely]] {
+      ctr.drill_tx_dropped.add();
+      rte_pktmbuf_free(m);
+      continue;
+    }
     to_esp(s, p, m);
   }
 }
@@ -915,6 +955,11 @@ void Worker::Impl::on_probe(const Snapshot& s, rte_mbuf* m, uint16_t path, const
     // Padding past the probe, if the sender added any, does not travel back.
     rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_data_len(m) - sizeof(OverlayHdr) - kProbeLen));
     path_ctr[path].probes_reflected.add();
+    if (drill_hit(p)) [[unlikely]] {
+      ctr.drill_tx_dropped.add();
+      rte_pktmbuf_free(m);
+      return;
+    }
     to_esp(s, p, m);
     return;
   }

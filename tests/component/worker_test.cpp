@@ -167,8 +167,9 @@ struct Node {
     for (rte_ring* r : owned) rte_ring_free(r);
   }
   std::shared_ptr<const dp::Policy> policy;
+  std::vector<cp::PathMeasured> measured;  // by path id; empty: every path up, no metrics
   void publish() {
-    auto s = cp::build_snapshot(topo, live, *nm, routes, ++gen, sas);
+    auto s = cp::build_snapshot(topo, live, *nm, routes, ++gen, sas, measured);
     s->policy = policy;
     pub.publish(std::move(s));
   }
@@ -1035,6 +1036,63 @@ TEST(WorkerClasses, DuplicateSendsTwoCopiesAndTheReceiverDeliversOne) {
   EXPECT_EQ(rte_ring_count(p.wire.e2h2), 0u) << "not duplicating: no copy";
   p.hub.worker->poll_once();
   EXPECT_EQ(p.count(p.hub.lan_out), 1u);
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
+// Failover drills (issue 7): the worker drops what a drilled path sends and receives, and
+// counts a LAN packet lost only when no copy of it went out on an undrilled path.
+TEST(WorkerDrills, ABlackedOutPathSendsAndReceivesNothingAndCountsLossPerClass) {
+  Pair2 p;
+  dp::ClassPaths dup;
+  dup.mode = dp::ClassMode::kDuplicate;
+  dup.primary = 0;
+  dup.secondary = 1;
+  p.set_policy({best(0), dup}, {udp_dport(5005, 1)});
+  p.edge.measured.assign(2, cp::PathMeasured{});
+  p.edge.measured[0].drill_drop_ppm = 1000000;  // isp1 blacked out
+  p.edge.publish();
+  for (int i = 0; i < 5; ++i) inject(p.edge.lan_in, from_a(udp(7000, 80, "bulk")));
+  for (int i = 0; i < 4; ++i) inject(p.edge.lan_in, from_a(udp(7001, 5005, "critical")));
+  p.edge.worker->poll_once();
+  const auto& c = p.edge.worker->counters();
+  EXPECT_EQ(rte_ring_count(p.wire.e2h1), 0u) << "nothing leaves the blacked-out uplink";
+  EXPECT_EQ(p.count(p.wire.e2h2), 4u) << "the critical copies on isp2 still go";
+  EXPECT_EQ(c.drill_tx_dropped.load(), 9u);
+  EXPECT_EQ(c.drill_lost[0].load(), 5u) << "bulk had no copy: lost";
+  EXPECT_EQ(c.drill_lost[1].load(), 0u) << "critical's copies made it: nothing lost";
+  // Receive side: the hub's packets on isp1 are dropped after decryption, counted by class.
+  inject(p.hub.lan_in, eth_ipv4(p.hub.lan_mac(), kHostB, ip("192.168.20.2"), ip("192.168.10.2"), udp(80, 7000, "reply")));
+  p.hub.worker->poll_once();
+  ASSERT_EQ(rte_ring_count(p.wire.h2e1), 1u);
+  p.edge.worker->poll_once();
+  EXPECT_EQ(p.count(p.edge.lan_out), 0u);
+  EXPECT_EQ(c.drill_rx_dropped.load(), 1u);
+  EXPECT_EQ(c.drill_rx_class[0].load(), 1u);
+  // The drill ends: traffic flows again.
+  p.edge.measured[0].drill_drop_ppm = 0;
+  p.edge.publish();
+  inject(p.edge.lan_in, from_a(udp(7000, 80, "bulk")));
+  p.edge.worker->poll_once();
+  EXPECT_EQ(p.count(p.wire.e2h1), 1u);
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
+TEST(WorkerDrills, PartialLossDropsAboutItsShare) {
+  Pair2 p;
+  p.set_policy({best(0)}, {});
+  p.edge.measured.assign(2, cp::PathMeasured{});
+  p.edge.measured[0].drill_drop_ppm = 200000;  // 20 %
+  p.edge.publish();
+  constexpr int kN = 5000;
+  size_t sent = 0;
+  for (int i = 0; i < kN; i += 20) {
+    for (int j = 0; j < 20; ++j) inject(p.edge.lan_in, from_a(udp(7000, 80, "x")));
+    p.edge.worker->poll_once();
+    sent += p.count(p.wire.e2h1);
+  }
+  const double lost = 1.0 - static_cast<double>(sent) / kN;
+  EXPECT_NEAR(lost, 0.20, 0.03) << sent << " of " << kN << " sent";
+  EXPECT_EQ(p.edge.worker->counters().drill_lost[0].load(), static_cast<uint64_t>(kN) - sent);
   EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
 }
 
