@@ -14,6 +14,9 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <tuple>
+#include <set>
+#include <filesystem>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -28,6 +31,7 @@
 
 #include "control/app/log.hpp"
 #include "control/app/service.hpp"
+#include "control/drill/drill.hpp"
 #include "control/esp/derive.hpp"
 #include "control/esp/epoch_store.hpp"
 #include "control/esp/keylog.hpp"
@@ -214,6 +218,26 @@ struct Appliance::Impl {
   std::vector<std::vector<dp::FlowRecord>> flow_bufs;     // by worker: show flows' dump buffers
 
   ServiceNotifier service;                                // systemd: readiness, watchdog, status
+
+  // Failover drills (control/drill, issue 7). Control thread only.
+  std::optional<DrillManager> drills;
+  std::string drill_log;                                  // JSON lines of finished reports
+  using FlowTuple = std::tuple<uint32_t, uint32_t, uint16_t, uint16_t, uint8_t>;
+  std::set<FlowTuple> drill_flows;                        // flows on the drilled paths at its start
+  std::vector<uint8_t> obs_up, obs_sla;                   // the drill's observation buffers
+  std::vector<dp::ClassPaths> obs_paths;
+  std::vector<uint64_t> obs_pkts, obs_lost, obs_rx;
+  void drill_setup();
+  DrillObservation drill_observe(uint64_t now_ns);
+  void drill_tick(uint64_t now_ns);
+  void drill_finish_flows();
+  void drill_record();
+  Result<json> drill(const json& req);
+  struct WorkerFlow {
+    dp::FlowRecord f;
+    uint16_t worker = 0;
+  };
+  Result<std::vector<WorkerFlow>> collect_flows();
   std::string service_status_last;
   std::string service_status() const;
 
@@ -252,6 +276,7 @@ struct Appliance::Impl {
   Result<json> show_classes();
   Result<json> show_flows(const json& req);
   Result<json> explain(const json& req);
+  json show_drills();
   Result<uint8_t> find_class(const std::string& name) const;
   void shutdown();
 };
@@ -276,6 +301,7 @@ Status Appliance::Impl::bring_up() {
     compiler.emplace(cfg.classes, cfg.policy, std::move(peer_names), std::move(path_names));
     primary_seen.assign(cfg.classes.size() * cfg.peers.size(), dp::kNoPathId);
   }
+  drill_setup();
 
   // The socket first: a second daemon on the same socket must fail before it touches EAL.
   auto m = MgmtServer::listen(cfg.mgmt.socket, cfg.mgmt.group, [this](const json& r) { return handle(r); });
@@ -807,6 +833,7 @@ void Appliance::Impl::publish() {
   sas.in = in_list;
   const uint64_t t0 = mono_ns();
   compile_policy(t0);
+  for (const auto& tp : topo.paths) measured[tp.id].drill_drop_ppm = drills->drop_ppm(tp.id);
   auto snap = build_snapshot(topo, live, *neighbors, routes, ++generation, sas, measured);
   snap->policy = compiler->policy();
   published->publish(std::move(snap));
@@ -914,6 +941,10 @@ int Appliance::run(const std::atomic<bool>& stop) {
       next_counters = now_ns + counters_ns;
       a.feed_counters(now_ns);
       if (a.measure_tick(now_ns)) changed = true;
+      if (a.drills->running()) {
+        a.drill_tick(now_ns);
+        if (!a.drills->running()) changed = true;  // ended: the next snapshot drops nothing
+      }
     }
     // Metrics at least once per probe interval (the snapshot is never older than that), and
     // every change of usability or state at once.
@@ -949,7 +980,8 @@ Result<json> Appliance::Impl::handle(const json& req) {
   try {
     const std::string cmd = req.value("cmd", "");
     if (cmd == "explain") return explain(req);
-    if (cmd != "show") return err("unknown command \"" + cmd + "\" (expected: show, explain)");
+    if (cmd == "drill") return drill(req);
+    if (cmd != "show") return err("unknown command \"" + cmd + "\" (expected: show, explain, drill)");
     const std::string what = req.value("what", "");
     if (what == "ports") return show_ports();
     if (what == "uplinks") return show_uplinks();
@@ -961,9 +993,10 @@ Result<json> Appliance::Impl::handle(const json& req) {
     if (what == "events") return show_events();
     if (what == "classes") return show_classes();
     if (what == "flows") return show_flows(req);
+    if (what == "drills") return show_drills();
     if (what == "version") return json{{"name", cfg.name}, {"role", role_name(cfg.role)}, {"version", version()}};
     return err("cannot show \"" + what +
-               "\" (expected: ports, uplinks, peers, paths, events, classes, flows, stats, neighbors, sas, version)");
+               "\" (expected: ports, uplinks, peers, paths, events, classes, flows, drills, stats, neighbors, sas, version)");
   } catch (const std::exception& e) {
     return err(std::string("bad request: ") + e.what());
   }
@@ -1166,13 +1199,8 @@ Result<json> Appliance::Impl::show_classes() {
 // Asks every worker for its flow table, waits for all of them (polling every ms, at most
 // kFlowDumpTimeoutNs), and answers at most kFlowAnswerMax flows. The buffers stay ours for
 // the next request: a worker that did not answer in time may still be writing to its own.
-Result<json> Appliance::Impl::show_flows(const json& req) {
-  std::optional<uint8_t> only;
-  if (auto it = req.find("class"); it != req.end() && !it->is_null()) {
-    auto c = find_class(it->get<std::string>());
-    if (!c) return c.error();
-    only = *c;
-  }
+// Every worker's flow cache, walked by the workers themselves (a few ms per 100,000 flows).
+Result<std::vector<Appliance::Impl::WorkerFlow>> Appliance::Impl::collect_flows() {
   flow_bufs.resize(workers.size());
   const uint64_t deadline = mono_ns() + kFlowDumpTimeoutNs;
   const auto wait_done = [&](size_t w, uint32_t* n) {
@@ -1194,6 +1222,22 @@ Result<json> Appliance::Impl::show_flows(const json& req) {
   for (size_t w = 0; w < workers.size(); ++w)
     if (!wait_done(w, &counts[w]))
       return err(fmt::format("worker {} did not answer the flow dump within {} ms", w, kFlowDumpTimeoutNs / kNsPerMs));
+  std::vector<WorkerFlow> out;
+  for (size_t w = 0; w < workers.size(); ++w)
+    for (uint32_t i = 0; i < counts[w] && i < flow_bufs[w].size(); ++i)
+      out.push_back({flow_bufs[w][i], static_cast<uint16_t>(w)});
+  return out;
+}
+
+Result<json> Appliance::Impl::show_flows(const json& req) {
+  std::optional<uint8_t> only;
+  if (auto it = req.find("class"); it != req.end() && !it->is_null()) {
+    auto c = find_class(it->get<std::string>());
+    if (!c) return c.error();
+    only = *c;
+  }
+  auto recs = collect_flows();
+  if (!recs) return recs.error();
   const uint64_t now_tsc = rte_rdtsc();
   const double hz = static_cast<double>(rte_get_tsc_hz());
   const auto secs = [&](uint64_t tsc) {
@@ -1209,9 +1253,8 @@ Result<json> Appliance::Impl::show_flows(const json& req) {
   };
   json flows = json::array();
   size_t total = 0;
-  for (size_t w = 0; w < workers.size(); ++w)
-    for (uint32_t i = 0; i < counts[w] && i < flow_bufs[w].size(); ++i) {
-      const dp::FlowRecord& f = flow_bufs[w][i];
+  for (const WorkerFlow& wf : *recs) {
+      const dp::FlowRecord& f = wf.f;
       if (only && f.cls != *only) continue;
       if (++total > kFlowAnswerMax) continue;
       const bool known_path = f.path < topo.paths.size();
@@ -1223,7 +1266,7 @@ Result<json> Appliance::Impl::show_flows(const json& req) {
                        {"class", f.cls < cfg.classes.size() ? json(cfg.classes[f.cls].name) : json(f.cls)},
                        {"path", known_path ? json(topo.paths[f.path].name) : json(nullptr)},
                        {"uplink", known_path ? json(topo.ports[topo.paths[f.path].port].name) : json(nullptr)},
-                       {"worker", w},
+                       {"worker", wf.worker},
                        {"packets", f.pkts},
                        {"bytes", f.bytes},
                        {"age_s", secs(f.first_tsc)},
@@ -1241,6 +1284,159 @@ Result<json> Appliance::Impl::explain(const json& req) {
   json lines = json::array();
   for (const auto& l : compiler->explain(*c)) lines.push_back(l);
   return lines;
+}
+
+static uint64_t wall_ms() {
+  using namespace std::chrono;
+  return static_cast<uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+
+void Appliance::Impl::drill_setup() {
+  std::vector<DrillPath> dps;
+  for (const auto& tp : topo.paths)
+    dps.push_back({tp.id, tp.name, topo.ports[tp.port].name, cfg.peers[tp.peer].name});
+  std::vector<DrillClass> dcs;
+  for (const auto& c : cfg.classes) dcs.push_back({c.name, c.sla.loss_pct, c.sla.any()});
+  drills.emplace(std::move(dps), std::move(dcs));
+  // Reports outlive the process: one JSON line each beside the epoch store (the state dir).
+  const std::filesystem::path es(cfg.esp.epoch_store);
+  drill_log = (es.parent_path() / (cfg.name + ".drills.jsonl")).string();
+  std::ifstream in(drill_log);
+  std::vector<json> old;
+  std::string line;
+  size_t bad = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    json j = json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      ++bad;
+      continue;
+    }
+    old.push_back(std::move(j));
+  }
+  if (bad != 0) log_warn("{}: {} unreadable line(s) skipped", drill_log, bad);
+  drills->restore(std::move(old));
+}
+
+DrillObservation Appliance::Impl::drill_observe(uint64_t now_ns) {
+  const size_t nc = cfg.classes.size();
+  const uint16_t np = compiler->n_peers();
+  obs_up.assign(topo.paths.size(), 0);
+  for (const auto& tp : topo.paths)
+    obs_up[tp.id] = usable.size() > tp.id && usable[tp.id] && monitor.state(tp.id) == PathStatus::kUp;
+  obs_paths.assign(nc * np, dp::ClassPaths{});
+  obs_sla.assign(nc * np, 1);
+  for (size_t c = 0; c < nc; ++c)
+    for (uint16_t p = 0; p < np; ++p)
+      if (const ClassDecision* d = compiler->decision(static_cast<uint8_t>(c), p)) {
+        obs_paths[c * np + p] = d->out;
+        obs_sla[c * np + p] = d->sla_met;
+      }
+  obs_pkts.assign(nc, 0);
+  obs_lost.assign(nc, 0);
+  obs_rx.assign(nc, 0);
+  for (const auto& w : workers) {
+    const dp::WorkerCounters& wc = w.worker->counters();
+    for (size_t c = 0; c < nc && c < dp::kMaxClasses; ++c) {
+      obs_pkts[c] += wc.class_pkts[c].load();
+      obs_lost[c] += wc.drill_lost[c].load();
+      obs_rx[c] += wc.drill_rx_class[c].load();
+    }
+  }
+  DrillObservation o;
+  o.now_ns = now_ns;
+  o.path_up = obs_up;
+  o.class_paths = obs_paths;
+  o.class_sla_met = obs_sla;
+  o.n_peers = np;
+  o.class_pkts = obs_pkts;
+  o.class_lost = obs_lost;
+  o.class_rx_dropped = obs_rx;
+  return o;
+}
+
+void Appliance::Impl::drill_finish_flows() {
+  auto recs = collect_flows();
+  if (!recs) {
+    log_warn("drill: flows moved unknown: {}", recs.error().msg);
+    return;
+  }
+  const auto& hit = drills->drilled();
+  uint64_t moved = 0;
+  for (const auto& wf : *recs) {
+    if (!drill_flows.contains({wf.f.src, wf.f.dst, wf.f.sport, wf.f.dport, wf.f.proto})) continue;
+    if (std::find(hit.begin(), hit.end(), wf.f.path) == hit.end()) ++moved;
+  }
+  drills->set_flows(drill_flows.size(), moved);
+  drill_flows.clear();
+}
+
+void Appliance::Impl::drill_record() {
+  const json* r = drills->last();
+  if (r == nullptr) return;
+  log_info("drill {} {}: {} {} {}: detection {} ms, {} of {} packets lost", r->at("id").get<uint64_t>(),
+           r->at("state").get<std::string>(), r->at("target").get<std::string>(), r->at("name").get<std::string>(),
+           r->at("action").get<std::string>(), r->at("detection_ms").dump(), r->at("lost").get<uint64_t>(),
+           r->at("sent").get<uint64_t>());
+  std::ofstream out(drill_log, std::ios::app);
+  out << r->dump() << "\n";
+  out.flush();
+  if (!out) log_warn("drill report not stored: cannot append to {}", drill_log);
+}
+
+void Appliance::Impl::drill_tick(uint64_t now_ns) {
+  if (drills->due(now_ns)) drill_finish_flows();
+  if (drills->tick(drill_observe(now_ns), wall_ms())) drill_record();
+}
+
+Result<json> Appliance::Impl::drill(const json& req) {
+  const std::string action = req.value("action", "start");
+  const uint64_t now_ns = mono_ns();
+  if (action == "status") {
+    const uint64_t id = req.value("id", uint64_t{0});
+    if (drills->running() && (id == 0 || id == drills->running_id())) {
+      drills->tick(drill_observe(now_ns), wall_ms());  // fresh figures; never ends it here
+      if (drills->running()) return drills->current(now_ns);
+    }
+    for (auto it = drills->history().rbegin(); it != drills->history().rend(); ++it)
+      if (id == 0 || it->value("id", uint64_t{0}) == id) return *it;
+    return err(id == 0 ? std::string("no drill has run yet") : fmt::format("no drill {}", id));
+  }
+  if (action == "abort") {
+    if (!drills->running()) return err("no drill is running");
+    drill_finish_flows();
+    drills->tick(drill_observe(now_ns), wall_ms());
+    drills->abort(now_ns, wall_ms());
+    drill_record();
+    publish();
+    return *drills->last();
+  }
+  if (action != "start") return err("unknown drill action \"" + action + "\" (expected: start, abort, status)");
+  auto dr = DrillRequest::from_json(req);
+  if (!dr) return dr.error();
+  // The flows on the target before it fails, to count those that moved at the end.
+  auto recs = collect_flows();
+  auto id = drills->start(*dr, drill_observe(now_ns), wall_ms());
+  if (!id) return id.error();
+  drill_flows.clear();
+  if (recs) {
+    const auto& hit = drills->drilled();
+    for (const auto& wf : *recs)
+      if (std::find(hit.begin(), hit.end(), wf.f.path) != hit.end())
+        drill_flows.insert({wf.f.src, wf.f.dst, wf.f.sport, wf.f.dport, wf.f.proto});
+  }
+  publish();  // the failure starts with this snapshot
+  log_warn("drill {} started: {} {} {} for {} ms{}", *id, dr->target == DrillRequest::Target::kUplink ? "uplink" : "peer",
+           dr->name, dr->drop_ppm >= 1000000 ? std::string("blackout") : fmt::format("loss {} %", dr->drop_ppm / 1e4),
+           dr->duration_ms, dr->force ? " (forced)" : "");
+  return drills->current(mono_ns());
+}
+
+json Appliance::Impl::show_drills() {
+  json out = json::array();
+  for (const auto& r : drills->history()) out.push_back(r);
+  if (drills->running()) out.push_back(drills->current(mono_ns()));
+  return out;
 }
 
 json Appliance::Impl::show_stats() {
@@ -1392,6 +1588,10 @@ json Appliance::Impl::show_sas() {
 }
 
 void Appliance::Impl::shutdown() {
+  if (drills && drills->running() && workers_launched) {
+    drills->abort(mono_ns(), wall_ms());
+    drill_record();
+  }
   // Socket first, so clients see the daemon go away before anything else does.
   mgmt.reset();
   if (workers_launched) {

@@ -11,6 +11,7 @@
 #include <ctime>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -441,6 +442,46 @@ std::string one_line(std::string s) {
   return s;
 }
 
+// A drill report (docs/drills.md): a summary, then one row per class.
+void print_drill(const json& r) {
+  const auto num = [&](const char* k) { return cell(field(r, k), Kind::kText); };
+  const std::string action = r.value("action", "") == "loss" ? fmt::format("loss {} %", num("loss_pct")) : "blackout";
+  fmt::print("drill {}: {} {} {} for {} ms ({}) - {}\n", num("id"), num("target"), num("name"), action, num("duration_ms"),
+             cell(field(r, "paths"), Kind::kList), num("state"));
+  fmt::print("started {}{}{}\n", num("started"), r.contains("ended") ? ", ended " : "",
+             r.contains("ended") ? num("ended") : std::string());
+  fmt::print("detection: {} ms   flows moved: {} of {}   lost: {} of {} packets sent to peers\n\n", num("detection_ms"),
+             num("flows_moved"), num("flows_on_target"), num("lost"), num("sent"));
+  print_rows(expect_list(r.value("classes", json::array()), "classes"), {
+      {"CLASS", "class", Kind::kText},
+      {"AFFECTED", "affected", Kind::kText},
+      {"REROUTED_MS", "rerouted_ms", Kind::kText},
+      {"SENT", "sent", Kind::kCount},
+      {"LOST", "lost", Kind::kCount},
+      {"LOST%", "lost_pct", Kind::kText},
+      {"RX_DROPPED", "rx_dropped", Kind::kCount},
+      {"SLA_HELD", "sla_held", Kind::kText},
+      {"WHY", "why", Kind::kText},
+  });
+}
+
+void show_drills(const json& data) {
+  print_rows(expect_list(data, "drills"), {
+      {"ID", "id", Kind::kText},
+      {"STATE", "state", Kind::kText},
+      {"TARGET", "target", Kind::kText},
+      {"NAME", "name", Kind::kText},
+      {"ACTION", "action", Kind::kText},
+      {"LOSS%", "loss_pct", Kind::kText},
+      {"DURATION_MS", "duration_ms", Kind::kText},
+      {"STARTED", "started", Kind::kText},
+      {"DETECTION_MS", "detection_ms", Kind::kText},
+      {"SENT", "sent", Kind::kCount},
+      {"LOST", "lost", Kind::kCount},
+      {"FLOWS_MOVED", "flows_moved", Kind::kText},
+  });
+}
+
 struct Thing {
   const char* name;
   const char* help;
@@ -455,6 +496,7 @@ constexpr Thing kThings[] = {
     {"events", "path state changes (up, down, damped) with their reasons, oldest first", show_events},
     {"classes", "traffic classes per peer: mode, chosen paths, SLA met, why, traffic", show_classes},
     {"flows", "the workers' flows: 5-tuple, class, path, uplink, traffic, age (at most 10,000)", show_flows},
+    {"drills", "failover drill reports, oldest first (sdwanctl drill), the running one last", show_drills},
     {"neighbors", "ARP entries: address, MAC, state (next hops are permanent)", show_neighbors},
     {"sas", "ESP SAs: path, direction, SPI, epoch, state, traffic, drops (never keys)", show_sas},
     {"stats", "daemon, worker, counter, drop and ESP statistics", show_stats},
@@ -507,6 +549,89 @@ int watch(const std::string& socket, int timeout_ms, const Thing& thing, double 
   return 0;
 }
 
+// "30s", "500ms", "2m", "1h"; a bare number is seconds.
+std::optional<uint64_t> duration_ms(std::string_view s) {
+  double v = 0;
+  size_t used = 0;
+  try {
+    v = std::stod(std::string(s), &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  const std::string_view unit = s.substr(used);
+  double mult = 0;
+  if (unit.empty() || unit == "s") mult = 1000;
+  else if (unit == "ms") mult = 1;
+  else if (unit == "m" || unit == "min") mult = 60000;
+  else if (unit == "h") mult = 3600000;
+  if (mult == 0 || !(v > 0) || !std::isfinite(v)) return std::nullopt;
+  return static_cast<uint64_t>(std::llround(v * mult));
+}
+
+// "20%" or "20".
+std::optional<double> percent(std::string_view s) {
+  if (s.ends_with('%')) s.remove_suffix(1);
+  double v = 0;
+  size_t used = 0;
+  try {
+    v = std::stod(std::string(s), &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (used != s.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+// Starts a drill and follows it to its end (Ctrl-C aborts it), then prints the report.
+int run_drill(const std::string& socket, int timeout_ms, json req, bool as_json, bool detach) {
+  auto started = sdwan::cp::mgmt_request(socket, req, timeout_ms);
+  if (!started) {
+    fmt::print(stderr, "sdwanctl: {}\n", one_line(started.error().msg));
+    return 1;
+  }
+  const uint64_t id = started->value("id", uint64_t{0});
+  if (detach) {
+    if (as_json) fmt::print("{}\n", started->dump(2));
+    else fmt::print("drill {} started; sdwanctl show drills follows it, sdwanctl drill abort stops it\n", id);
+    return 0;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  const bool tty = isatty(STDERR_FILENO) == 1;
+  json last = *started;
+  while (last.value("state", "") == "running") {
+    const timespec ts{0, 200'000'000};
+    nanosleep(&ts, nullptr);
+    if (g_interrupted.load()) {
+      auto ab = sdwan::cp::mgmt_request(socket, {{"cmd", "drill"}, {"action", "abort"}}, timeout_ms);
+      if (!ab) {
+        fmt::print(stderr, "sdwanctl: abort failed: {}\n", one_line(ab.error().msg));
+        return 1;
+      }
+      last = *ab;
+      break;
+    }
+    auto st = sdwan::cp::mgmt_request(socket, {{"cmd", "drill"}, {"action", "status"}, {"id", id}}, timeout_ms);
+    if (!st) {
+      fmt::print(stderr, "sdwanctl: {}\n", one_line(st.error().msg));
+      return 1;
+    }
+    last = *st;
+    if (tty && last.value("state", "") == "running")
+      fmt::print(stderr, "\rdrill {}: {:.1f} of {:.1f} s, detection {} ms, lost {}   ", id,
+                 last.value("elapsed_ms", 0.0) / 1000.0, last.value("duration_ms", 0.0) / 1000.0,
+                 cell(field(last, "detection_ms"), Kind::kText), cell(field(last, "lost"), Kind::kCount));
+  }
+  if (tty) fmt::print(stderr, "\n");
+  if (as_json) fmt::print("{}\n", last.dump(2, ' ', false, json::error_handler_t::replace));
+  else print_drill(last);
+  std::fflush(stdout);
+  return std::ferror(stdout) ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -541,6 +666,26 @@ int main(int argc, char** argv) {
   explain_cmd->add_option("CLASS", explain_class, "the class's name")->required();
   explain_cmd->add_flag("--json", as_json, "print the lines as a JSON array");
 
+  CLI::App* drill_cmd = app.add_subcommand("drill", "inject a failure inside the dataplane for a while and report what happened");
+  drill_cmd->require_subcommand(1);
+  std::string drill_name, blackout_str, loss_str, duration_str = "30s";
+  bool drill_force = false, drill_detach = false;
+  std::string drill_target;
+  for (const char* target : {"uplink", "peer"}) {
+    CLI::App* sub = drill_cmd->add_subcommand(target, std::string("fail every path of one ") + target);
+    sub->add_option("NAME", drill_name, std::string("the ") + target + "'s name")->required();
+    sub->add_option("--blackout", blackout_str, "drop everything for DURATION (30s, 500ms, 2m; default 30s)")
+        ->expected(0, 1);
+    sub->add_option("--loss", loss_str, "drop this share of packets at random (20%)");
+    sub->add_option("--duration", duration_str, "how long --loss lasts")->capture_default_str();
+    sub->add_flag("--force", drill_force, "also black out the last usable path to a peer");
+    sub->add_flag("--detach", drill_detach, "start it and return; sdwanctl show drills follows it");
+    sub->add_flag("--json", as_json, "print the report as JSON");
+    sub->callback([&drill_target, target] { drill_target = target; });
+  }
+  CLI::App* drill_abort = drill_cmd->add_subcommand("abort", "stop the running drill now; its report says aborted");
+  drill_abort->add_flag("--json", as_json, "print the report as JSON");
+
   CLI::App* watch_cmd = app.add_subcommand("watch", "show a table again every interval, in place on a terminal");
   watch_cmd->require_subcommand(1);
   watch_cmd->fallthrough();
@@ -564,6 +709,52 @@ int main(int argc, char** argv) {
   if (watched != nullptr) {
     try {
       return watch(socket, timeout_ms, *watched, interval_s, count);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "sdwanctl: {}\n", one_line(e.what()));
+      return 1;
+    }
+  }
+  if (drill_cmd->parsed()) {
+    try {
+      if (drill_abort->parsed()) {
+        auto r = sdwan::cp::mgmt_request(socket, {{"cmd", "drill"}, {"action", "abort"}}, timeout_ms);
+        if (!r) {
+          fmt::print(stderr, "sdwanctl: {}\n", one_line(r.error().msg));
+          return 1;
+        }
+        if (as_json) fmt::print("{}\n", r->dump(2));
+        else print_drill(*r);
+        return 0;
+      }
+      CLI::App* sub = drill_cmd->get_subcommand(drill_target);
+      const bool blackout = sub->count("--blackout") > 0, loss = sub->count("--loss") > 0;
+      if (blackout == loss) {
+        fmt::print(stderr, "sdwanctl: drill {}: give --blackout [DURATION] or --loss PCT\n", drill_target);
+        return 2;
+      }
+      json req = {{"cmd", "drill"}, {"action", "start"}, {"target", drill_target}, {"name", drill_name}, {"force", drill_force}};
+      if (blackout) {
+        const auto ms = duration_ms(blackout_str.empty() ? "30s" : blackout_str);
+        if (!ms) {
+          fmt::print(stderr, "sdwanctl: --blackout: \"{}\" is not a duration (30s, 500ms, 2m)\n", blackout_str);
+          return 2;
+        }
+        req["blackout_ms"] = *ms;
+      } else {
+        const auto pct = percent(loss_str);
+        const auto ms = duration_ms(duration_str);
+        if (!pct) {
+          fmt::print(stderr, "sdwanctl: --loss: \"{}\" is not a percentage (20%)\n", loss_str);
+          return 2;
+        }
+        if (!ms) {
+          fmt::print(stderr, "sdwanctl: --duration: \"{}\" is not a duration (30s, 500ms, 2m)\n", duration_str);
+          return 2;
+        }
+        req["loss_pct"] = *pct;
+        req["duration_ms"] = *ms;
+      }
+      return run_drill(socket, timeout_ms, std::move(req), as_json, drill_detach);
     } catch (const std::exception& e) {
       fmt::print(stderr, "sdwanctl: {}\n", one_line(e.what()));
       return 1;

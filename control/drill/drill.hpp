@@ -76,6 +76,10 @@ class DrillManager {
   /// The drop share the snapshot gives path id (0: no drill on it).
   uint32_t drop_ppm(uint16_t path) const noexcept;
   bool running() const noexcept { return cur_.has_value(); }
+  /// The running drill's time is up: the next tick ends it.
+  bool due(uint64_t now_ns) const noexcept { return cur_ && now_ns >= cur_->end_ns; }
+  /// The running drill's id (0 when none runs).
+  uint64_t running_id() const noexcept { return cur_ ? cur_->id : 0; }
   /// Paths the running drill drops on (empty when none runs).
   const std::vector<uint16_t>& drilled() const noexcept;
 

@@ -1,0 +1,206 @@
+"""Failover drills in the lab (issue 7): `sdwanctl drill` injects the failure inside the edge's
+dataplane, and what it reports is checked against what a receiver on lan-b counted.
+
+A sequence-numbered UDP stream (1,000 packets/s, voice's port 5004, class voice: mode best)
+runs from lan-a to lan-b across the drill; the receiver counts the distinct sequence numbers
+that arrived. Everything it missed was dropped by the drill (the emulators are clear), so the
+report's lost figure for voice must match sent - received within 1 %.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from labkit import TAG, lab_cmd, sweep_dead_labs as _sweep
+
+HOST_B = "192.168.20.2"
+_counter = iter(range(300, 400))
+
+SENDER = r"""
+import socket, sys, time
+dst, port, pps, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+n = int(pps * secs)
+t0 = time.perf_counter()
+for i in range(n):
+    due = t0 + i / pps
+    while True:
+        d = due - time.perf_counter()
+        if d <= 0:
+            break
+        time.sleep(d if d > 0.002 else 0)
+    s.sendto(i.to_bytes(8, "big") + b"x" * 92, (dst, port))
+print(n, flush=True)
+"""
+
+RECEIVER = r"""
+import socket, sys
+port, quiet = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+s.bind(("0.0.0.0", port))
+print("ready", flush=True)
+seen = set()
+s.settimeout(30)
+while True:
+    try:
+        data = s.recv(2048)
+    except socket.timeout:
+        break
+    seen.add(int.from_bytes(data[:8], "big"))
+    s.settimeout(quiet)
+print(len(seen), flush=True)
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sweep_dead_labs():
+    _sweep()
+    yield
+
+
+class Lab:
+    def __init__(self, prefix):
+        self.prefix = prefix
+
+    def ns(self, role):
+        return self.prefix + role
+
+    def ctl(self, *args, check=True, timeout=120):
+        return lab_cmd(self.prefix, "ctl", "edge", *args, check=check, timeout=timeout)
+
+    def ctl_json(self, *args):
+        return json.loads(self.ctl(*args, "--json").stdout)
+
+    def popen(self, role, *cmd):
+        return subprocess.Popen(["ip", "netns", "exec", self.ns(role), *cmd], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def kill(p):
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    p.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    prefix = f"L{TAG}x{next(_counter)}-"
+    try:
+        lab_cmd(prefix, "up")
+        lab = Lab(prefix)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if all(p["state"] == "up" for p in lab.ctl_json("show", "paths")):
+                break
+            time.sleep(0.2)
+        yield lab
+    finally:
+        lab_cmd(prefix, "down", check=False)
+
+
+def stream(lab, port, secs, pps=1000):
+    """Starts receiver and sender; returns a function that waits and gives (sent, received).
+    A few pings first, so that no ARP resolution on the way (the hub's for lan-b's host) costs
+    the stream its first packets."""
+    subprocess.run(["ip", "netns", "exec", lab.ns("lan-a"), "ping", "-n", "-q", "-c", "3", "-i", "0.2", HOST_B],
+                   capture_output=True, timeout=30)
+    rx = lab.popen("lan-b", "/usr/bin/python3", "-c", RECEIVER, str(port), "1.5")
+    assert rx.stdout.readline().strip() == "ready", rx.stderr.read()
+    tx = lab.popen("lan-a", "/usr/bin/python3", "-c", SENDER, HOST_B, str(port), str(pps), str(secs))
+
+    def result():
+        try:
+            out, err = tx.communicate(timeout=secs + 30)
+            assert tx.returncode == 0, err
+            sent = int(out.strip())
+            out, err = rx.communicate(timeout=40)
+            return sent, int(out.strip())
+        finally:
+            kill(tx)
+            kill(rx)
+    return result
+
+
+def voice_path(lab):
+    rows = [r for r in lab.ctl_json("show", "classes") if r.get("class") == "voice"]
+    assert rows and rows[0].get("primary"), rows
+    return rows[0]["primary"]
+
+
+def test_blackout_drill_reports_the_loss_a_receiver_on_lan_b_counted(lab):
+    path = voice_path(lab)
+    uplink = path.split(":")[0]
+    done = stream(lab, 5004, secs=8)
+    time.sleep(2)
+    p = lab.ctl("drill", "uplink", uplink, "--blackout", "3s", "--json")
+    rep = json.loads(p.stdout)
+    sent, received = done()
+    lost_rx = sent - received
+    voice = next(c for c in rep["classes"] if c["class"] == "voice")
+    print(f"drill on {uplink}: detection {rep['detection_ms']} ms, voice rerouted after "
+          f"{voice['rerouted_ms']} ms, lost {voice['lost']} (receiver: {lost_rx} of {sent})")
+    assert rep["state"] == "completed" and rep["action"] == "blackout" and rep["name"] == uplink
+    assert rep["paths"] == [path]
+    assert rep["detection_ms"] is not None and 150 <= rep["detection_ms"] <= 600, rep
+    assert voice["affected"] and voice["rerouted_ms"] is not None and voice["rerouted_ms"] <= 700, voice
+    assert lost_rx > 50, f"the blackout cost the stream only {lost_rx} packets: was it on {path}?"
+    assert abs(voice["lost"] - lost_rx) <= max(2, 0.01 * lost_rx), (voice, lost_rx)
+    assert rep["flows_on_target"] >= 1 and rep["flows_moved"] >= 1, rep
+    # The failure is gone: the path comes back and the drill is in the history.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if any(x["name"] == path and x["state"] == "up" for x in lab.ctl_json("show", "paths")):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"{path} did not come back after the drill")
+    hist = lab.ctl_json("show", "drills")
+    assert hist[-1]["id"] == rep["id"] and hist[-1]["state"] == "completed"
+    table = lab.ctl("show", "drills").stdout
+    assert "DETECTION_MS" in table and uplink in table
+
+
+def test_loss_drill_drops_about_its_share(lab):
+    path = voice_path(lab)
+    uplink = path.split(":")[0]
+    # 5 % loss breaks voice's 1 % SLA: it moves; the report counts what was lost before.
+    done = stream(lab, 5004, secs=6)
+    time.sleep(1)
+    rep = json.loads(lab.ctl("drill", "uplink", uplink, "--loss", "5%", "--duration", "3s", "--json").stdout)
+    sent, received = done()
+    voice = next(c for c in rep["classes"] if c["class"] == "voice")
+    assert rep["action"] == "loss" and rep["loss_pct"] == 5
+    assert abs(voice["lost"] - (sent - received)) <= max(2, 0.01 * (sent - received)), (voice, sent, received)
+    assert voice["lost"] > 0
+
+
+def test_blacking_out_the_last_path_is_refused_unless_forced_and_a_drill_can_be_aborted(lab):
+    p = lab.ctl("drill", "peer", "hub", "--blackout", "5s", check=False)
+    assert p.returncode != 0
+    assert "leaves no usable path to peer hub" in p.stderr and "--force" in p.stderr, p.stderr
+    p = lab.ctl("drill", "uplink", "isp9", "--blackout", check=False)
+    assert p.returncode != 0 and 'no uplink named "isp9"' in p.stderr, p.stderr
+    start = json.loads(lab.ctl("drill", "peer", "hub", "--blackout", "60s", "--force", "--detach", "--json").stdout)
+    assert start["state"] == "running" and len(start["paths"]) == 3
+    second = lab.ctl("drill", "uplink", "isp2", "--blackout", "1s", check=False)
+    assert second.returncode != 0 and "is running" in second.stderr
+    time.sleep(1)
+    rep = json.loads(lab.ctl("drill", "abort", "--json").stdout)
+    assert rep["state"] == "aborted" and rep["id"] == start["id"] and rep["elapsed_ms"] < 30000
+    assert rep["detection_ms"] is not None, "every path to the hub went down"
+    assert lab.ctl("drill", "abort", check=False).returncode != 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if all(x["state"] == "up" for x in lab.ctl_json("show", "paths")):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("paths did not come back after the aborted drill")
