@@ -32,6 +32,7 @@
 #include "control/app/log.hpp"
 #include "control/app/service.hpp"
 #include "control/drill/drill.hpp"
+#include "control/config/reload.hpp"
 #include "control/esp/derive.hpp"
 #include "control/esp/epoch_store.hpp"
 #include "control/esp/keylog.hpp"
@@ -233,6 +234,8 @@ struct Appliance::Impl {
   void drill_finish_flows();
   void drill_record();
   Result<json> drill(const json& req);
+  Result<json> reload(const char* how);
+  std::vector<DrillClass> drill_classes() const;
   struct WorkerFlow {
     dp::FlowRecord f;
     uint16_t worker = 0;
@@ -898,15 +901,17 @@ void Appliance::Impl::tick(uint64_t now) {
   }
 }
 
-int Appliance::run(const std::atomic<bool>& stop) {
+int Appliance::run(const std::atomic<bool>& stop, std::atomic<bool>* reload) {
   Impl& a = *impl_;
   uint64_t next_tick = 0, next_link = 0, next_counters = 0, next_metrics = 0;
-  const uint64_t interval_ns = uint64_t{a.topo.probe_interval_ms} * kNsPerMs;
-  const uint64_t counters_ns = std::clamp(interval_ns / 5, kCountersMinNs, kCountersMaxNs);
   a.service_status_last = a.service_status();
   a.service.ready(a.service_status_last);
   while (!stop.load(std::memory_order_relaxed)) {
     a.mgmt->poll(1);
+    if (reload != nullptr && reload->exchange(false)) (void)a.reload("SIGHUP");
+    // A reload may change the probe interval.
+    const uint64_t interval_ns = uint64_t{a.topo.probe_interval_ms} * kNsPerMs;
+    const uint64_t counters_ns = std::clamp(interval_ns / 5, kCountersMinNs, kCountersMaxNs);
     const uint64_t now_ns = mono_ns();
     const uint64_t now = now_ns / kNsPerMs;
     a.handle_exceptions(now);
@@ -981,7 +986,8 @@ Result<json> Appliance::Impl::handle(const json& req) {
     const std::string cmd = req.value("cmd", "");
     if (cmd == "explain") return explain(req);
     if (cmd == "drill") return drill(req);
-    if (cmd != "show") return err("unknown command \"" + cmd + "\" (expected: show, explain, drill)");
+    if (cmd == "reload") return reload("sdwanctl reload");
+    if (cmd != "show") return err("unknown command \"" + cmd + "\" (expected: show, explain, drill, reload)");
     const std::string what = req.value("what", "");
     if (what == "ports") return show_ports();
     if (what == "uplinks") return show_uplinks();
@@ -1291,13 +1297,62 @@ static uint64_t wall_ms() {
   return static_cast<uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
+std::vector<DrillClass> Appliance::Impl::drill_classes() const {
+  std::vector<DrillClass> dcs;
+  for (const auto& c : cfg.classes) dcs.push_back({c.name, c.sla.loss_pct, c.sla.any()});
+  return dcs;
+}
+
+// Live reload (issue 7): the config file again, checked like at start; what plan_reload allows
+// is applied in place, anything else refuses the whole reload and the running config stays.
+Result<json> Appliance::Impl::reload(const char* how) {
+  service.reloading();
+  const auto refuse = [&](const std::string& why) -> Result<json> {
+    log_error("reload ({}) refused, the running config stays: {}", how, why);
+    service.ready(service_status());
+    return err("reload refused, the running config stays: " + why);
+  };
+  if (drills->running()) return refuse(fmt::format("drill {} is running: wait for its end or sdwanctl drill abort", drills->running_id()));
+  auto next = load_config(cfg.file);
+  if (!next) return refuse(next.error().msg);
+  auto rp = plan_reload(cfg, *next);
+  if (!rp) return refuse(rp.error().msg);
+  json changes = json::array();
+  for (const auto& c : rp->changes) changes.push_back(c);
+  if (!rp->any()) {
+    log_info("reload ({}): {} unchanged", how, cfg.file);
+    service.ready(service_status());
+    return json{{"applied", true}, {"file", cfg.file}, {"changes", changes}};
+  }
+  if (rp->paths) {
+    for (const auto& tp : topo.paths)
+      if (Status st = monitor.reconfigure(tp.id, next->paths.state, uint64_t{next->paths.window_s} * 1000 * kNsPerMs); !st)
+        return refuse(st.error().msg);  // parse_config checked the same: not expected
+    topo.probe_interval_ms = next->paths.probe_interval_ms;
+  }
+  if (rp->classes || rp->policy) {
+    // The snapshot publish() makes next carries generation + 1: flows decided before it are
+    // classified again on their next packet.
+    compiler->reconfigure(next->classes, next->policy,
+                          rp->classes ? std::optional<uint32_t>(static_cast<uint32_t>(generation + 1)) : std::nullopt);
+    primary_seen.assign(next->classes.size() * cfg.peers.size(), dp::kNoPathId);
+  }
+  if (rp->log_level) log_setup(log_level_from(next->log_level), next->name);
+  const std::string file = cfg.file;
+  cfg = std::move(*next);
+  cfg.file = file;
+  if (rp->classes) drills->set_classes(drill_classes());
+  publish();
+  log_info("reload ({}) applied {} change(s): {}", how, rp->changes.size(), changes.dump());
+  service.ready(service_status());
+  return json{{"applied", true}, {"file", cfg.file}, {"changes", changes}};
+}
+
 void Appliance::Impl::drill_setup() {
   std::vector<DrillPath> dps;
   for (const auto& tp : topo.paths)
     dps.push_back({tp.id, tp.name, topo.ports[tp.port].name, cfg.peers[tp.peer].name});
-  std::vector<DrillClass> dcs;
-  for (const auto& c : cfg.classes) dcs.push_back({c.name, c.sla.loss_pct, c.sla.any()});
-  drills.emplace(std::move(dps), std::move(dcs));
+  drills.emplace(std::move(dps), drill_classes());
   // Reports outlive the process: one JSON line each beside the epoch store (the state dir).
   const std::filesystem::path es(cfg.esp.epoch_store);
   drill_log = (es.parent_path() / (cfg.name + ".drills.jsonl")).string();

@@ -17,8 +17,9 @@ class Appliance {
   /// once per process (EAL cannot be initialised twice). Errors are one line for the operator.
   static Result<std::unique_ptr<Appliance>> start(const Config& cfg);
 
-  /// Control loop until stop is set. Returns the process exit code.
-  int run(const std::atomic<bool>& stop);
+  /// Control loop until stop is set. Returns the process exit code. reload (SIGHUP): when set,
+  /// the loop clears it and reloads the config file, as `sdwanctl reload` does.
+  int run(const std::atomic<bool>& stop, std::atomic<bool>* reload = nullptr);
 
   /// Stops workers, ports, frees memory, removes the socket, cleans up EAL.
   ~Appliance();

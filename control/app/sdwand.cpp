@@ -25,7 +25,9 @@ void on_signal(int sig) {
   g_stop.store(true, std::memory_order_relaxed);
 }
 
-void on_hup(int) {}
+std::atomic<bool> g_reload{false};
+
+void on_hup(int) { g_reload.store(true, std::memory_order_relaxed); }
 
 }  // namespace
 
@@ -97,7 +99,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   log_info("ready: sdwanctl --socket {} show paths", cfg->mgmt.socket);
-  const int rc = (*appliance)->run(g_stop);
+  const int rc = (*appliance)->run(g_stop, &g_reload);
   appliance->reset();
   log_info("stopped (signal {})", g_signal.load());
   return rc;

@@ -686,6 +686,9 @@ int main(int argc, char** argv) {
   CLI::App* drill_abort = drill_cmd->add_subcommand("abort", "stop the running drill now; its report says aborted");
   drill_abort->add_flag("--json", as_json, "print the report as JSON");
 
+  CLI::App* reload_cmd = app.add_subcommand("reload", "apply the changed config file without restarting (as SIGHUP); a bad one is refused");
+  reload_cmd->add_flag("--json", as_json, "print the answer as JSON");
+
   CLI::App* watch_cmd = app.add_subcommand("watch", "show a table again every interval, in place on a terminal");
   watch_cmd->require_subcommand(1);
   watch_cmd->fallthrough();
@@ -709,6 +712,27 @@ int main(int argc, char** argv) {
   if (watched != nullptr) {
     try {
       return watch(socket, timeout_ms, *watched, interval_s, count);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "sdwanctl: {}\n", one_line(e.what()));
+      return 1;
+    }
+  }
+  if (reload_cmd->parsed()) {
+    try {
+      auto r = sdwan::cp::mgmt_request(socket, {{"cmd", "reload"}}, timeout_ms);
+      if (!r) {
+        fmt::print(stderr, "sdwanctl: {}\n", one_line(r.error().msg));
+        return 1;
+      }
+      if (as_json) {
+        fmt::print("{}\n", r->dump(2, ' ', false, json::error_handler_t::replace));
+      } else {
+        const json& ch = r->value("changes", json::array());
+        if (ch.empty()) fmt::print("{}: no change\n", r->value("file", std::string("config")));
+        else fmt::print("{}: {} change(s) applied\n", r->value("file", std::string("config")), ch.size());
+        for (const json& c : ch) fmt::print("  {}\n", text(&c));
+      }
+      return 0;
     } catch (const std::exception& e) {
       fmt::print(stderr, "sdwanctl: {}\n", one_line(e.what()));
       return 1;

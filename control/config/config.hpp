@@ -25,6 +25,7 @@ struct LanConfig {
   std::string port;          // port spec, e.g. "af_packet:lan0" (drivers::PortSpec syntax)
   Prefix4 address;           // interface address with prefix length (host bits kept)
   uint16_t mtu = 1500;
+  bool operator==(const LanConfig&) const = default;
 };
 
 struct UplinkConfig {
@@ -35,6 +36,7 @@ struct UplinkConfig {
   CostTier cost = CostTier::kNormal;
   uint64_t bandwidth_bps = 0;  // 0 = unknown
   uint16_t mtu = 1500;
+  bool operator==(const UplinkConfig&) const = default;
 };
 
 struct EndpointConfig {
@@ -42,6 +44,7 @@ struct EndpointConfig {
   uint16_t port = 0;                 // 0 = the appliance's overlay_port
   std::vector<std::string> uplinks;  // local uplinks that reach it; empty = all
   std::optional<uint16_t> link;      // SPI link number of its one path; nullopt = computed (path_link)
+  bool operator==(const EndpointConfig&) const = default;
 };
 
 struct PeerConfig {
@@ -49,12 +52,14 @@ struct PeerConfig {
   std::string key_file;              // the peer's 256-bit master key (docs/keys.md "Key file")
   std::vector<EndpointConfig> endpoints;
   std::vector<Prefix4> prefixes;     // networks behind the peer
+  bool operator==(const PeerConfig&) const = default;
 };
 
 struct LcoreConfig {
   unsigned control = 0;              // the control thread's core (EAL main lcore)
   std::vector<unsigned> workers;     // explicit worker cores; empty = chosen by hwloc
   unsigned worker_count = 1;         // how many hwloc chooses when workers is empty
+  bool operator==(const LcoreConfig&) const = default;
 };
 
 struct DpdkConfig {
@@ -62,11 +67,13 @@ struct DpdkConfig {
   bool hugepages = true;             // false = EAL --no-huge (tests, tiny VMs)
   unsigned memory_mb = 0;            // EAL -m; 0 = EAL's default
   std::vector<std::string> extra_args;
+  bool operator==(const DpdkConfig&) const = default;
 };
 
 struct MgmtConfig {
   std::string socket = "/run/sdwan/sdwand.sock";
   std::string group;                 // empty = root only (mode 0600); else mode 0660 + chgrp
+  bool operator==(const MgmtConfig&) const = default;
 };
 
 struct EspConfig {
@@ -75,6 +82,7 @@ struct EspConfig {
   std::string keylog;                // Wireshark esp_sa key log; empty = off
   std::string epoch_store;           // default: /var/lib/sdwan/NAME.epochs
   SaLifetime lifetime;               // hard limits, soft percent, drain time
+  bool operator==(const EspConfig&) const = default;
 };
 
 /// Path measurement (issue #5): probing, the up/down/damped state machine, the statistics window.
@@ -82,6 +90,7 @@ struct PathsConfig {
   uint32_t probe_interval_ms = 100;  // every path is probed this often, 10..10000
   uint32_t window_s = 10;            // sliding window of min/p50/p95/p99 and loss; >= 2 intervals
   PathStateConfig state;             // interval_ns == probe_interval_ms; multiplier, hold_up, damping
+  bool operator==(const PathsConfig&) const = default;
 };
 
 /// How a class treats metered uplinks (UplinkConfig::cost).
@@ -112,6 +121,7 @@ struct MatchRule {
   uint8_t proto = 0;                    // IP protocol; 0: any
   std::optional<PortRange> sport, dport;  // TCP and UDP only
   std::optional<uint8_t> dscp;          // 0..63
+  bool operator==(const MatchRule&) const = default;
 };
 
 /// The limits a path must meet for a class; nullopt: no limit.
@@ -120,6 +130,7 @@ struct SlaConfig {
   std::optional<double> jitter_ms;      // with the path's RTT jitter
   std::optional<double> loss_pct;       // with the path's probe loss towards the peer
   bool any() const noexcept { return latency_ms || jitter_ms || loss_pct; }
+  bool operator==(const SlaConfig&) const = default;
 };
 
 /// A traffic class (issue #6). Its id is its index in Config::classes.
@@ -134,6 +145,7 @@ struct ClassConfig {
   uint32_t reorder_max_ms = 50;         // spray: cap of the receiver's reorder hold
   MeteredUse metered = MeteredUse::kAvoid;
   Fallback fallback = Fallback::kLeastBad;
+  bool operator==(const ClassConfig&) const = default;
 };
 
 /// Hysteresis of the policy compiler (docs/policy.md).
@@ -142,6 +154,7 @@ struct PolicyConfig {
   std::optional<uint32_t> switch_margin_ms;  // ... or, when set, by this many ms of score
   uint32_t switch_hold_ms = 1000;       // ... for this long
   uint32_t failback_stable_ms = 5000;   // a recovered path must comply this long before it takes traffic
+  bool operator==(const PolicyConfig&) const = default;
 };
 
 struct Config {

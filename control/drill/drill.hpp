@@ -87,6 +87,8 @@ class DrillManager {
   nlohmann::json current(uint64_t now_ns) const;
   /// Finished reports, oldest first (at most keep).
   const std::vector<nlohmann::json>& history() const noexcept { return done_; }
+  /// Live reload: the classes reports name (not while a drill runs).
+  void set_classes(std::vector<DrillClass> classes) { classes_ = std::move(classes); }
   /// Reports loaded from the drill log at start.
   void restore(std::vector<nlohmann::json> reports);
   /// The last report that was finished (for the log and the event); null before the first.

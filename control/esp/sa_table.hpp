@@ -40,6 +40,7 @@ struct SaLifetime {
   SaLimits hard{uint64_t{1} << 31, uint64_t{1} << 40, 8 * 3600};  ///< 2^31 packets, 1 TiB, 8 h
   uint32_t soft_percent = 90;  ///< soft limit of each dimension, in percent of the hard one (1..99)
   uint64_t drain_ms = 10000;   ///< an old inbound SA's life after the peer's first packet on a newer one
+  bool operator==(const SaLifetime&) const = default;
 };
 
 /// Checks a policy: hard limits above 0, seconds at most ten years, soft_percent 1..99,

@@ -24,6 +24,23 @@ Status PathMonitor::add_path(const PathSpec& spec, uint64_t now_ns) {
   return Ok{};
 }
 
+Status PathMonitor::reconfigure(uint16_t id, const PathStateConfig& state, uint64_t window_ns) {
+  const int32_t k = slot(id);
+  if (k < 0) return err(fmt::format("path id {} is not measured", id));
+  Path& p = paths_[static_cast<size_t>(k)];
+  if (Status s = check_path_state_config(state); !s) return err(fmt::format("path {}: {}", p.spec.name, s.error().msg));
+  if (window_ns < 2 * state.interval_ns)
+    return err(fmt::format("path {}: the measurement window must be at least two probe intervals", p.spec.name));
+  if (state.interval_ns != p.spec.state.interval_ns || window_ns != p.spec.window_ns) {
+    p.est = PathEstimator(EstimatorConfig{state.interval_ns, window_ns});
+    if (scratch_.size() < p.est.capacity()) scratch_.resize(p.est.capacity());
+  }
+  p.spec.state = state;
+  p.spec.window_ns = window_ns;
+  sms_[static_cast<size_t>(k)].set_config(state);
+  return Ok{};
+}
+
 void PathMonitor::remove_path(uint16_t id) {
   const int32_t s = slot_of_[id];
   if (s < 0) return;

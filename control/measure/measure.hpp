@@ -61,6 +61,10 @@ class PathMonitor {
   /// Starts measuring a path: down, "probing", at now_ns. Fails on a duplicate id, a config
   /// that check_path_state_config refuses, or a window shorter than two intervals.
   Status add_path(const PathSpec& spec, uint64_t now_ns);
+  /// Live reload: new timers, damping and window for a measured path, keeping its state (an up
+  /// path stays up). A new probe interval or window restarts the path's statistics window (the
+  /// EWMA and jitter too): the figures are re-learnt within a few probes. Same checks as add_path.
+  Status reconfigure(uint16_t id, const PathStateConfig& state, uint64_t window_ns);
   /// Forgets a path (config reload); nothing if unknown.
   void remove_path(uint16_t id);
 

@@ -66,6 +66,7 @@ struct DampingConfig {
   uint64_t hold_min_ns = 1'000'000'000;      ///< first hold
   uint64_t hold_max_ns = 60'000'000'000;     ///< the doubling stops here
   uint64_t quiet_ns = 120'000'000'000;       ///< no damping for this long: back to hold_min
+  bool operator==(const DampingConfig&) const = default;
 };
 
 struct PathStateConfig {
@@ -73,6 +74,7 @@ struct PathStateConfig {
   uint32_t multiplier = 3;             ///< missed probes that make a path down, 1 .. 255
   uint32_t hold_up = 3;                ///< good probes that make it up, 1 .. 255
   DampingConfig damping;
+  bool operator==(const PathStateConfig&) const = default;
 };
 
 /// Checks the ranges above (hold_min <= hold_max, flaps <= kMaxFlaps); the message names the field.
@@ -118,6 +120,10 @@ class PathStateMachine {
   void on_link(bool up, uint64_t now_ns, std::vector<PathEvent>& out, std::string_view why = "link down");
   /// Timers: missed probes, early down, end of damping.
   void tick(uint64_t now_ns, std::vector<PathEvent>& out);
+
+  /// Live reload: new timers and damping from now on; the state, the counts of good and missed
+  /// probes and the flap history stay. cfg must pass check_path_state_config.
+  void set_config(const PathStateConfig& cfg) noexcept { cfg_ = cfg; }
 
   PathStatus state() const noexcept { return state_; }
   uint64_t since_ns() const noexcept { return since_ns_; }     ///< time of the last change

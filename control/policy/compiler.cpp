@@ -54,6 +54,41 @@ PolicyCompiler::PolicyCompiler(std::vector<ClassConfig> classes, PolicyConfig po
   by_peer_.resize(peer_names_.size());
 }
 
+void PolicyCompiler::reconfigure(std::vector<ClassConfig> classes, PolicyConfig policy,
+                                 std::optional<uint32_t> reclassify_gen) {
+  const size_t np = peer_names_.size();
+  std::vector<State> st(classes.size() * np);
+  std::vector<ClassDecision> dec(classes.size() * np);
+  std::vector<uint64_t> since(classes.size() * dp::kMaxPaths, 0);
+  for (size_t c = 0; c < classes.size(); ++c) {
+    const auto old = std::find_if(classes_.begin(), classes_.end(), [&](const ClassConfig& o) {
+      return o.name == classes[c].name && o.mode == classes[c].mode;
+    });
+    const size_t oc = static_cast<size_t>(old - classes_.begin());
+    for (size_t p = 0; p < np; ++p) {
+      ClassDecision& d = dec[c * np + p];
+      if (old != classes_.end()) {
+        st[c * np + p] = state_[oc * np + p];
+        d = decisions_[oc * np + p];
+      }
+      d.cls = static_cast<uint8_t>(c);
+      d.peer = static_cast<uint16_t>(p);
+      d.out.mode = classes[c].mode;
+    }
+    if (old != classes_.end())
+      std::copy_n(compliant_since_.begin() + static_cast<ptrdiff_t>(oc * dp::kMaxPaths), dp::kMaxPaths,
+                  since.begin() + static_cast<ptrdiff_t>(c * dp::kMaxPaths));
+  }
+  classes_ = std::move(classes);
+  pc_ = policy;
+  rules_ = compile_rules(classes_);
+  state_ = std::move(st);
+  decisions_ = std::move(dec);
+  compliant_since_ = std::move(since);
+  if (reclassify_gen) reclassify_gen_ = *reclassify_gen;
+  policy_.reset();  // the next compile publishes a new policy
+}
+
 std::string PolicyCompiler::path_name(uint16_t id) const {
   if (id < path_names_.size() && !path_names_[id].empty()) return path_names_[id];
   if (id == dp::kNoPathId) return "none";
@@ -89,6 +124,7 @@ std::shared_ptr<const dp::Policy> PolicyCompiler::compile(std::span<const PathIn
     pol->n_classes = rules_.n_classes;
     pol->default_class = rules_.default_class;
     pol->n_peers = static_cast<uint16_t>(peer_names_.size());
+    pol->reclassify_gen = reclassify_gen_;
     pol->paths.reserve(decisions_.size());
     for (const ClassDecision& d : decisions_) pol->paths.push_back(d.out);
     policy_ = std::move(pol);

@@ -123,6 +123,12 @@ class PolicyCompiler {
   /// returns the policy to publish: the previous pointer when nothing changed.
   std::shared_ptr<const dp::Policy> compile(std::span<const PathInput> paths, uint64_t now_ns);
 
+  /// Live reload: new classes and hysteresis for the same peers and paths. A class that keeps
+  /// its name (and mode) keeps its sticky paths, hysteresis and failback timers, so its flows
+  /// stay where they are; a new class starts fresh. With reclassify_gen (classes changed), the
+  /// next policy tells the workers to classify flows decided before that generation again.
+  void reconfigure(std::vector<ClassConfig> classes, PolicyConfig policy, std::optional<uint32_t> reclassify_gen);
+
   /// The class's measured rate towards a peer (bit/s; 0 unknown), for duplicate's overhead cap.
   void set_class_rate(uint8_t cls, uint16_t peer, uint64_t bps);
 
@@ -188,6 +194,7 @@ class PolicyCompiler {
   std::shared_ptr<const dp::Policy> policy_;
   ClassRules rules_;
   bool changed_ = false;
+  uint32_t reclassify_gen_ = 0;
 };
 
 }  // namespace sdwan::cp

@@ -52,6 +52,9 @@ struct Policy {
   uint8_t default_class = 0;
   uint16_t n_peers = 0;
   std::vector<ClassPaths> paths;   ///< [cls * n_peers + peer]
+  /// A live reload changed the classes: a flow whose entry was decided in a snapshot generation
+  /// before this one is classified again on its next packet (same class: nothing changes for it).
+  uint32_t reclassify_gen = 0;
 
   const ClassPaths& at(uint8_t cls, uint16_t peer) const noexcept { return paths[size_t{cls} * n_peers + peer]; }
 };

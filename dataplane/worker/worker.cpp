@@ -499,7 +499,11 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     cls = e->cls;
   } else {
     if (e != nullptr) {
-      cls = e->cls;  // classified once, on the flow's first packet
+      cls = e->cls;  // classified once, on the flow's first packet ...
+      if (pol != nullptr && e->gen < pol->reclassify_gen) [[unlikely]] {
+        cls = classify(*pol, hv);  // ... and again once after a reload changed the classes
+        e->cls = cls;
+      }
     } else {
       cls = pol != nullptr ? classify(*pol, hv) : 0;
       e = flows.insert(k, h, now, flow_idle_tsc);

@@ -115,3 +115,79 @@ class Tcpdump:
             except ProcessLookupError:
                 pass
             self.proc.wait(timeout=10)
+
+
+# A sequence-numbered UDP stream (sender in one namespace, receiver in another) that counts the
+# distinct sequence numbers that arrived: sent - received is what the network lost.
+_SENDER = r"""
+import socket, sys, time
+dst, port, pps, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+n = int(pps * secs)
+t0 = time.perf_counter()
+for i in range(n):
+    due = t0 + i / pps
+    while True:
+        d = due - time.perf_counter()
+        if d <= 0:
+            break
+        time.sleep(d if d > 0.002 else 0)
+    s.sendto(i.to_bytes(8, "big") + b"x" * 92, (dst, port))
+print(n, flush=True)
+"""
+
+_RECEIVER = r"""
+import socket, sys
+port, quiet = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+s.bind(("0.0.0.0", port))
+print("ready", flush=True)
+seen = set()
+s.settimeout(30)
+while True:
+    try:
+        data = s.recv(2048)
+    except socket.timeout:
+        break
+    seen.add(int.from_bytes(data[:8], "big"))
+    s.settimeout(quiet)
+print(len(seen), flush=True)
+"""
+
+
+def _kill(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    p.wait(timeout=10)
+
+
+def udp_stream(src_ns: str, dst_ns: str, dst_ip: str, port: int, secs: float, pps: int = 1000):
+    """Starts a receiver in dst_ns and a sender of pps packets/s for secs in src_ns; returns a
+    function that waits for both and gives (sent, received). A few pings first, so that no ARP
+    resolution on the way costs the stream its first packets."""
+    subprocess.run(["ip", "netns", "exec", src_ns, "ping", "-n", "-q", "-c", "3", "-i", "0.2", dst_ip],
+                   capture_output=True, timeout=30)
+    py = "/usr/bin/python3"
+    rx = subprocess.Popen(["ip", "netns", "exec", dst_ns, py, "-c", _RECEIVER, str(port), "1.5"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    if rx.stdout.readline().strip() != "ready":
+        _kill(rx)
+        raise AssertionError(f"UDP receiver did not start: {rx.stderr.read()}")
+    tx = subprocess.Popen(["ip", "netns", "exec", src_ns, py, "-c", _SENDER, dst_ip, str(port), str(pps), str(secs)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def result() -> tuple[int, int]:
+        try:
+            out, err = tx.communicate(timeout=secs + 30)
+            assert tx.returncode == 0, err
+            sent = int(out.strip())
+            out, err = rx.communicate(timeout=40)
+            return sent, int(out.strip())
+        finally:
+            _kill(tx)
+            _kill(rx)
+    return result

@@ -8,54 +8,14 @@ report's lost figure for voice must match sent - received within 1 %.
 """
 
 import json
-import os
-import signal
-import subprocess
 import time
 
 import pytest
 
-from labkit import TAG, lab_cmd, sweep_dead_labs as _sweep
+from labkit import TAG, lab_cmd, sweep_dead_labs as _sweep, udp_stream
 
 HOST_B = "192.168.20.2"
 _counter = iter(range(300, 400))
-
-SENDER = r"""
-import socket, sys, time
-dst, port, pps, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-n = int(pps * secs)
-t0 = time.perf_counter()
-for i in range(n):
-    due = t0 + i / pps
-    while True:
-        d = due - time.perf_counter()
-        if d <= 0:
-            break
-        time.sleep(d if d > 0.002 else 0)
-    s.sendto(i.to_bytes(8, "big") + b"x" * 92, (dst, port))
-print(n, flush=True)
-"""
-
-RECEIVER = r"""
-import socket, sys
-port, quiet = int(sys.argv[1]), float(sys.argv[2])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-s.bind(("0.0.0.0", port))
-print("ready", flush=True)
-seen = set()
-s.settimeout(30)
-while True:
-    try:
-        data = s.recv(2048)
-    except socket.timeout:
-        break
-    seen.add(int.from_bytes(data[:8], "big"))
-    s.settimeout(quiet)
-print(len(seen), flush=True)
-"""
-
 
 @pytest.fixture(scope="session", autouse=True)
 def sweep_dead_labs():
@@ -76,19 +36,6 @@ class Lab:
     def ctl_json(self, *args):
         return json.loads(self.ctl(*args, "--json").stdout)
 
-    def popen(self, role, *cmd):
-        return subprocess.Popen(["ip", "netns", "exec", self.ns(role), *cmd], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def kill(p):
-    if p.poll() is None:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    p.wait(timeout=10)
-
 
 @pytest.fixture(scope="module")
 def lab():
@@ -107,26 +54,7 @@ def lab():
 
 
 def stream(lab, port, secs, pps=1000):
-    """Starts receiver and sender; returns a function that waits and gives (sent, received).
-    A few pings first, so that no ARP resolution on the way (the hub's for lan-b's host) costs
-    the stream its first packets."""
-    subprocess.run(["ip", "netns", "exec", lab.ns("lan-a"), "ping", "-n", "-q", "-c", "3", "-i", "0.2", HOST_B],
-                   capture_output=True, timeout=30)
-    rx = lab.popen("lan-b", "/usr/bin/python3", "-c", RECEIVER, str(port), "1.5")
-    assert rx.stdout.readline().strip() == "ready", rx.stderr.read()
-    tx = lab.popen("lan-a", "/usr/bin/python3", "-c", SENDER, HOST_B, str(port), str(pps), str(secs))
-
-    def result():
-        try:
-            out, err = tx.communicate(timeout=secs + 30)
-            assert tx.returncode == 0, err
-            sent = int(out.strip())
-            out, err = rx.communicate(timeout=40)
-            return sent, int(out.strip())
-        finally:
-            kill(tx)
-            kill(rx)
-    return result
+    return udp_stream(lab.ns("lan-a"), lab.ns("lan-b"), HOST_B, port, secs, pps)
 
 
 def voice_path(lab):

@@ -660,5 +660,38 @@ TEST(Compiler, EveryPeerHasItsOwnDecision) {
   EXPECT_EQ(pc.decision(1, 0), nullptr);
 }
 
+// Live reload: a class that keeps its name keeps its sticky path and hysteresis; the policy
+// asks the workers to classify older flows again only when the classes changed.
+TEST(Compiler, ReconfigureKeepsTheStateOfClassesThatStay) {
+  Lab lab;
+  lab[0].rtt_ms = 50;
+  lab[1].rtt_ms = 47;  // isp2 slightly better, within the margin: voice stays on isp1
+  lab[0].jitter_ms = lab[1].jitter_ms = 0;
+  lab[1].rtt_ms = 60;
+  auto pc = compiler({voice_class(), bulk_class()});
+  pc.compile(lab.p, kSec);
+  EXPECT_EQ(pc.compile(lab.p, kSettled)->at(0, 0).primary, 0);
+  lab[1].rtt_ms = 47;  // 6 % better: held by the margin
+  EXPECT_EQ(pc.compile(lab.p, kSettled + kSec)->at(0, 0).primary, 0);
+  // A new class in front and a new margin: voice (now class 1) keeps isp1.
+  ClassConfig gaming = cls("gaming", {});
+  gaming.match.push_back(MatchRule{});
+  gaming.match.back().proto = 17;
+  gaming.match.back().dport = PortRange{7777, 7777};
+  PolicyConfig pcfg;
+  pcfg.switch_margin_pct = 15;
+  pc.reconfigure({gaming, voice_class(), bulk_class()}, pcfg, 42);
+  auto pol = pc.compile(lab.p, kSettled + 2 * kSec);
+  ASSERT_EQ(pol->n_classes, 3);
+  EXPECT_EQ(pol->reclassify_gen, 42u);
+  EXPECT_EQ(pol->at(1, 0).primary, 0) << "voice kept its path through the reload";
+  EXPECT_EQ(pc.class_id("voice"), 1);
+  EXPECT_EQ(pol->rules.size(), 2u);
+  EXPECT_EQ(pol->rules[0].cls, 0) << "gaming's rule first, in config order";
+  // Policy only: same classes, no re-classification asked.
+  pc.reconfigure({gaming, voice_class(), bulk_class()}, PolicyConfig{}, std::nullopt);
+  EXPECT_EQ(pc.compile(lab.p, kSettled + 3 * kSec)->reclassify_gen, 42u);
+}
+
 }  // namespace
 }  // namespace sdwan::cp

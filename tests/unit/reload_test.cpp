@@ -1,0 +1,99 @@
+// control/config/reload: what a reload may apply live, and the messages of what it may not.
+#include "control/config/reload.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+namespace sdwan::cp {
+namespace {
+
+constexpr const char* kBase =
+    "name: branch1\n"
+    "role: edge\n"
+    "lan: {port: af_packet:lan0, address: 192.168.10.1/24}\n"
+    "uplinks:\n"
+    "  - {name: isp1, port: af_packet:wan1, address: 10.1.0.2/24, next_hop: 10.1.0.1}\n"
+    "  - {name: isp2, port: af_packet:wan2, address: 10.2.0.2/24, next_hop: 10.2.0.1}\n"
+    "peers:\n"
+    "  - name: hub\n"
+    "    key_file: /etc/sdwan/master.key\n"
+    "    endpoints: [{address: 10.1.1.2}]\n"
+    "    prefixes: [192.168.20.0/24]\n"
+    "classes:\n"
+    "  - {name: voice, match: [{proto: udp, dport: 5004}], sla: {latency_ms: 150}, mode: best}\n"
+    "  - {name: bulk, default: true, mode: balance}\n";
+
+Config parse(const std::string& text) {
+  auto c = parse_config(text, "edge.yaml");
+  if (!c) throw std::runtime_error(c.error().msg);
+  return *c;
+}
+
+std::string edit(std::string text, const std::string& from, const std::string& to) {
+  const auto at = text.find(from);
+  if (at == std::string::npos) throw std::logic_error("not found: " + from);
+  return text.replace(at, from.size(), to);
+}
+
+bool has(const ReloadPlan& p, const std::string& line) {
+  return std::find(p.changes.begin(), p.changes.end(), line) != p.changes.end();
+}
+
+TEST(Reload, SameConfigChangesNothing) {
+  auto p = plan_reload(parse(kBase), parse(kBase));
+  ASSERT_TRUE(p);
+  EXPECT_FALSE(p->any());
+}
+
+TEST(Reload, ClassesPolicyCostsTimersAndLogLevelApplyLive) {
+  std::string t = edit(kBase, "latency_ms: 150", "latency_ms: 120");
+  t = edit(t, "  - {name: bulk,", "  - {name: video, match: [{proto: udp, dport: 5006}], mode: spray}\n  - {name: bulk,");
+  t = edit(t, "next_hop: 10.2.0.1}", "next_hop: 10.2.0.1, cost: metered, bandwidth: 50Mbit}");
+  t += "policy: {switch_margin_pct: 20}\npaths: {probe_interval: 50}\nlog_level: debug\n";
+  auto p = plan_reload(parse(kBase), parse(t));
+  ASSERT_TRUE(p) << p.error().msg;
+  EXPECT_TRUE(p->classes && p->policy && p->uplinks && p->paths && p->log_level);
+  EXPECT_TRUE(has(*p, "class voice: changed"));
+  EXPECT_TRUE(has(*p, "class video: added"));
+  EXPECT_TRUE(has(*p, "uplink isp2: cost normal -> metered"));
+  EXPECT_TRUE(has(*p, "uplink isp2: bandwidth 0 -> 50000000 bit/s"));
+  EXPECT_TRUE(has(*p, "log_level: info -> debug"));
+  auto back = plan_reload(parse(t), parse(kBase));
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(has(*back, "class video: removed"));
+}
+
+TEST(Reload, ReorderedClassesAreAChange) {
+  const std::string two = edit(kBase, "  - {name: bulk,", "  - {name: video, match: [{proto: udp, dport: 5006}], mode: spray}\n  - {name: bulk,");
+  std::string swapped = edit(two, "  - {name: voice, match: [{proto: udp, dport: 5004}], sla: {latency_ms: 150}, mode: best}\n", "");
+  swapped = edit(swapped, "  - {name: bulk,", "  - {name: voice, match: [{proto: udp, dport: 5004}], sla: {latency_ms: 150}, mode: best}\n  - {name: bulk,");
+  auto p = plan_reload(parse(two), parse(swapped));
+  ASSERT_TRUE(p) << p.error().msg;
+  ASSERT_EQ(p->changes.size(), 1u);
+  EXPECT_EQ(p->changes[0], "classes: order voice, video, bulk -> video, voice, bulk");
+}
+
+TEST(Reload, WhatNeedsARestartIsRefusedByName) {
+  const struct {
+    std::string from, to, msg;
+  } cases[] = {
+      {"address: 192.168.10.1/24", "address: 192.168.11.1/24", "lan: needs a restart"},
+      {"port: af_packet:wan1", "port: af_packet:wan9", "uplinks[0] (isp1): port, address, next_hop or mtu: needs a restart"},
+      {"endpoints: [{address: 10.1.1.2}]", "endpoints: [{address: 10.1.1.3}]", "peers (adding, removing or changing a peer live"},
+      {"name: branch1", "name: branch2", "name: branch1 -> branch2: needs a restart"},
+  };
+  for (const auto& c : cases) {
+    auto p = plan_reload(parse(kBase), parse(edit(kBase, c.from, c.to)));
+    ASSERT_FALSE(p) << c.from;
+    EXPECT_NE(p.error().msg.find(c.msg), std::string::npos) << p.error().msg;
+    EXPECT_NE(p.error().msg.find("a reload applies classes, policy"), std::string::npos) << p.error().msg;
+  }
+  auto lc = plan_reload(parse(kBase), parse(std::string(kBase) + "lcores: {control: 0, workers: [1]}\n"));
+  ASSERT_FALSE(lc);
+  EXPECT_NE(lc.error().msg.find("lcores: needs a restart"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sdwan::cp
