@@ -191,3 +191,43 @@ def udp_stream(src_ns: str, dst_ns: str, dst_ip: str, port: int, secs: float, pp
             _kill(tx)
             _kill(rx)
     return result
+
+
+class EdgeLab:
+    """A lab from scripts/lab driven through its edge: namespaces by role, sdwanctl on the edge,
+    its status (config file, log, pid)."""
+
+    def __init__(self, prefix: str):
+        import json
+        self.prefix = prefix
+        self.status = json.loads(lab_cmd(prefix, "status", "--json").stdout)
+
+    def ns(self, role: str) -> str:
+        return self.prefix + role
+
+    def ctl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        return lab_cmd(self.prefix, "ctl", "edge", *args, check=check, timeout=timeout)
+
+    def ctl_json(self, *args: str):
+        import json
+        return json.loads(self.ctl(*args, "--json").stdout)
+
+    def wait_all_paths_up(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(p["state"] == "up" for p in self.ctl_json("show", "paths")):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"edge paths not all up within {timeout} s: {self.ctl('show', 'paths').stdout}")
+
+
+def edge_lab(prefix: str, cls=EdgeLab):
+    """Generator for a module fixture: scripts/lab up under prefix, every path up, then down
+    whatever happened."""
+    try:
+        lab_cmd(prefix, "up")
+        lab = cls(prefix)
+        lab.wait_all_paths_up()
+        yield lab
+    finally:
+        lab_cmd(prefix, "down", check=False)

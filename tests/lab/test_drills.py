@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from labkit import TAG, lab_cmd, sweep_dead_labs as _sweep, udp_stream
+from labkit import TAG, edge_lab, sweep_dead_labs as _sweep, udp_stream
 
 HOST_B = "192.168.20.2"
 _counter = iter(range(300, 400))
@@ -23,34 +23,9 @@ def sweep_dead_labs():
     yield
 
 
-class Lab:
-    def __init__(self, prefix):
-        self.prefix = prefix
-
-    def ns(self, role):
-        return self.prefix + role
-
-    def ctl(self, *args, check=True, timeout=120):
-        return lab_cmd(self.prefix, "ctl", "edge", *args, check=check, timeout=timeout)
-
-    def ctl_json(self, *args):
-        return json.loads(self.ctl(*args, "--json").stdout)
-
-
 @pytest.fixture(scope="module")
 def lab():
-    prefix = f"L{TAG}x{next(_counter)}-"
-    try:
-        lab_cmd(prefix, "up")
-        lab = Lab(prefix)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if all(p["state"] == "up" for p in lab.ctl_json("show", "paths")):
-                break
-            time.sleep(0.2)
-        yield lab
-    finally:
-        lab_cmd(prefix, "down", check=False)
+    yield from edge_lab(f"L{TAG}x{next(_counter)}-")
 
 
 def stream(lab, port, secs, pps=1000):

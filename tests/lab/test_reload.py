@@ -7,7 +7,6 @@ refused reload (broken file, or a change that needs a restart) must leave the ru
 and the traffic as they were.
 """
 
-import json
 import os
 import signal
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labkit import TAG, lab_cmd, sweep_dead_labs as _sweep, udp_stream
+from labkit import TAG, EdgeLab, edge_lab, sweep_dead_labs as _sweep, udp_stream
 
 HOST_B = "192.168.20.2"
 _counter = iter(range(400, 500))
@@ -28,21 +27,11 @@ def sweep_dead_labs():
     yield
 
 
-class Lab:
+class Lab(EdgeLab):
     def __init__(self, prefix):
-        self.prefix = prefix
-        self.status = json.loads(lab_cmd(prefix, "status", "--json").stdout)
+        super().__init__(prefix)
         self.config = Path(self.status["appliances"]["edge"]["config"])
         self.original = self.config.read_text()
-
-    def ns(self, role):
-        return self.prefix + role
-
-    def ctl(self, *args, check=True):
-        return lab_cmd(self.prefix, "ctl", "edge", *args, check=check)
-
-    def ctl_json(self, *args):
-        return json.loads(self.ctl(*args, "--json").stdout)
 
     def edit(self, change):
         cfg = yaml.safe_load(self.config.read_text())
@@ -55,18 +44,7 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab():
-    prefix = f"L{TAG}x{next(_counter)}-"
-    try:
-        lab_cmd(prefix, "up")
-        lab = Lab(prefix)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if all(p["state"] == "up" for p in lab.ctl_json("show", "paths")):
-                break
-            time.sleep(0.2)
-        yield lab
-    finally:
-        lab_cmd(prefix, "down", check=False)
+    yield from edge_lab(f"L{TAG}x{next(_counter)}-", Lab)
 
 
 @pytest.fixture
