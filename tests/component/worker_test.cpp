@@ -1,5 +1,6 @@
 // The real worker on ring ports with real mbufs: one poll at a time, packets in and out as
 // bytes. An edge and a hub are wired back to back through their uplink rings.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -666,11 +667,19 @@ TEST(Worker, NoRouteIsCountedAndAnsweredWithNetUnreachable) {
 
 TEST(Worker, UnresolvedLanHostIsParkedWhileControlResolvesIt) {
   Pair p;
-  for (const char* payload : {"x1", "x2", "x3", "x4"}) inject(p.edge.lan_in, from_a(udp(1, 2, payload), {}, "192.168.20.55"));
+  constexpr int kHeld = 32;
+  for (int i = 0; i <= kHeld; ++i) {
+    const std::string payload = fmt::format("x{:02}", i);
+    inject(p.edge.lan_in, from_a(udp(1, 2, payload.c_str()), {}, "192.168.20.55"));
+    if (i % 16 == 15) {
+      p.edge.worker->poll_once();
+      p.hub.worker->poll_once();
+    }
+  }
   p.edge.worker->poll_once();
   p.hub.worker->poll_once();
-  EXPECT_EQ(p.hub.worker->counters().arp_parked.load(), 3u) << "three held per destination, like Linux";
-  EXPECT_EQ(p.hub.drops(Drop::kUnresolved), 1u) << "the fourth did not fit";
+  EXPECT_EQ(p.hub.worker->counters().arp_parked.load(), uint64_t{kHeld}) << "32 held per destination";
+  EXPECT_EQ(p.hub.drops(Drop::kUnresolved), 1u) << "the 33rd did not fit";
   EXPECT_FALSE(take(p.hub.lan_out));
   dp::ResolveRequest rr{};
   ASSERT_EQ(rte_ring_dequeue_elem(p.hub.ch.to_control_resolve, &rr, sizeof rr), 0);
@@ -680,15 +689,16 @@ TEST(Worker, UnresolvedLanHostIsParkedWhileControlResolvesIt) {
   // Control resolves it: the held packets leave in order with the next snapshot.
   p.hub.learn(0, ip("192.168.20.55"), mac(0x55));
   p.hub.worker->poll_once();
-  for (const char* payload : {"x1", "x2", "x3"}) {
+  for (int i = 0; i < kHeld; ++i) {
+    const std::string payload = fmt::format("x{:02}", i);
     auto got = take(p.hub.lan_out);
     ASSERT_TRUE(got) << payload;
     EXPECT_EQ((*got)[5], 0x55);
     EXPECT_EQ((*got)[14 + 8], 62) << "TTL decremented once at each end";
     EXPECT_TRUE(ipv4_checksum_ok(*got, 14));
-    EXPECT_EQ(0, std::memcmp(got->data() + got->size() - 2, payload, 2));
+    EXPECT_EQ(0, std::memcmp(got->data() + got->size() - 3, payload.data(), 3)) << payload;
   }
-  EXPECT_EQ(p.hub.worker->counters().arp_released.load(), 3u);
+  EXPECT_EQ(p.hub.worker->counters().arp_released.load(), uint64_t{kHeld});
 }
 
 TEST(Worker, ParkedPacketsAreDroppedWhenResolutionTakesTooLong) {
