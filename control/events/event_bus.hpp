@@ -56,20 +56,31 @@ class EventBus {
   /// The last finished hook runs, oldest first, for `show hooks`.
   nlohmann::json hook_runs() const;
   uint64_t last_seq() const;
-  const EventsConfig& config() const noexcept { return cfg_; }
+  /// The config now (a copy: reconfigure may change it from another thread).
+  EventsConfig config() const;
+
+  /// Applies a new `events:` section (live reload): hooks, ring size and hook limits at once
+  /// (a running hook keeps its timeout), a new log file when log or log_fsync changed (the old
+  /// one is written out and closed). Events already kept stay, up to the new ring size.
+  /// Never fails: check_hooks first. Any thread except the workers.
+  void reconfigure(const EventsConfig& cfg);
 
   /// Waits until the log has taken every line emitted so far and no hook is queued or
   /// running; false on timeout. Tests and shutdown.
   bool wait_idle(int timeout_ms);
 
  private:
+  static HookRunner::Options hook_options(const EventsConfig& cfg);
+
+  // mu_ guards everything below; the log and the runner are shared_ptrs so that a reader
+  // (stats, wait_idle) can use them after letting go of mu_ while reconfigure replaces them.
+  mutable std::mutex mu_;
   EventsConfig cfg_;
   std::string name_;
-  mutable std::mutex mu_;
   std::deque<nlohmann::json> ring_;
   uint64_t seq_ = 0, emitted_ = 0, unknown_types_ = 0;
-  std::unique_ptr<EventLog> log_;
-  std::unique_ptr<HookRunner> hooks_;
+  std::shared_ptr<EventLog> log_;
+  std::shared_ptr<HookRunner> hooks_;
 };
 
 /// Every configured hook is an executable regular file, or the error names it as

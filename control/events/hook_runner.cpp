@@ -93,6 +93,7 @@ struct HookRunner::Active {
   std::string output;
   uint64_t output_bytes = 0;
   std::string started;
+  HookRunner::Options opt;  // as they were when it started (set_options may change them)
   uint64_t start_ms = 0, deadline_ms = 0, kill_ms = 0;
   bool term_sent = false, kill_sent = false;
   bool exited = false;
@@ -102,6 +103,7 @@ struct HookRunner::Active {
 struct HookRunner::Linger {
   pid_t pgid = -1;
   std::string hook;
+  uint64_t kill_grace_ms = 0;
   uint64_t deadline_ms = 0, kill_ms = 0;
   bool term_sent = false, kill_sent = false;
 };
@@ -157,12 +159,27 @@ bool HookRunner::submit(std::vector<std::string> argv, std::string input, std::v
     }
   }
   if (log_drop) {
+    const Options o = options();
     log_warn("hooks: {} run(s) waiting and {} running: dropping new runs (event {} #{}) until the queue has room",
-             opt_.queue, opt_.max_concurrent, type, seq);
+             o.queue, o.max_concurrent, type, seq);
     return false;
   }
   wake();
   return true;
+}
+
+void HookRunner::set_options(Options opt) {
+  if (opt.max_concurrent == 0) opt.max_concurrent = 1;
+  {
+    std::lock_guard lk(mu_);
+    opt_ = opt;
+  }
+  wake();  // a higher limit may start queued runs now
+}
+
+HookRunner::Options HookRunner::options() const {
+  std::lock_guard lk(mu_);
+  return opt_;
 }
 
 HookStats HookRunner::stats() const {
@@ -196,11 +213,12 @@ void HookRunner::start(Job job, uint64_t now_ms) {
   auto a = std::make_unique<Active>();
   a->started = rfc3339_utc(std::chrono::system_clock::now());
   a->start_ms = now_ms;
-  a->deadline_ms = now_ms + opt_.timeout_ms;
   {
     std::lock_guard lk(mu_);
     ++stats_.started;
+    a->opt = opt_;
   }
+  a->deadline_ms = now_ms + a->opt.timeout_ms;
   int in[2] = {-1, -1}, out[2] = {-1, -1};
   int rc = 0;
   if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) rc = errno;
@@ -293,7 +311,7 @@ void HookRunner::finish(Active& a, uint64_t now_ms) {
     if (r.output_bytes > r.output.size()) out += fmt::format(" ... ({} bytes in all)", r.output_bytes);
   }
   if (r.timed_out)
-    log_warn("hook {} for {} #{}: timed out after {} ms, {} ({} ms in all){}", r.hook, r.type, r.seq, opt_.timeout_ms,
+    log_warn("hook {} for {} #{}: timed out after {} ms, {} ({} ms in all){}", r.hook, r.type, r.seq, a.opt.timeout_ms,
              how, r.duration_ms, out);
   else if (r.ok)
     log_info("hook {} for {} #{}: ok in {} ms{}", r.hook, r.type, r.seq, r.duration_ms, out);
@@ -359,7 +377,7 @@ void HookRunner::run() {
         const ssize_t r = ::read(a->out_fd, buf, sizeof buf);
         if (r > 0) {
           a->output_bytes += static_cast<uint64_t>(r);
-          const size_t room = opt_.output_max > a->output.size() ? opt_.output_max - a->output.size() : 0;
+          const size_t room = a->opt.output_max > a->output.size() ? a->opt.output_max - a->output.size() : 0;
           a->output.append(buf, std::min(room, static_cast<size_t>(r)));
           continue;
         }
@@ -370,15 +388,15 @@ void HookRunner::run() {
       if (a->exited) continue;
       if (!a->term_sent && now >= a->deadline_ms) {
         a->term_sent = true;
-        a->kill_ms = now + opt_.kill_grace_ms;
+        a->kill_ms = now + a->opt.kill_grace_ms;
         ::kill(-a->pid, SIGTERM);
         log_warn("hook {} for {} #{}: still running after {} ms: SIGTERM to its process group {}", a->job.argv[0],
-                 a->job.type, a->job.seq, opt_.timeout_ms, a->pid);
+                 a->job.type, a->job.seq, a->opt.timeout_ms, a->pid);
       } else if (a->term_sent && !a->kill_sent && now >= a->kill_ms) {
         a->kill_sent = true;
         ::kill(-a->pid, SIGKILL);
         log_warn("hook {} for {} #{}: still running {} ms after SIGTERM: SIGKILL to its process group {}",
-                 a->job.argv[0], a->job.type, a->job.seq, opt_.kill_grace_ms, a->pid);
+                 a->job.argv[0], a->job.type, a->job.seq, a->opt.kill_grace_ms, a->pid);
       }
     }
     for (size_t i = 0; i < active_.size();) {
@@ -391,8 +409,8 @@ void HookRunner::run() {
       close_fd(a.in_fd);
       close_fd(a.out_fd);
       if (group_alive(a.pid))
-        lingering_.push_back(Linger{a.pid, a.job.argv[0], a.deadline_ms, a.term_sent ? a.kill_ms : 0, a.term_sent,
-                                    a.kill_sent});
+        lingering_.push_back(Linger{a.pid, a.job.argv[0], a.opt.kill_grace_ms, a.deadline_ms,
+                                    a.term_sent ? a.kill_ms : 0, a.term_sent, a.kill_sent});
       finish(a, now);
       active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(i));
     }
@@ -406,7 +424,7 @@ void HookRunner::run() {
       }
       if (!l.term_sent && now >= l.deadline_ms) {
         l.term_sent = true;
-        l.kill_ms = now + opt_.kill_grace_ms;
+        l.kill_ms = now + l.kill_grace_ms;
         ::kill(-l.pgid, SIGTERM);
         log_warn("hook {}: processes it left behind still run at its timeout: SIGTERM to process group {}", l.hook,
                  l.pgid);

@@ -90,6 +90,11 @@ class HookRunner {
   bool submit(std::vector<std::string> argv, std::string input, std::vector<std::string> env, uint64_t seq,
               std::string type);
 
+  /// New limits: a running hook keeps the timeout, grace and output limit it started with;
+  /// max_concurrent and queue apply at once (runs already queued stay). Any thread.
+  void set_options(Options opt);
+  Options options() const;
+
   HookStats stats() const;
   /// The last finished runs, oldest first.
   std::vector<HookRun> recent() const;
@@ -113,7 +118,7 @@ class HookRunner {
   void wake();
   void shutdown_children();
 
-  Options opt_;
+  Options opt_;  // guarded by mu_
   int wake_fd_ = -1;  // eventfd: submit and the destructor wake the supervisor's poll
   mutable std::mutex mu_;
   mutable std::condition_variable idle_cv_;

@@ -124,6 +124,8 @@ std::vector<std::string> children() {
 
 bool group_gone(pid_t pgid) { return ::kill(-pgid, 0) != 0 && errno == ESRCH; }
 
+std::vector<std::string> sh_argv(const std::string& script) { return {"/bin/sh", "-c", script, "hook"}; }
+
 const std::regex kTime(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
 
 class Quiet : public ::testing::Test {
@@ -305,6 +307,49 @@ TEST_F(EventBusTest, UnwritableLogIsCountedAndLoggedOnceThenRecovers) {
   const std::string text = cap.text();
   EXPECT_EQ(count(text, "cannot open it: Not a directory"), 1u) << text;
   EXPECT_EQ(count(text, "writing again (5 line(s) lost meanwhile)"), 1u) << text;
+}
+
+TEST_F(EventBusTest, ReconfigureTakesNewHooksLogAndRingAtOnce) {
+  TempDir dir;
+  EventsConfig cfg;
+  cfg.ring = 100;
+  EventBus bus(cfg, "edge");
+  for (int i = 0; i < 20; ++i) bus.emit("path_up", {});
+
+  EventsConfig next = cfg;
+  next.ring = 10;
+  next.log = dir / "a.jsonl";
+  next.hooks["path_down"] = {sh_argv("cat >> " + dir / "hooked")};
+  next.hook_timeout_ms = 250;
+  bus.reconfigure(next);
+  EXPECT_EQ(bus.events().size(), 10u);  // the ring shrank, newest kept
+  EXPECT_EQ(bus.events().front()["seq"], 11);
+  bus.emit("path_down", {{"n", 1}});
+  bus.emit("path_up", {{"n", 2}});
+  ASSERT_TRUE(bus.wait_idle(kWaitMs));
+  EXPECT_EQ(lines_of(dir / "a.jsonl").size(), 2u);
+  ASSERT_EQ(lines_of(dir / "hooked").size(), 1u);
+  EXPECT_EQ(json::parse(lines_of(dir / "hooked")[0])["seq"], 21);
+  EXPECT_EQ(bus.config().hook_timeout_ms, 250u);
+
+  // The new timeout holds for new runs; another log file takes the next lines; no hooks: none run.
+  next.hooks["path_down"] = {sh_argv("sleep 1000")};
+  bus.reconfigure(next);
+  bus.emit("path_down", {});
+  ASSERT_TRUE(bus.wait_idle(kWaitMs));
+  const json runs = bus.hook_runs();
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[1]["result"], "timeout");
+  EXPECT_LT(runs[1]["duration_ms"].get<uint64_t>(), 5000u);
+  next.log = dir / "b.jsonl";
+  next.hooks.clear();
+  bus.reconfigure(next);
+  bus.emit("path_down", {});
+  ASSERT_TRUE(bus.wait_idle(kWaitMs));
+  EXPECT_EQ(lines_of(dir / "a.jsonl").size(), 3u);
+  ASSERT_EQ(lines_of(dir / "b.jsonl").size(), 1u);
+  EXPECT_EQ(json::parse(lines_of(dir / "b.jsonl")[0])["seq"], 24);
+  EXPECT_EQ(bus.hook_runs().size(), 2u);
 }
 
 // --- the hook runner ---------------------------------------------------------------------
