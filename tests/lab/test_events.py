@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -168,6 +169,10 @@ def test_a_hook_that_sleeps_forever_is_killed_at_its_timeout_and_events_keep_flo
     path = "isp1:hub"
     start_seq = max((e["seq"] for e in lab.log_events()), default=0)
 
+    # `show events --follow` prints what comes, as it comes (one JSON object per line here).
+    follow = subprocess.Popen([str(SDWANCTL), "--socket", lab.edge["socket"], "show", "events", "--follow", "--json",
+                               "--type", "path_down,path_up"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
     # 1. Blackout: path_down reaches the log and `show events`; its sleeping hook starts.
     lab_cmd(lab.prefix, "impair", "isp1", "blackout", script=lab.script)
     down = lab.wait_log(lambda e: e["type"] == "path_down" and e.get("path") == path and e["seq"] > start_seq,
@@ -199,6 +204,14 @@ def test_a_hook_that_sleeps_forever_is_killed_at_its_timeout_and_events_keep_flo
     assert time.monotonic() - t_hook < HOOK_TIMEOUT_S
     stats = lab.ctl_json("show", "stats")["events"]
     assert stats["hooks_running"] >= 1, stats
+    time.sleep(1)  # the follower asks every 0.5 s
+    follow.send_signal(signal.SIGINT)
+    out, err = follow.communicate(timeout=10)
+    assert follow.returncode == 0, (follow.returncode, err)
+    followed = [json.loads(x) for x in out.splitlines()]
+    assert all(e["type"] in ("path_down", "path_up") for e in followed), followed
+    seqs = [e["seq"] for e in followed]
+    assert seqs == sorted(set(seqs)) and down["seq"] in seqs and up["seq"] in seqs, followed
     # The class that used isp1 left it at path_down (and the event log says so).
     moved = [e for e in lab.log_events() if e["type"] == "class_moved" and down["seq"] < e["seq"] < up["seq"]]
     assert any(path in e["from"] and path not in e["to"] for e in moved), moved
@@ -223,6 +236,10 @@ def test_a_hook_that_sleeps_forever_is_killed_at_its_timeout_and_events_keep_flo
         log[-3000:]
     assert not alive(sleeper)
     assert group_members(sleeper) == [], f"left of the hook's process group: {group_members(sleeper)}"
+    table = lab.ctl("show", "hooks").stdout
+    assert table.splitlines()[0].split() == ["STARTED", "EVENT", "HOOK", "RESULT", "MS", "OUTPUT"], table
+    assert re.search(rf"path_down #{down['seq']} +{hook} +timeout +\d+ +sleeping on path_down #{down['seq']}\n", table), \
+        table
     stats = lab.ctl_json("show", "stats")["events"]
     assert stats["hooks_timed_out"] >= 1 and stats["hooks_dropped"] == 0, stats
     assert stats["log_healthy"] and stats["log_failed"] == 0 and stats["log_dropped"] == 0, stats
