@@ -191,6 +191,10 @@ def test_a_hook_that_sleeps_forever_is_killed_at_its_timeout_and_events_keep_flo
     sleeper = int(pid_file.read_text())
     assert alive(sleeper)
     assert len(group_members(sleeper)) == 2, f"the hook's group is the shell and its sleep: {group_members(sleeper)}"
+    # Hooks run on the control core, never on a worker's (docs/events.md).
+    control = yaml.safe_load(Path(lab.edge["config"]).read_text())["lcores"]["control"]
+    cpus = re.search(r"Cpus_allowed_list:\s*(\S+)", Path(f"/proc/{sleeper}/status").read_text()).group(1)
+    assert cpus == str(control), f"the hook may run on CPUs {cpus}, expected only the control core {control}"
 
     # 2. While it sleeps, the events keep flowing: clear isp1, path_up arrives, show answers.
     lab_cmd(lab.prefix, "impair", "isp1", "clear", script=lab.script)
