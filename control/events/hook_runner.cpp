@@ -325,6 +325,7 @@ void HookRunner::run() {
   char buf[kReadChunk];
   for (;;) {
     std::vector<Job> take;
+    uint64_t room_again = 0;  // runs dropped in all, when the queue has room after dropping
     {
       std::lock_guard lk(mu_);
       if (stop_) break;
@@ -336,11 +337,12 @@ void HookRunner::run() {
       stats_.queued = static_cast<uint32_t>(queue_.size());
       if (dropping_ && queue_.size() < opt_.queue) {
         dropping_ = false;
-        if (stats_.dropped > dropped_logged_)
-          log_info("hooks: the queue has room again; {} run(s) dropped in all", stats_.dropped);
+        if (stats_.dropped > dropped_logged_) room_again = stats_.dropped;
         dropped_logged_ = stats_.dropped;
       }
     }
+    // Logged outside the lock: a slow stderr must not hold up submit() on the control thread.
+    if (room_again != 0) log_info("hooks: the queue has room again; {} run(s) dropped in all", room_again);
     for (auto& j : take) start(std::move(j), mono_ms());
 
     pfds.clear();
