@@ -38,6 +38,7 @@
 #include "control/esp/keylog.hpp"
 #include "control/esp/keys.hpp"
 #include "control/esp/sa_table.hpp"
+#include "control/events/event_bus.hpp"
 #include "control/measure/measure.hpp"
 #include "control/mgmt/server.hpp"
 #include "control/neighbor/neighbor.hpp"
@@ -149,6 +150,21 @@ Status make_parent_dir(const std::string& path) {
 
 const char* dir_name(bool out) { return out ? "out" : "in"; }
 
+// The wall-clock time of a steady-clock instant at_ns, seen from now_ns (see rfc3339).
+std::chrono::system_clock::time_point wall_at(uint64_t at_ns, uint64_t now_ns) {
+  return std::chrono::system_clock::now() - std::chrono::nanoseconds(now_ns >= at_ns ? now_ns - at_ns : 0);
+}
+
+// path_up / path_down / path_damped: named after the state the path entered.
+std::string_view path_event_type(PathStatus to) {
+  switch (to) {
+    case PathStatus::kUp: return "path_up";
+    case PathStatus::kDamped: return "path_damped";
+    case PathStatus::kDown: return "path_down";
+  }
+  return "path_down";
+}
+
 const char* sa_state_name(SaRow::State s) {
   switch (s) {
     case SaRow::State::kActive: return "active";
@@ -243,6 +259,17 @@ struct Appliance::Impl {
   Result<std::vector<WorkerFlow>> collect_flows();
   std::string service_status_last;
   std::string service_status() const;
+  // Events and hooks (control/events, issue 7): made once EAL has pinned this thread to the
+  // control lcore, so the hook runner and the hooks it starts inherit that core, never a
+  // worker's. What each (class, peer) looked like at the last compile, for its events.
+  std::unique_ptr<EventBus> event_bus;
+  struct ClassSeen {
+    bool known = false, sla_known = false, sla_met = false;
+    std::vector<uint16_t> paths;  // the chosen ones, sorted
+  };
+  std::vector<ClassSeen> class_seen;  // [cls * n_peers + peer]
+  void class_events();
+  json path_names(const std::vector<uint16_t>& ids) const;
 
   Status bring_up();
   Status esp_prepare();
@@ -275,7 +302,7 @@ struct Appliance::Impl {
   json show_stats();
   json show_neighbors();
   json show_sas();
-  json show_events();
+  Result<json> show_events(const json& req);
   Result<json> show_classes();
   Result<json> show_flows(const json& req);
   Result<json> explain(const json& req);
@@ -329,6 +356,7 @@ Status Appliance::Impl::bring_up() {
   const auto nw = static_cast<uint16_t>(plan.workers.size());
   for (auto& r : reqs) r.rx_queues = r.tx_queues = nw;
 
+  if (Status st = check_hooks(cfg.events); !st) return st;
   if (cfg.dpdk.hugepages && free_hugepage_mib() == 0)
     return err("no free hugepages: reserve some (scripts/setup does, HUGEPAGES=N) or set dpdk.hugepages: false");
 
@@ -352,6 +380,7 @@ Status Appliance::Impl::bring_up() {
                " (another process with file prefix '" + (cfg.dpdk.file_prefix.empty() ? cfg.name : cfg.dpdk.file_prefix) +
                "'? not enough memory?)");
   eal_up = true;
+  event_bus = std::make_unique<EventBus>(cfg.events, cfg.name);
 
   // One pool for every port: RX rings, TX rings in flight, per-lcore caches and slack for
   // packets parked in the exception rings.
@@ -505,8 +534,18 @@ bool Appliance::Impl::apply_sa_actions(const std::vector<SaAction>& acts) {
     }
   }
   bool in_changed = false;
+  std::map<uint16_t, SaName> retired_out;  // path -> its outbound SA retired by this list: a rekey
   for (const SaAction& a : acts) {
     const TopoPath& tp = topo.paths[a.path];
+    if (a.kind == SaAction::Kind::kInstallOutbound && event_bus)
+      if (auto r = retired_out.find(a.path); r != retired_out.end())
+        event_bus->emit("sa_rekey", {{"path", tp.name},
+                                     {"direction", "out"},
+                                     {"spi", fmt::format("0x{:08x}", a.sa.spi)},
+                                     {"epoch", a.sa.epoch},
+                                     {"previous_spi", fmt::format("0x{:08x}", r->second.spi)},
+                                     {"previous_epoch", r->second.epoch},
+                                     {"installed", committed}});
     switch (a.kind) {
       case SaAction::Kind::kInstallInbound: {
         auto sa = make_sa<dp::InboundSa>(a, "in", [](const dp::EspSaParams& p) { return dp::make_inbound_sa(p); });
@@ -530,6 +569,7 @@ bool Appliance::Impl::apply_sa_actions(const std::vector<SaAction>& acts) {
         install_outbound(a);
         break;
       case SaAction::Kind::kRetireOutbound:
+        retired_out[a.path] = a.sa;
         out_pending[a.path].reset();
         out_sas[a.path].reset();
         log_info("SA retire path {} out spi 0x{:08x} epoch {}", tp.name, a.sa.spi, a.sa.epoch);
@@ -763,6 +803,14 @@ bool Appliance::Impl::measure_tick(uint64_t now_ns) {
   for (const PathEvent& e : events) {
     const std::string& name = e.path < topo.paths.size() ? topo.paths[e.path].name : std::to_string(e.path);
     log_info("path {} {}: {}", name, path_status_name(e.to), e.reason);
+    json d = {{"path", name}, {"from", path_status_name(e.from)}, {"to", path_status_name(e.to)}, {"reason", e.reason}};
+    if (e.path < topo.paths.size()) {
+      const TopoPath& tp = topo.paths[e.path];
+      d["uplink"] = topo.ports[tp.port].name;
+      d["peer"] = cfg.peers[tp.peer].name;
+      d["endpoint"] = tp.remote.str() + ":" + std::to_string(tp.remote_port);
+    }
+    if (event_bus) event_bus->emit(path_event_type(e.to), std::move(d), wall_at(e.at_ns, now_ns));
   }
   for (const PathEvent& e : events)
     if (e.path < measured.size()) measured[e.path].up = monitor.state(e.path) == PathStatus::kUp;
@@ -824,6 +872,76 @@ void Appliance::Impl::compile_policy(uint64_t now_ns) {
                seen == dp::kNoPathId ? "none" : compiler->path_name(seen), compiler->sla_text(*d));
       seen = d->out.primary;
     }
+  class_events();
+}
+
+json Appliance::Impl::path_names(const std::vector<uint16_t>& ids) const {
+  json out = json::array();
+  for (uint16_t id : ids) out.push_back(compiler->path_name(id));
+  return out;
+}
+
+// class_moved when the set of paths carrying a (class, peer) changes; sla_breached and
+// sla_recovered when its SLA state flips. The first compile sets the baseline quietly (nothing
+// is up yet); the SLA's baseline waits for a path of the peer to be up, and is an event only
+// when the SLA is not met then.
+void Appliance::Impl::class_events() {
+  if (!event_bus) return;
+  const uint16_t np = compiler->n_peers();
+  class_seen.resize(cfg.classes.size() * np);
+  std::vector<uint16_t> chosen;
+  for (uint8_t c = 0; c < cfg.classes.size(); ++c)
+    for (uint16_t p = 0; p < np; ++p) {
+      const ClassDecision* d = compiler->decision(c, p);
+      if (d == nullptr) continue;
+      ClassSeen& seen = class_seen[size_t{c} * np + p];
+      const ClassConfig& cc = cfg.classes[c];
+      chosen.clear();
+      bool any_up = false;
+      const PathDecision* primary = nullptr;
+      for (const PathDecision& pd : d->paths) {
+        if (pd.verdict == Verdict::kChosen) chosen.push_back(pd.id);
+        if (pd.verdict != Verdict::kDown) any_up = true;
+        if (pd.id == d->out.primary) primary = &pd;
+      }
+      std::sort(chosen.begin(), chosen.end());
+      const json primary_name = d->out.primary == dp::kNoPathId ? json(nullptr) : json(compiler->path_name(d->out.primary));
+      if (!seen.known) {
+        seen.known = true;
+        seen.paths = chosen;
+      } else if (chosen != seen.paths) {
+        event_bus->emit("class_moved",
+                        {{"class", cc.name},
+                         {"peer", compiler->peer_name(p)},
+                         {"mode", std::string(mode_name(cc.mode))},
+                         {"from", path_names(seen.paths)},
+                         {"to", path_names(chosen)},
+                         {"primary", primary_name},
+                         {"reason", compiler->sla_text(*d)}});
+        seen.paths = chosen;
+      }
+      const bool flipped = seen.sla_known && d->sla_met != seen.sla_met;
+      const bool first = !seen.sla_known && any_up;
+      if (flipped || (first && !d->sla_met))
+        event_bus->emit(d->sla_met ? "sla_recovered" : "sla_breached",
+                        {{"class", cc.name},
+                         {"peer", compiler->peer_name(p)},
+                         {"sla",
+                          {{"latency_ms", metric(cc.sla.latency_ms)},
+                           {"jitter_ms", metric(cc.sla.jitter_ms)},
+                           {"loss_pct", metric(cc.sla.loss_pct)}}},
+                         {"paths", path_names(chosen)},
+                         {"primary", primary_name},
+                         {"rtt_ms", primary ? metric(primary->rtt_ms) : json(nullptr)},
+                         {"jitter_ms", primary ? metric(primary->jitter_ms) : json(nullptr)},
+                         {"loss_pct", primary ? metric(primary->loss_pct) : json(nullptr)},
+                         {"fallback", d->fallback},
+                         {"reason", compiler->sla_text(*d)}});
+      if (flipped || first) {
+        seen.sla_known = true;
+        seen.sla_met = d->sla_met;
+      }
+    }
 }
 
 // Every snapshot carries a freshly compiled policy: once per probe interval with fresh metrics,
@@ -835,6 +953,9 @@ void Appliance::Impl::publish() {
   sas.inbound = inbound;
   sas.in = in_list;
   const uint64_t t0 = mono_ns();
+  // State changes made since the last tick (a reply brought a path up) go out as events
+  // before the class moves they cause.
+  measure_tick(t0);
   compile_policy(t0);
   for (const auto& tp : topo.paths) measured[tp.id].drill_drop_ppm = drills->drop_ppm(tp.id);
   auto snap = build_snapshot(topo, live, *neighbors, routes, ++generation, sas, measured);
@@ -996,13 +1117,14 @@ Result<json> Appliance::Impl::handle(const json& req) {
     if (what == "stats") return show_stats();
     if (what == "neighbors") return show_neighbors();
     if (what == "sas") return show_sas();
-    if (what == "events") return show_events();
+    if (what == "events") return show_events(req);
+    if (what == "hooks") return event_bus->hook_runs();
     if (what == "classes") return show_classes();
     if (what == "flows") return show_flows(req);
     if (what == "drills") return show_drills();
     if (what == "version") return json{{"name", cfg.name}, {"role", role_name(cfg.role)}, {"version", version()}};
     return err("cannot show \"" + what +
-               "\" (expected: ports, uplinks, peers, paths, events, classes, flows, drills, stats, neighbors, sas, version)");
+               "\" (expected: ports, uplinks, peers, paths, events, hooks, classes, flows, drills, stats, neighbors, sas, version)");
   } catch (const std::exception& e) {
     return err(std::string("bad request: ") + e.what());
   }
@@ -1129,19 +1251,23 @@ json Appliance::Impl::show_paths() {
   return out;
 }
 
-json Appliance::Impl::show_events() {
-  json out = json::array();
-  const uint64_t now_ns = mono_ns();
-  const EventRing& ev = monitor.events();
-  for (size_t i = 0; i < ev.size(); ++i) {
-    const PathEvent& e = ev[i];
-    out.push_back({{"time", rfc3339(e.at_ns, now_ns)},
-                   {"path", e.path < topo.paths.size() ? topo.paths[e.path].name : std::to_string(e.path)},
-                   {"from", path_status_name(e.from)},
-                   {"to", path_status_name(e.to)},
-                   {"reason", e.reason}});
+// The bus's ring, optionally only some types ("type": "path_down" or a list) and only events
+// after a seq ("after": N, for `sdwanctl show events --follow`).
+Result<json> Appliance::Impl::show_events(const json& req) {
+  std::vector<std::string> types;
+  if (auto it = req.find("type"); it != req.end() && !it->is_null()) {
+    for (const json& t : it->is_array() ? *it : json::array({*it})) {
+      const std::string name = t.get<std::string>();
+      if (!known_event_type(name)) {
+        std::string all;
+        for (auto k : kEventTypes) all += (all.empty() ? "" : ", ") + std::string(k);
+        return err(fmt::format("no event type \"{}\" (types: {})", name, all));
+      }
+      types.push_back(name);
+    }
   }
-  return out;
+  const uint64_t after = req.contains("after") ? req["after"].get<uint64_t>() : 0;
+  return event_bus->events(types, after);
 }
 
 Result<uint8_t> Appliance::Impl::find_class(const std::string& name) const {
@@ -1309,6 +1435,7 @@ Result<json> Appliance::Impl::reload(const char* how) {
   service.reloading();
   const auto refuse = [&](const std::string& why) -> Result<json> {
     log_error("reload ({}) refused, the running config stays: {}", how, why);
+    if (event_bus) event_bus->emit("reload_failed", {{"file", cfg.file}, {"via", how}, {"error", why}});
     service.ready(service_status());
     return err("reload refused, the running config stays: " + why);
   };
@@ -1338,12 +1465,14 @@ Result<json> Appliance::Impl::reload(const char* how) {
     primary_seen.assign(next->classes.size() * cfg.peers.size(), dp::kNoPathId);
   }
   if (rp->log_level) log_setup(log_level_from(next->log_level), next->name);
+  if (rp->events && event_bus) event_bus->reconfigure(next->events);
   const std::string file = cfg.file;
   cfg = std::move(*next);
   cfg.file = file;
   if (rp->classes) drills->set_classes(drill_classes());
   publish();
   log_info("reload ({}) applied {} change(s): {}", how, rp->changes.size(), changes.dump());
+  if (event_bus) event_bus->emit("reload", {{"file", cfg.file}, {"via", how}, {"changes", changes}});
   service.ready(service_status());
   return json{{"applied", true}, {"file", cfg.file}, {"changes", changes}};
 }
@@ -1429,6 +1558,7 @@ void Appliance::Impl::drill_finish_flows() {
 void Appliance::Impl::drill_record() {
   const json* r = drills->last();
   if (r == nullptr) return;
+  if (event_bus) event_bus->emit("drill_end", *r);
   log_info("drill {} {}: {} {} {}: detection {} ms, {} of {} packets lost", r->at("id").get<uint64_t>(),
            r->at("state").get<std::string>(), r->at("target").get<std::string>(), r->at("name").get<std::string>(),
            r->at("action").get<std::string>(), r->at("detection_ms").dump(), r->at("lost").get<uint64_t>(),
@@ -1481,6 +1611,7 @@ Result<json> Appliance::Impl::drill(const json& req) {
         drill_flows.insert({wf.f.src, wf.f.dst, wf.f.sport, wf.f.dport, wf.f.proto});
   }
   publish();  // the failure starts with this snapshot
+  if (event_bus) event_bus->emit("drill_start", drills->current(mono_ns()));
   log_warn("drill {} started: {} {} {} for {} ms{}", *id, dr->target == DrillRequest::Target::kUplink ? "uplink" : "peer",
            dr->name, dr->drop_ppm >= 1000000 ? std::string("blackout") : fmt::format("loss {} %", dr->drop_ppm / 1e4),
            dr->duration_ms, dr->force ? " (forced)" : "");
@@ -1586,7 +1717,8 @@ json Appliance::Impl::show_stats() {
           {"workers", ws},
           {"counters", counters},
           {"drops", drops},
-          {"esp", esp}};
+          {"esp", esp},
+          {"events", event_bus->stats()}};
 }
 
 json Appliance::Impl::show_neighbors() {
@@ -1649,6 +1781,8 @@ void Appliance::Impl::shutdown() {
   }
   // Socket first, so clients see the daemon go away before anything else does.
   mgmt.reset();
+  // Then the hooks (ended, reaped) and the event log (written out).
+  event_bus.reset();
   if (workers_launched) {
     workers_stop.store(true, std::memory_order_relaxed);
     rte_eal_mp_wait_lcore();

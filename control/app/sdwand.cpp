@@ -14,6 +14,7 @@
 #include "control/config/config.hpp"
 #include "control/esp/epoch_store.hpp"
 #include "control/esp/keys.hpp"
+#include "control/events/event_bus.hpp"
 
 namespace {
 
@@ -62,6 +63,10 @@ int main(int argc, char** argv) {
     }
     if (auto es = EpochStore::open(cfg->esp.epoch_store); !es) {
       std::fprintf(stderr, "%s: esp.epoch_store: %s\n", check_file.c_str(), es.error().msg.c_str());
+      keys_ok = false;
+    }
+    if (auto h = check_hooks(cfg->events); !h) {
+      std::fprintf(stderr, "%s: %s\n", check_file.c_str(), h.error().msg.c_str());
       keys_ok = false;
     }
     if (!keys_ok) return 1;

@@ -274,14 +274,69 @@ void show_paths(const json& data) {
   });
 }
 
+// One event as TIME, TYPE, SUBJECT (its path, class, app...: what it is about) and DETAIL
+// in words: "FROM -> TO", the other plain fields as key=value, then ": REASON". Nested objects
+// (an SLA's limits) are left to --json.
+struct EventCells {
+  std::string time, type, subject, detail;
+};
+
+std::string event_value(const json& v) {
+  if (v.is_array() && v.empty()) return "none";
+  return text(&v);
+}
+
+EventCells event_cells(const json& e) {
+  static constexpr std::string_view kSubjects[] = {"path", "class", "app", "drill", "uplink", "peer"};
+  EventCells c{text(field(e, "time")), text(field(e, "type")), std::string(kMissing), ""};
+  std::string_view subject;
+  for (std::string_view k : kSubjects)
+    if (const json* v = field(e, k); v != nullptr) {
+      subject = k;
+      c.subject = event_value(*v);
+      break;
+    }
+  // A path's name says its uplink and peer already.
+  const auto hidden = [&](std::string_view k) {
+    return k == "time" || k == "seq" || k == "type" || k == "name" || k == "from" || k == "to" || k == "reason" ||
+           k == subject || (subject == "path" && (k == "uplink" || k == "peer" || k == "endpoint"));
+  };
+  std::vector<std::string> parts;
+  const json* from = field(e, "from");
+  const json* to = field(e, "to");
+  if (from != nullptr && to != nullptr) parts.push_back(event_value(*from) + " -> " + event_value(*to));
+  if (e.is_object())
+    for (const auto& [k, v] : e.items())
+      if (!hidden(k) && !v.is_object()) parts.push_back(k + "=" + event_value(v));
+  for (const auto& p : parts) c.detail += (c.detail.empty() ? "" : " ") + p;
+  if (const json* r = field(e, "reason"); r != nullptr && r->is_string() && !r->get<std::string>().empty())
+    c.detail += (c.detail.empty() ? "" : ": ") + r->get<std::string>();
+  if (c.detail.empty()) c.detail = std::string(kMissing);
+  return c;
+}
+
 void show_events(const json& data) {
-  print_rows(expect_list(data, "events"), {
-      {"TIME", "time", Kind::kText},
-      {"PATH", "path", Kind::kText},
-      {"FROM", "from", Kind::kText},
-      {"TO", "to", Kind::kText},
-      {"REASON", "reason", Kind::kText},
-  });
+  Table t({"TIME", "TYPE", "SUBJECT", "DETAIL"}, {false, false, false, false});
+  for (const json& e : expect_list(data, "events")) {
+    EventCells c = event_cells(e);
+    t.add({c.time, c.type, c.subject, c.detail});
+  }
+  t.print(stdout);
+}
+
+// The hook runs the daemon remembers (the last 100), oldest first.
+void show_hooks(const json& data) {
+  Table t({"STARTED", "EVENT", "HOOK", "RESULT", "MS", "OUTPUT"}, {false, false, false, false, true, false});
+  for (const json& r : expect_list(data, "hooks")) {
+    std::string out = text(field(r, "output"));
+    for (char& ch : out)
+      if (ch == '\n' || ch == '\r' || ch == '\t') ch = ' ';
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    if (out.size() > 60) out = out.substr(0, 57) + "...";
+    t.add({text(field(r, "started")), text(field(r, "type")) + " #" + text(field(r, "seq")), text(field(r, "hook")),
+           text(field(r, "result")), text(field(r, "duration_ms")), out.empty() ? std::string(kMissing) : out});
+  }
+  t.print(stdout);
 }
 
 void show_neighbors(const json& data) {
@@ -423,6 +478,10 @@ void show_stats(const json& data) {
     fmt::print("\n");
     print_map(field(*esp, "drops"), "ESP_DROP", "COUNT");
   }
+  if (const json* ev = field(data, "events"); ev != nullptr && ev->is_object()) {
+    fmt::print("\n");
+    print_map(ev, "EVENTS", "VALUE");
+  }
 }
 
 void show_version(const json& data) {
@@ -493,7 +552,8 @@ constexpr Thing kThings[] = {
     {"uplinks", "WAN uplinks: address, next hop and its MAC, cost, state", show_uplinks},
     {"peers", "remote appliances: endpoints, prefixes, paths up", show_peers},
     {"paths", "(uplink, peer endpoint) paths: state, RTT, jitter, loss, probes, reason, traffic", show_paths},
-    {"events", "path state changes (up, down, damped) with their reasons, oldest first", show_events},
+    {"events", "events (path up/down, SLA, class moves, SA rekeys...), oldest first; docs/events.md", show_events},
+    {"hooks", "the last hook runs: event, hook, result, duration, output", show_hooks},
     {"classes", "traffic classes per peer: mode, chosen paths, SLA met, why, traffic", show_classes},
     {"flows", "the workers' flows: 5-tuple, class, path, uplink, traffic, age (at most 10,000)", show_flows},
     {"drills", "failover drill reports, oldest first (sdwanctl drill), the running one last", show_drills},
@@ -632,6 +692,49 @@ int run_drill(const std::string& socket, int timeout_ms, json req, bool as_json,
   return std::ferror(stdout) ? 1 : 0;
 }
 
+// `show events --follow`: the kept events, then every new one as it comes (asked for every
+// half second with "after": the last seq seen), until Ctrl-C / SIGTERM (status 0) or the
+// daemon stops answering (status 1). A table with fixed columns, or one JSON object per line.
+int follow_events(const std::string& socket, int timeout_ms, const std::vector<std::string>& types, bool as_json) {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  uint64_t after = 0;
+  if (!as_json) fmt::print("{:<24}  {:<13}  {:<16}  {}\n", "TIME", "TYPE", "SUBJECT", "DETAIL");
+  for (bool first = true; !g_interrupted.load(); first = false) {
+    if (!first) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+      while (!g_interrupted.load() && std::chrono::steady_clock::now() < until) {
+        const timespec ts{0, 20'000'000};
+        nanosleep(&ts, nullptr);
+      }
+      if (g_interrupted.load()) break;
+    }
+    json req = {{"cmd", "show"}, {"what", "events"}, {"after", after}};
+    if (!types.empty()) req["type"] = types;
+    auto data = sdwan::cp::mgmt_request(socket, req, timeout_ms);
+    if (!data) {
+      fmt::print(stderr, "sdwanctl: {}\n", one_line(data.error().msg));
+      return 1;
+    }
+    for (const json& e : expect_list(*data, "events")) {
+      if (const json* seq = field(e, "seq"); seq != nullptr && seq->is_number_unsigned())
+        after = std::max(after, seq->get<uint64_t>());
+      if (as_json) {
+        fmt::print("{}\n", e.dump(-1, ' ', false, json::error_handler_t::replace));
+      } else {
+        const EventCells c = event_cells(e);
+        fmt::print("{:<24}  {:<13}  {:<16}  {}\n", c.time, c.type, c.subject, c.detail);
+      }
+    }
+    std::fflush(stdout);
+    if (std::ferror(stdout)) return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -653,10 +756,17 @@ int main(int argc, char** argv) {
   bool as_json = false;
   const Thing* chosen = nullptr;
   std::string flow_class;
+  std::vector<std::string> event_types;
+  bool follow = false;
   for (const Thing& t : kThings) {
     CLI::App* sub = show->add_subcommand(t.name, t.help);
     sub->add_flag("--json", as_json, "print the daemon's data as JSON, exactly as received");
     if (std::string_view(t.name) == "flows") sub->add_option("--class", flow_class, "only the flows of this class");
+    if (std::string_view(t.name) == "events") {
+      sub->add_option("--type", event_types, "only events of this type (repeat it, or TYPE,TYPE)")->delimiter(',');
+      sub->add_flag("--follow,-f", follow,
+                    "keep printing new events as they come, until Ctrl-C (with --json: one object per line)");
+    }
     sub->fallthrough();
     sub->callback([&chosen, &t] { chosen = &t; });
   }
@@ -808,10 +918,19 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (chosen == nullptr) return 2;
+  if (follow) {
+    try {
+      return follow_events(socket, timeout_ms, event_types, as_json);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "sdwanctl: {}\n", one_line(e.what()));
+      return 1;
+    }
+  }
 
   try {
     json req = {{"cmd", "show"}, {"what", chosen->name}};
     if (!flow_class.empty()) req["class"] = flow_class;
+    if (!event_types.empty()) req["type"] = event_types;
     auto data = sdwan::cp::mgmt_request(socket, req, timeout_ms);
     if (!data) {
       fmt::print(stderr, "sdwanctl: {}\n", one_line(data.error().msg));

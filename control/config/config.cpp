@@ -50,6 +50,13 @@ constexpr uint64_t kMaxSlaMs = 10000;             // 10 s: beyond it no interact
 constexpr size_t kMaxRulesPerClass = 256;          // a flow's first packet walks the rules in order
 constexpr uint64_t kMaxReorderMs = 1000;           // the receiver holds packets this long at most
 constexpr uint64_t kMaxSwitchHoldMs = 600000;      // ten minutes
+constexpr uint64_t kMinEventRing = 10, kMaxEventRing = 100000;
+constexpr uint64_t kMinHookTimeoutMs = 100, kMaxHookTimeoutMs = 3600000;
+constexpr uint64_t kMaxHookConcurrent = 64;
+constexpr uint64_t kMaxHookQueue = 100000;
+constexpr uint64_t kMaxHookOutput = 1048576;       // per run, kept in memory for show hooks
+constexpr size_t kMaxHooksPerType = 16;
+constexpr size_t kMaxHookArgs = 64;
 constexpr std::string_view kKeyHelp =
     "the file with the peer's 256-bit master key, 64 hex digits, mode 0600 (docs/keys.md \"Key file\"); "
     "make one with: umask 077; openssl rand -hex 32 > /etc/sdwan/master.key";
@@ -366,7 +373,7 @@ class Walker {
   Config walk(const Val& root) {
     const Fields f(root, "",
                    {"name", "role", "lan", "uplinks", "peers", "lcores", "idle", "overlay_port", "flow_capacity",
-                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt", "esp", "paths", "classes", "policy"});
+                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt", "esp", "paths", "classes", "policy", "events"});
     c_.role = read_choice<Role>(f.need("role"), "role", {{"edge", Role::kEdge}, {"hub", Role::kHub}});
     c_.name = std::string(role_name(c_.role));
     if (auto n = f.get("name")) c_.name = read_name(*n, "name", kMaxName);
@@ -396,6 +403,7 @@ class Walker {
     if (auto n = f.get("classes")) classes(*n);
     finish_classes(f.get("classes"));
     if (auto n = f.get("policy")) policy(*n);
+    if (auto n = f.get("events")) events(*n);
     return std::move(c_);
   }
 
@@ -1000,6 +1008,76 @@ class Walker {
     if (auto v = f.get("failback_stable_ms"))
       p.failback_stable_ms =
           static_cast<uint32_t>(read_uint(*v, f.key("failback_stable_ms"), 0, kMaxHoldMs, "a number of milliseconds"));
+  }
+
+  void events(const Val& n) {
+    const Fields f(n, "events",
+                   {"log", "log_fsync", "ring", "hooks", "hook_timeout_ms", "hook_kill_grace_ms", "hook_max_concurrent",
+                    "hook_queue", "hook_output_max"});
+    EventsConfig& e = c_.events;
+    if (auto v = f.get("log")) e.log = absolute_path(*v, "events.log", "/var/log/sdwan/edge.events.jsonl");
+    if (auto v = f.get("log_fsync")) e.log_fsync = read_bool(*v, "events.log_fsync");
+    if (auto v = f.get("ring"))
+      e.ring = static_cast<uint32_t>(read_uint(*v, "events.ring", kMinEventRing, kMaxEventRing, "a number of events"));
+    if (auto v = f.get("hook_timeout_ms"))
+      e.hook_timeout_ms = static_cast<uint32_t>(
+          read_uint(*v, "events.hook_timeout_ms", kMinHookTimeoutMs, kMaxHookTimeoutMs, "a number of milliseconds"));
+    if (auto v = f.get("hook_kill_grace_ms"))
+      e.hook_kill_grace_ms = static_cast<uint32_t>(
+          read_uint(*v, "events.hook_kill_grace_ms", 0, kMaxHookTimeoutMs, "a number of milliseconds"));
+    if (auto v = f.get("hook_max_concurrent"))
+      e.hook_max_concurrent = static_cast<uint32_t>(
+          read_uint(*v, "events.hook_max_concurrent", 1, kMaxHookConcurrent, "a number of hooks"));
+    if (auto v = f.get("hook_queue"))
+      e.hook_queue = static_cast<uint32_t>(read_uint(*v, "events.hook_queue", 1, kMaxHookQueue, "a number of runs"));
+    if (auto v = f.get("hook_output_max"))
+      e.hook_output_max =
+          static_cast<uint32_t>(read_uint(*v, "events.hook_output_max", 0, kMaxHookOutput, "a number of bytes"));
+    if (auto v = f.get("hooks")) hooks(*v);
+  }
+
+  // events.hooks: event type (or "*") -> a list of hooks, each an absolute path or a list of
+  // an absolute path and its arguments. The keys are event types, not fixed names, so this
+  // mapping is walked by hand rather than with Fields.
+  void hooks(const Val& n) {
+    const std::string base = "events.hooks";
+    std::vector<std::string> types{"\"*\""};
+    for (auto t : kEventTypes) types.emplace_back(t);
+    if (n.IsNull()) return;
+    if (!n.IsMap()) fail(n, base, fmt::format("expected a mapping of event type to hooks, got {}", describe(n)));
+    std::map<std::string, int> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const Node k = it->first;
+      if (!k.IsScalar()) fail(k, base, fmt::format("expected event types as keys, got {} as a key", describe(k)));
+      const std::string type = k.Scalar();
+      const std::string key = base + "." + type;
+      if (type != "*" && !known_event_type(type))
+        fail(k, key, fmt::format("unknown event type (expected one of: {})", join(types, ", ")));
+      if (auto s = seen.find(type); s != seen.end())
+        fail(k, key, fmt::format("duplicate key (first on line {})", s->second + 1));
+      seen[type] = line_of(k);
+      const Node v = it->second;
+      const Val val{v, v.IsNull() ? line_of(k) : line_of(v)};
+      const auto items = read_list(val, key, 1, kMaxHooksPerType, "hooks (an absolute path, or a list of one and its arguments)");
+      auto& out = c_.events.hooks[type];
+      for (size_t i = 0; i < items.size(); ++i) {
+        const std::string ikey = index_key(key, i);
+        std::vector<std::string> argv;
+        if (items[i].IsSequence()) {
+          const auto parts = read_list(items[i], ikey, 1, kMaxHookArgs, "words: the hook's path, then its arguments");
+          argv.push_back(absolute_path(parts[0], index_key(ikey, 0), "/usr/local/lib/sdwan/hooks/alert"));
+          for (size_t j = 1; j < parts.size(); ++j) {
+            std::string arg = read_scalar(parts[j], index_key(ikey, j), "an argument (a string)");
+            if (arg.find('\0') != std::string::npos)
+              fail(parts[j], index_key(ikey, j), "expected an argument without NUL bytes");
+            argv.push_back(std::move(arg));
+          }
+        } else {
+          argv.push_back(absolute_path(items[i], ikey, "/usr/local/lib/sdwan/hooks/alert"));
+        }
+        out.push_back(std::move(argv));
+      }
+    }
   }
 
   struct EndpointVal {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "control/esp/sa_table.hpp"
+#include "control/events/types.hpp"
 #include "control/measure/path_state.hpp"
 #include "dataplane/api/result.hpp"
 #include "dataplane/api/snapshot.hpp"
@@ -174,6 +175,7 @@ struct Config {
   /// in the file, an implicit one named "default" (mode best, no SLA) comes last.
   std::vector<ClassConfig> classes;
   PolicyConfig policy;
+  EventsConfig events;               // event log, ring, hooks (docs/events.md)
   uint16_t overlay_port = 4500;
   uint32_t flow_capacity = 65536;    // per worker
   uint32_t icmp_errors_per_sec = 100;

@@ -21,7 +21,7 @@ std::string names(const std::vector<ClassConfig>& cs) {
 }  // namespace
 
 const char* reload_live_keys() {
-  return "classes, policy, uplinks' cost and bandwidth, paths (probe timers, damping, window) and log_level";
+  return "classes, policy, uplinks' cost and bandwidth, paths (probe timers, damping, window), events and log_level";
 }
 
 Result<ReloadPlan> plan_reload(const Config& cur, const Config& next) {
@@ -80,6 +80,10 @@ Result<ReloadPlan> plan_reload(const Config& cur, const Config& next) {
                                        cur.policy.switch_margin_pct, next.policy.switch_margin_pct, cur.policy.switch_hold_ms,
                                        next.policy.switch_hold_ms, cur.policy.failback_stable_ms,
                                        next.policy.failback_stable_ms));
+  }
+  if (!(cur.events == next.events)) {
+    plan.events = true;
+    plan.changes.push_back("events: log, ring or hooks");
   }
   if (cur.log_level != next.log_level) {
     plan.log_level = true;

@@ -18,6 +18,7 @@ struct ReloadPlan {
   bool uplinks = false;              ///< an uplink's cost or bandwidth
   bool paths = false;                ///< probe interval, multiplier, hold_up, damping, window
   bool log_level = false;
+  bool events = false;               ///< event log, ring, hooks and their limits
   bool any() const noexcept { return !changes.empty(); }
 };
 

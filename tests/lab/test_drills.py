@@ -65,6 +65,10 @@ def test_blackout_drill_reports_the_loss_a_receiver_on_lan_b_counted(lab):
         time.sleep(0.2)
     else:
         raise AssertionError(f"{path} did not come back after the drill")
+    events = lab.ctl_json("show", "events")
+    mine = [e for e in events if e.get("type") in ("drill_start", "drill_end") and e.get("id") == rep["id"]]
+    assert [e["type"] for e in mine] == ["drill_start", "drill_end"], events[-10:]
+    assert mine[1]["lost"] == rep["lost"] and mine[1]["state"] == "completed"
     hist = lab.ctl_json("show", "drills")
     assert hist[-1]["id"] == rep["id"] and hist[-1]["state"] == "completed"
     table = lab.ctl("show", "drills").stdout

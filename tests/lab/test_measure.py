@@ -707,14 +707,21 @@ def test_no_probe_crosses_an_isp_in_the_clear(lab, tmp_path):
 
 # --- 4. blackout, recovery, damping (last: it leaves isp1 with a flap history) ----------------
 
+PATH_EVENTS = ("path_up", "path_down", "path_damped")  # docs/events.md: the path's state changes
+
+
+def is_path_change(e: dict, path: str) -> bool:
+    return e.get("type") in PATH_EVENTS and e.get("path") == path
+
+
 def wait_event(lab: MeasureLab, path: str, after: int, timeout: float) -> tuple[int, dict]:
-    """The first event of `path` at index >= after in `show events` (polled every 10 ms)."""
+    """The first state change of `path` at index >= after in `show events` (polled every 10 ms)."""
     deadline = time.monotonic() + timeout
     while True:
         evs = lab.events()
         assert len(evs) < 1000, "the event ring is full: indexes no longer mean anything"
         for i in range(after, len(evs)):
-            if evs[i]["path"] == path:
+            if is_path_change(evs[i], path):
                 return i, evs[i]
         if time.monotonic() > deadline:
             raise AssertionError(f"no event for {path} within {timeout} s; last events: {evs[-5:]}")
@@ -728,7 +735,7 @@ def test_blackout_down_clear_up_and_damping_on_isp1(lab):
     up_min, up_max = (HOLD_UP - 1) * INTERVAL_S, HOLD_UP * INTERVAL_S + INTERVAL_S / 4
     evs = lab.events()
     now = time.time()
-    flaps_before = sum(1 for e in evs if e["path"] == path and e["from"] == "up" and e["to"] == "down"
+    flaps_before = sum(1 for e in evs if is_path_change(e, path) and e["from"] == "up" and e["to"] == "down"
                        and now - wall(e["time"]) < DAMP_WINDOW_S)
     damp_at = DAMP_FLAPS - flaps_before
     assert damp_at >= 1, f"{path} flapped {flaps_before} times in the last minute before this test: {evs}"

@@ -90,6 +90,8 @@ def test_reload_under_traffic_applies_classes_and_loses_nothing(lab, restore):
     flows = lab.ctl_json("show", "flows")
     assert any(f.get("dport") == 7777 and f.get("class") == "gaming" for f in flows), flows
     assert "140" in " ".join(lab.ctl("explain", "voice").stdout.split()), "voice's new SLA"
+    ev = [e for e in lab.ctl_json("show", "events") if e.get("type") == "reload"]
+    assert ev and "class gaming: added" in ev[-1]["changes"], ev
 
 
 def test_broken_config_is_refused_and_traffic_continues(lab, restore):
@@ -104,6 +106,8 @@ def test_broken_config_is_refused_and_traffic_continues(lab, restore):
     assert str(lab.config) in p.stderr, f"the error names the file: {p.stderr}"
     assert sent == received, f"lost {sent - received} of {sent} around a refused reload"
     assert set(lab.classes()) == set(before)
+    failed = [e for e in lab.ctl_json("show", "events") if e.get("type") == "reload_failed"]
+    assert failed and "mode" in failed[-1]["error"] and failed[-1]["via"] == "sdwanctl reload", failed
 
 
 def test_a_change_that_needs_a_restart_is_refused(lab, restore):

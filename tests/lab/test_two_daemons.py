@@ -251,16 +251,24 @@ def test_show_events_lists_the_path_going_up_with_its_reason(site, appliance):
     peer = "hub" if appliance == "edge" else "edge"
     events = items(d.ctl_json("show", "events"), "events")
     for e in events:
-        for key in ("time", "path", "from", "to", "reason"):
+        for key in ("time", "seq", "type", "name"):
             assert key in e, f"event without {key!r}: {e}"
         assert RFC3339_UTC.match(e["time"]), e
-    ups = [e for e in events if e["path"] == f"isp1:{peer}" and e["to"] == "up"]
+        assert e["name"] == appliance, e
+    changes = [e for e in events if e["type"] in ("path_up", "path_down", "path_damped")]
+    for e in changes:
+        for key in ("path", "uplink", "peer", "endpoint", "from", "to", "reason"):
+            assert key in e, f"path event without {key!r}: {e}"
+    ups = [e for e in changes if e["path"] == f"isp1:{peer}" and e["type"] == "path_up"]
     assert ups, f"{appliance}: no event of isp1:{peer} going up: {events}"
-    assert ups[0]["from"] == "down" and re.fullmatch(r"\d+ good probes", ups[0]["reason"]), ups[0]
-    assert [e["time"] for e in events] == sorted(e["time"] for e in events), "events are oldest first"
+    assert ups[0]["from"] == "down" and ups[0]["to"] == "up", ups[0]
+    assert re.fullmatch(r"\d+ good probes", ups[0]["reason"]), ups[0]
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events), "events are oldest first"
     table = d.ctl("show", "events").stdout
-    assert table.splitlines()[0].split() == ["TIME", "PATH", "FROM", "TO", "REASON"], table
-    assert f"isp1:{peer}" in table and "good probes" in table, table
+    assert table.splitlines()[0].split() == ["TIME", "TYPE", "SUBJECT", "DETAIL"], table
+    assert re.search(rf"Z +path_up +isp1:{peer} +down -> up: \d+ good probes\n", table), table
+    only = items(d.ctl_json("show", "events", "--type", "path_up"), "events")
+    assert only and all(e["type"] == "path_up" for e in only), only
 
 
 def test_show_and_watch_paths_print_the_measured_columns(site):

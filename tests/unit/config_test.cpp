@@ -96,7 +96,7 @@ TEST(Config, BaseIsValid) {
 TEST(Config, RejectsEachMistakeWithFileLineKeyAndExpectation) {
   const std::string top_keys =
       "name, role, lan, uplinks, peers, lcores, idle, overlay_port, flow_capacity, icmp_errors_per_sec, log_level, "
-      "dpdk, mgmt, esp, paths, classes, policy";
+      "dpdk, mgmt, esp, paths, classes, policy, events";
   const std::string name_rule = "characters a-z, 0-9, '_' or '-'";
   const std::string unicast = "a unicast IPv4 address (not 0.0.0.0/8, 127.0.0.0/8, multicast or reserved)";
   const std::vector<Broken> cases = {
@@ -952,6 +952,94 @@ TEST(Config, LabExamplesLoad) {
   }
   // And the edge reaches each hub uplink address the same way.
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(edge->peers[0].endpoints[i].address, hub->uplinks[i].address.addr);
+}
+
+TEST(Config, EventsDefaultToNoLogAndNoHooks) {
+  auto r = parse_config(base(), "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  const EventsConfig& e = r->events;
+  EXPECT_EQ(e.log, "");
+  EXPECT_TRUE(e.log_fsync);
+  EXPECT_EQ(e.ring, 1000u);
+  EXPECT_TRUE(e.hooks.empty());
+  EXPECT_EQ(e.hook_timeout_ms, 10000u);
+  EXPECT_EQ(e.hook_kill_grace_ms, 2000u);
+  EXPECT_EQ(e.hook_max_concurrent, 4u);
+  EXPECT_EQ(e.hook_queue, 256u);
+  EXPECT_EQ(e.hook_output_max, 4096u);
+}
+
+TEST(Config, EventsSectionIsRead) {
+  auto r = parse_config(append("events:\n"
+                               "  log: /var/log/sdwan/edge.events.jsonl\n"
+                               "  log_fsync: false\n"
+                               "  ring: 50\n"
+                               "  hook_timeout_ms: 500\n"
+                               "  hook_kill_grace_ms: 0\n"
+                               "  hook_max_concurrent: 2\n"
+                               "  hook_queue: 8\n"
+                               "  hook_output_max: 0\n"
+                               "  hooks:\n"
+                               "    path_down: [/usr/local/bin/alert]\n"
+                               "    \"*\":\n"
+                               "      - /usr/local/bin/all\n"
+                               "      - [/usr/local/bin/webhook, https://example.net/hook, 5]\n"),
+                        "edge.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().msg;
+  const EventsConfig& e = r->events;
+  EXPECT_EQ(e.log, "/var/log/sdwan/edge.events.jsonl");
+  EXPECT_FALSE(e.log_fsync);
+  EXPECT_EQ(e.ring, 50u);
+  EXPECT_EQ(e.hook_timeout_ms, 500u);
+  EXPECT_EQ(e.hook_kill_grace_ms, 0u);
+  EXPECT_EQ(e.hook_max_concurrent, 2u);
+  EXPECT_EQ(e.hook_queue, 8u);
+  EXPECT_EQ(e.hook_output_max, 0u);
+  ASSERT_EQ(e.hooks.size(), 2u);
+  EXPECT_EQ(e.hooks.at("path_down"), (std::vector<std::vector<std::string>>{{"/usr/local/bin/alert"}}));
+  EXPECT_EQ(e.hooks.at("*"), (std::vector<std::vector<std::string>>{
+                                 {"/usr/local/bin/all"}, {"/usr/local/bin/webhook", "https://example.net/hook", "5"}}));
+}
+
+TEST(Config, EventsMistakesNameLineAndKey) {
+  const std::string types =
+      "\"*\", path_up, path_down, path_damped, sla_breached, sla_recovered, class_moved, sa_rekey, reload, "
+      "reload_failed, drill_start, drill_end, app_failing, app_ok";
+  const Broken cases[] = {
+      {"log relative", append("events:\n  log: events.jsonl\n"),
+       "edge.yaml:25: events.log: expected an absolute path like /var/log/sdwan/edge.events.jsonl, got \"events.jsonl\""},
+      {"unknown key", append("events:\n  logfile: /x\n"),
+       "edge.yaml:25: events.logfile: unknown key (expected one of: log, log_fsync, ring, hooks, hook_timeout_ms, "
+       "hook_kill_grace_ms, hook_max_concurrent, hook_queue, hook_output_max)"},
+      {"ring too small", append("events:\n  ring: 5\n"),
+       "edge.yaml:25: events.ring: expected a number of events from 10 to 100000, got \"5\""},
+      {"timeout too short", append("events:\n  hook_timeout_ms: 10\n"),
+       "edge.yaml:25: events.hook_timeout_ms: expected a number of milliseconds from 100 to 3600000, got \"10\""},
+      {"no concurrency", append("events:\n  hook_max_concurrent: 0\n"),
+       "edge.yaml:25: events.hook_max_concurrent: expected a number of hooks from 1 to 64, got \"0\""},
+      {"unknown event type", append("events:\n  hooks:\n    path_flap: [/bin/true]\n"),
+       "edge.yaml:26: events.hooks.path_flap: unknown event type (expected one of: " + types + ")"},
+      {"hooks not a mapping", append("events:\n  hooks: [/bin/true]\n"),
+       "edge.yaml:25: events.hooks: expected a mapping of event type to hooks, got a list"},
+      {"hook list empty", append("events:\n  hooks:\n    path_down: []\n"),
+       "edge.yaml:26: events.hooks.path_down: expected 1 to 16 hooks (an absolute path, or a list of one and its "
+       "arguments), got none"},
+      {"hook path relative", append("events:\n  hooks:\n    path_down: [alert.sh]\n"),
+       "edge.yaml:26: events.hooks.path_down[0]: expected an absolute path like /usr/local/lib/sdwan/hooks/alert, got "
+       "\"alert.sh\""},
+      {"hook argv path relative", append("events:\n  hooks:\n    sa_rekey:\n      - [alert.sh, x]\n"),
+       "edge.yaml:27: events.hooks.sa_rekey[0][0]: expected an absolute path like /usr/local/lib/sdwan/hooks/alert, "
+       "got \"alert.sh\""},
+      {"hook argument a mapping", append("events:\n  hooks:\n    sa_rekey:\n      - [/bin/x, {a: 1}]\n"),
+       "edge.yaml:27: events.hooks.sa_rekey[0][1]: expected an argument (a string), got a mapping"},
+      {"hook type twice", append("events:\n  hooks:\n    app_ok: [/bin/a]\n    app_ok: [/bin/b]\n"),
+       "edge.yaml:27: events.hooks.app_ok: duplicate key (first on line 26)"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_config(c.yaml, "edge.yaml");
+    ASSERT_FALSE(r.ok()) << c.name;
+    EXPECT_EQ(r.error().msg, c.expected) << c.name;
+  }
 }
 
 TEST(Config, UnreadableFileSaysWhy) {
