@@ -6,12 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -126,7 +126,15 @@ bool group_gone(pid_t pgid) { return ::kill(-pgid, 0) != 0 && errno == ESRCH; }
 
 std::vector<std::string> sh_argv(const std::string& script) { return {"/bin/sh", "-c", script, "hook"}; }
 
-const std::regex kTime(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+// "2025-03-14T09:26:53.589Z" (by hand: std::regex trips GCC 12's uninitialised-use warning
+// under the sanitizers).
+bool is_rfc3339_ms(const std::string& t) {
+  constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:dd.dddZ";
+  if (t.size() != kShape.size()) return false;
+  for (size_t i = 0; i < t.size(); ++i)
+    if (kShape[i] == 'd' ? !std::isdigit(static_cast<unsigned char>(t[i])) : t[i] != kShape[i]) return false;
+  return true;
+}
 
 class Quiet : public ::testing::Test {
  protected:
@@ -151,7 +159,7 @@ TEST_F(EventBusTest, EmitAddsTimeSeqTypeAndNameToTheDetail) {
   for (size_t i = 0; i < ev.size(); ++i) {
     EXPECT_EQ(ev[i]["seq"], i + 1);
     EXPECT_EQ(ev[i]["name"], "branch1");
-    EXPECT_TRUE(std::regex_match(ev[i]["time"].get<std::string>(), kTime)) << ev[i];
+    EXPECT_TRUE(is_rfc3339_ms(ev[i]["time"].get<std::string>())) << ev[i];
   }
   EXPECT_EQ(ev[0]["type"], "path_down");
   EXPECT_EQ(ev[0]["path"], "isp1:hub");
