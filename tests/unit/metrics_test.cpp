@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <regex>
@@ -239,6 +240,53 @@ TEST(MetricsRender, EscapesLabelValuesAndKeepsEmptyFamilies) {
   EXPECT_NE(page.find("# TYPE sdwan_path_rtt_seconds gauge\n# HELP"), std::string::npos);
   EXPECT_EQ(page.find("\nsdwan_flows_new_per_second "), std::string::npos);  // unknown before a second sample
   check_page(page);
+}
+
+// docs/metrics.md lists every family the page has, with its type and labels, and nothing else.
+TEST(MetricsRender, EveryFamilyIsDocumentedWithItsTypeAndLabels) {
+  std::ifstream f(SDWAN_SOURCE_ROOT "/docs/metrics.md");
+  ASSERT_TRUE(f) << "cannot read docs/metrics.md";
+  static const std::regex kRow(R"(^\| `(sdwan_[a-z0-9_]+)` \| (counter|gauge) \|([a-z, ]*)\|)");
+  std::map<std::string, std::pair<std::string, std::set<std::string>>> doc;
+  std::string line;
+  while (std::getline(f, line)) {
+    std::smatch m;
+    if (!std::regex_search(line, m, kRow)) continue;
+    std::set<std::string> labels;
+    std::istringstream ls(m[3].str());
+    for (std::string l; std::getline(ls, l, ',');) {
+      l.erase(0, l.find_first_not_of(' '));
+      l.erase(l.find_last_not_of(' ') + 1);
+      if (!l.empty()) labels.insert(l);
+    }
+    EXPECT_TRUE(doc.emplace(m[1].str(), std::make_pair(m[2].str(), labels)).second) << "listed twice: " << m[1];
+  }
+  const std::string page = render_prometheus(sample_data());
+  std::map<std::string, std::pair<std::string, std::set<std::string>>> got;
+  std::istringstream in(page);
+  static const std::regex kLabelName(R"re(([a-z_]+)=")re");
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_match(line, m, std::regex(R"(^# TYPE (\S+) (\S+)$)"))) {
+      got[m[1].str()].first = m[2].str();
+      continue;
+    }
+    if (line[0] == '#') continue;
+    const std::string name = line.substr(0, line.find_first_of("{ "));
+    const std::string labels = line.find('{') == std::string::npos ? "" : line.substr(line.find('{'));
+    for (auto it = std::sregex_iterator(labels.begin(), labels.end(), kLabelName); it != std::sregex_iterator(); ++it)
+      got[name].second.insert((*it)[1].str());
+  }
+  for (const auto& [name, tl] : got) {
+    auto it = doc.find(name);
+    if (it == doc.end()) {
+      ADD_FAILURE() << name << " is not in docs/metrics.md";
+      continue;
+    }
+    EXPECT_EQ(it->second.first, tl.first) << name << ": documented type";
+    EXPECT_EQ(it->second.second, tl.second) << name << ": documented labels";
+  }
+  for (const auto& [name, tl] : doc) EXPECT_TRUE(got.count(name)) << name << " is documented but not on the page";
 }
 
 TEST(MetricsTelemetry, PathsAreKeyedByPositionWithIntegersOnly) {
