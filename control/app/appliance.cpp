@@ -1442,6 +1442,7 @@ void Appliance::Impl::shutdown() {
 void Appliance::Impl::count_path_failures() {
   if (path_failures.size() < topo.paths.size()) path_failures.resize(topo.paths.size(), 0);
   const EventRing& ev = monitor.events();
+  if (ev.total() < path_events_seen) path_events_seen = 0;  // a new monitor: its ring starts again
   const uint64_t fresh = std::min<uint64_t>(ev.total() - path_events_seen, ev.size());
   for (size_t i = ev.size() - fresh; i < ev.size(); ++i) {
     const PathEvent& e = ev[i];

@@ -17,7 +17,10 @@ the fixture's finalizer, failed or not.
    and dpdk-telemetry.py -f PREFIX as an operator runs it, answer /sdwan/paths with the paths
    `sdwanctl show paths` lists: same names, uplinks, peers, endpoints, states, counters that
    only grew between the two reads, RTTs that agree.
-5. A port in use (a second sdwand wanting the running one's metrics port) fails at start with
+5. A path that fails shows on the page: a blackout of isp3 turns its sdwan_path_up to 0 and its
+   state to down, and once cleared and up again its sdwan_path_failures_total (and
+   sdwan_tunnel_failures_total) went up by exactly one, the other paths' by none.
+6. A port in use (a second sdwand wanting the running one's metrics port) fails at start with
    one clear line, and a bad metrics section is refused by --check-config with file, line, key.
 """
 
@@ -35,7 +38,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from labkit import BUILD, TAG, lab_cmd, require, sweep_dead_labs
+from labkit import BUILD, ISPS, TAG, lab_cmd, require, sweep_dead_labs
 
 SDWAND = Path(os.environ.get("SDWAND", Path(BUILD) / "control" / "sdwand"))
 SDWANCTL = Path(os.environ.get("SDWANCTL", Path(BUILD) / "control" / "cli" / "sdwanctl"))
@@ -115,6 +118,11 @@ def test_status_json_names_each_metrics_url_served_in_the_appliances_namespace(l
         p = lab.x(a, "curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code} %{content_type}",
                   app["metrics"])
         assert p.stdout == "200 text/plain; version=0.0.4; charset=utf-8", (p.stdout, p.stderr)
+    # Prometheus asks for gzip (Accept-Encoding: gzip): the page comes compressed.
+    url = lab.status["appliances"]["edge"]["metrics"]
+    p = lab.x("edge", "curl", "-sS", "--max-time", "10", "-H", "Accept-Encoding: gzip", "-D", "-", "-o", "/dev/null",
+              url)
+    assert re.search(r"(?im)^content-encoding: gzip", p.stdout), p.stdout
     # 127.0.0.1 is the appliance's own loopback: the other namespace has nothing there.
     p = lab.x("hub", "curl", "-sS", "--max-time", "5", lab.status["appliances"]["edge"]["metrics"])
     assert p.returncode != 0, "the edge's metrics answered inside the hub's namespace"
@@ -276,6 +284,38 @@ def test_dpdk_telemetry_script_reads_sdwan_paths(lab):
     assert {v["name"] for v in paths.values()} == {x["name"] for x in lab.show("hub", "paths")}, paths
     listing = next(a["/"] for a in answers if "/" in a)
     assert {"/sdwan/paths", "/sdwan/classes", "/sdwan/stats", "/ethdev/stats"} <= set(listing), listing
+
+
+def wait_sample(lab, appliance: str, key: tuple, want: float, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        s = lab.samples(appliance)
+        if s.get(key) == want:
+            return s
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{key} not {want} within {timeout} s: {s.get(key)}")
+        time.sleep(0.1)
+
+
+def test_a_path_failure_shows_on_the_page(lab):
+    labels = (("path", "isp3:hub"), ("peer", "hub"), ("uplink", "isp3"))
+    up = ("sdwan_path_up", labels)
+    before = wait_sample(lab, "edge", up, 1.0, 10)
+    lab_cmd(lab.prefix, "impair", "isp3", "blackout")
+    try:
+        # Down after three missed probes (0.3 s at 100 ms) plus scheduling.
+        during = wait_sample(lab, "edge", up, 0.0, 5)
+        assert during[("sdwan_path_state", tuple(sorted(labels + (("state", "down"),))))] == 1.0
+        assert during[("sdwan_path_state", tuple(sorted(labels + (("state", "up"),))))] == 0.0
+        assert during[("sdwan_paths_up", ())] == len(ISPS) - 1
+    finally:
+        lab_cmd(lab.prefix, "impair", "isp3", "clear")
+    after = wait_sample(lab, "edge", up, 1.0, 15)
+    for isp in ISPS:
+        key = ("sdwan_path_failures_total", (("path", f"{isp}:hub"), ("peer", "hub"), ("uplink", isp)))
+        assert after[key] - before[key] == (1 if isp == "isp3" else 0), (isp, before[key], after[key])
+    t = ("sdwan_tunnel_failures_total", ())
+    assert after[t] - before[t] == 1, (before[t], after[t])
 
 
 def test_metrics_port_in_use_and_bad_metrics_config_are_clear_errors(lab, tmp_path):
