@@ -10,6 +10,7 @@
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -40,6 +41,10 @@
 #include "control/esp/sa_table.hpp"
 #include "control/events/event_bus.hpp"
 #include "control/measure/measure.hpp"
+#include "control/metrics/exchange.hpp"
+#include "control/metrics/host.hpp"
+#include "control/metrics/server.hpp"
+#include "control/metrics/telemetry.hpp"
 #include "control/mgmt/server.hpp"
 #include "control/neighbor/neighbor.hpp"
 #include "control/policy/compiler.hpp"
@@ -270,6 +275,16 @@ struct Appliance::Impl {
   std::vector<ClassSeen> class_seen;  // [cls * n_peers + peer]
   void class_events();
   json path_names(const std::vector<uint16_t>& ids) const;
+  // Metrics (control/metrics, issue 7): the HTTP and DPDK telemetry threads ask through the
+  // exchange and this thread collects; the meters run once a second. Control thread only,
+  // except the exchange.
+  std::shared_ptr<MetricsExchange> metrics_ex = std::make_shared<MetricsExchange>();
+  std::unique_ptr<MetricsHttp> metrics_http;
+  RateMeter flow_rate;
+  std::vector<RateMeter> busy_rate;                       // by worker: busy TSC cycles per second
+  CpuMeter cpu_meter;
+  std::vector<uint64_t> path_failures;                    // by path id: up -> down or damped
+  uint64_t path_events_seen = 0;                          // monitor.events().total() last counted
 
   Status bring_up();
   Status esp_prepare();
@@ -308,6 +323,10 @@ struct Appliance::Impl {
   Result<json> explain(const json& req);
   json show_drills();
   Result<uint8_t> find_class(const std::string& name) const;
+  void count_path_failures();
+  void metrics_second(uint64_t now_ns);
+  MetricsData collect_metrics(uint64_t now_ns);
+  void serve_metrics(uint64_t now_ns);
   void shutdown();
 };
 
@@ -337,6 +356,13 @@ Status Appliance::Impl::bring_up() {
   auto m = MgmtServer::listen(cfg.mgmt.socket, cfg.mgmt.group, [this](const json& r) { return handle(r); });
   if (!m) return m.error();
   mgmt = std::move(*m);
+  // The metrics port too: "address in use" is a start-up error, before EAL.
+  if (cfg.metrics.on()) {
+    auto h = MetricsHttp::start(cfg.metrics.address, cfg.metrics.port, metrics_ex);
+    if (!h) return h.error();
+    metrics_http = std::move(*h);
+    log_info("metrics: {}", metrics_http->url());
+  }
 
   if (Status st = esp_prepare(); !st) return st;
 
@@ -381,6 +407,11 @@ Status Appliance::Impl::bring_up() {
                "'? not enough memory?)");
   eal_up = true;
   event_bus = std::make_unique<EventBus>(cfg.events, cfg.name);
+  if (Status st = telemetry_attach(metrics_ex); st)
+    log_info("DPDK telemetry: /sdwan/paths, /sdwan/classes, /sdwan/stats (dpdk-telemetry.py -f {})",
+             cfg.dpdk.file_prefix.empty() ? cfg.name : cfg.dpdk.file_prefix);
+  else
+    log_warn("{}", st.error().msg);
 
   // One pool for every port: RX rings, TX rings in flight, per-lcore caches and slack for
   // packets parked in the exception rings.
@@ -1024,7 +1055,7 @@ void Appliance::Impl::tick(uint64_t now) {
 
 int Appliance::run(const std::atomic<bool>& stop, std::atomic<bool>* reload) {
   Impl& a = *impl_;
-  uint64_t next_tick = 0, next_link = 0, next_counters = 0, next_metrics = 0;
+  uint64_t next_tick = 0, next_link = 0, next_counters = 0, next_metrics = 0, next_second = 0;
   a.service_status_last = a.service_status();
   a.service.ready(a.service_status_last);
   while (!stop.load(std::memory_order_relaxed)) {
@@ -1088,6 +1119,11 @@ int Appliance::run(const std::atomic<bool>& stop, std::atomic<bool>* reload) {
     }
     a.published->reclaim();
     a.service.tick(now);
+    if (now_ns >= next_second) {
+      next_second = now_ns + 1000 * kNsPerMs;
+      a.metrics_second(now_ns);
+    }
+    if (a.metrics_ex->wanted()) a.serve_metrics(now_ns);
   }
   a.service.stopping();
   log_info("stopping");
@@ -1444,6 +1480,8 @@ Result<json> Appliance::Impl::reload(const char* how) {
   if (!next) return refuse(next.error().msg);
   auto rp = plan_reload(cfg, *next);
   if (!rp) return refuse(rp.error().msg);
+  if (rp->events)
+    if (Status st = check_hooks(next->events); !st) return refuse(cfg.file + ": " + st.error().msg);
   json changes = json::array();
   for (const auto& c : rp->changes) changes.push_back(c);
   if (!rp->any()) {
@@ -1783,6 +1821,9 @@ void Appliance::Impl::shutdown() {
   mgmt.reset();
   // Then the hooks (ended, reaped) and the event log (written out).
   event_bus.reset();
+  telemetry_detach();
+  metrics_http.reset();
+  metrics_ex->close();
   if (workers_launched) {
     workers_stop.store(true, std::memory_order_relaxed);
     rte_eal_mp_wait_lcore();
@@ -1808,6 +1849,230 @@ void Appliance::Impl::shutdown() {
   pool = nullptr;
   if (eal_up) rte_eal_cleanup();
   eal_up = false;
+}
+
+// Path failures from the monitor's event ring: every change since the last look (the ring
+// keeps kEventCapacity, and this runs at least once a second).
+void Appliance::Impl::count_path_failures() {
+  if (path_failures.size() < topo.paths.size()) path_failures.resize(topo.paths.size(), 0);
+  const EventRing& ev = monitor.events();
+  if (ev.total() < path_events_seen) path_events_seen = 0;  // a new monitor: its ring starts again
+  const uint64_t fresh = std::min<uint64_t>(ev.total() - path_events_seen, ev.size());
+  for (size_t i = ev.size() - fresh; i < ev.size(); ++i) {
+    const PathEvent& e = ev[i];
+    if (e.from == PathStatus::kUp && e.to != PathStatus::kUp && e.path < path_failures.size()) ++path_failures[e.path];
+  }
+  path_events_seen = ev.total();
+}
+
+// The per-second figures: new flows, each worker's busy time, the host's CPU.
+void Appliance::Impl::metrics_second(uint64_t now_ns) {
+  count_path_failures();
+  busy_rate.resize(workers.size());
+  uint64_t created = 0;
+  for (size_t w = 0; w < workers.size(); ++w) {
+    const auto& c = workers[w].worker->counters();
+    created += c.flows_created.load();
+    busy_rate[w].sample(c.busy_tsc.load(), now_ns);
+  }
+  flow_rate.sample(created, now_ns);
+  if (auto t = parse_proc_stat(read_text_file("/proc/stat"))) cpu_meter.sample(*t);
+}
+
+void Appliance::Impl::serve_metrics(uint64_t now_ns) {
+  const uint64_t ticket = metrics_ex->begin();
+  metrics_ex->put(ticket, std::make_shared<const MetricsData>(collect_metrics(now_ns)));
+}
+
+// Everything the metrics page and the telemetry commands show, read the way the show_*
+// answers read it (docs/metrics.md names each figure's source).
+MetricsData Appliance::Impl::collect_metrics(uint64_t now_ns) {
+  const uint64_t t0 = mono_ns();
+  count_path_failures();
+  MetricsData d;
+  d.name = cfg.name;
+  d.role = std::string(role_name(cfg.role));
+  d.version = version();
+  d.uptime_s = static_cast<double>(mono_ms() - started_ms) / 1e3;
+  d.snapshots = generation;
+  const double hz = static_cast<double>(rte_get_tsc_hz());
+
+  for (const auto& tp : topo.paths) {
+    const auto m = monitor.metrics(tp.id, now_ns);
+    if (!m) continue;
+    MetricsData::Path x;
+    for (const auto& w : workers) {
+      const auto& c = w.worker->path_counters()[tp.id];
+      x.tx_pkts += c.tx_pkts.load();
+      x.tx_bytes += c.tx_bytes.load();
+      x.rx_pkts += c.rx_pkts.load();
+      x.rx_bytes += c.rx_bytes.load();
+      x.probes_sent += c.probes_sent.load();
+      x.probes_received += c.probes_received.load();
+    }
+    x.name = tp.name;
+    x.uplink = topo.ports[tp.port].name;
+    x.peer = cfg.peers[tp.peer].name;
+    x.endpoint = tp.remote.str() + ":" + std::to_string(tp.remote_port);
+    x.state = std::string(path_status_name(m->state));
+    x.usable = path_usable(tp);
+    // The reason needs the full view (percentiles sorted): only for the paths that are not up.
+    if (m->state != PathStatus::kUp) {
+      const auto v = monitor.view(tp.id, now_ns);
+      x.reason = !x.usable && m->state != PathStatus::kDamped ? down_reason(tp) : v ? v->reason : std::string();
+    }
+    x.rtt_ms = m->rtt_ms;
+    x.jitter_ms = m->jitter_ms;
+    x.loss_fwd_pct = m->loss_fwd_pct;
+    x.loss_rev_pct = m->loss_rev_pct;
+    x.failures = tp.id < path_failures.size() ? path_failures[tp.id] : 0;
+    d.tunnel_failures += x.failures;
+    d.paths.push_back(std::move(x));
+  }
+
+  for (size_t i = 0; i < ports.size(); ++i) {
+    rte_eth_stats st{};
+    rte_eth_stats_get(ports[i].port_id, &st);
+    MetricsData::Port x;
+    x.name = topo.ports[i].name;
+    x.uplink = i != 0;
+    x.link_up = live[i].link_up;
+    x.rx_pkts = st.ipackets;
+    x.rx_bytes = st.ibytes;
+    x.tx_pkts = st.opackets;
+    x.tx_bytes = st.obytes;
+    x.rx_missed = st.imissed;
+    x.rx_errors = st.ierrors;
+    x.rx_nombuf = st.rx_nombuf;
+    x.tx_errors = st.oerrors;
+    d.ports.push_back(std::move(x));
+  }
+  for (size_t i = 1; i < topo.ports.size(); ++i) {
+    const auto& u = cfg.uplinks[static_cast<size_t>(topo.ports[i].uplink)];
+    MetricsData::Uplink x;
+    x.name = u.name;
+    x.link_up = live[i].link_up;
+    x.next_hop_resolved = neighbors->lookup(static_cast<uint8_t>(i), u.next_hop).has_value();
+    x.metered = u.cost == CostTier::kMetered;
+    x.bandwidth_bps = u.bandwidth_bps;
+    d.uplinks.push_back(std::move(x));
+  }
+
+  const uint16_t np = compiler->n_peers();
+  for (uint8_t c = 0; c < cfg.classes.size(); ++c) {
+    MetricsData::Class k;
+    k.name = cfg.classes[c].name;
+    k.mode = std::string(mode_name(cfg.classes[c].mode));
+    for (const auto& w : workers) {
+      k.packets += w.worker->counters().class_pkts[c].load();
+      k.bytes += w.worker->counters().class_bytes[c].load();
+    }
+    for (uint16_t p = 0; p < np; ++p) {
+      const ClassDecision* dec = compiler->decision(c, p);
+      if (dec == nullptr) continue;
+      MetricsData::ClassPeer x;
+      x.cls = k.name;
+      x.peer = compiler->peer_name(p);
+      x.mode = k.mode;
+      x.sla_met = dec->sla_met;
+      x.fallback = dec->fallback;
+      if (dec->out.primary != dp::kNoPathId) x.primary = compiler->path_name(dec->out.primary);
+      if (cfg.classes[c].mode == dp::ClassMode::kDuplicate && dec->out.duplicating &&
+          dec->out.secondary != dp::kNoPathId)
+        x.secondary = compiler->path_name(dec->out.secondary);
+      for (const PathDecision& pd : dec->paths)
+        if (pd.verdict == Verdict::kChosen) x.paths.emplace_back(compiler->path_name(pd.id), pd.weight);
+      d.class_peers.push_back(std::move(x));
+    }
+    d.classes.push_back(std::move(k));
+  }
+
+  if (sa_table) {
+    for (const SaRow& r : sa_table->rows(mono_ms())) {
+      const bool is_out = r.dir == SaDir::kOutbound;
+      std::optional<dp::EspSaStats> st;
+      if (is_out) {
+        if (r.path < out_sas.size() && out_sas[r.path] != nullptr) {
+          auto s = dp::esp_sa_stats(*out_sas[r.path]);
+          if (s.spi == r.spi) st = s;
+        }
+      } else if (auto it = in_sas.find(r.spi); it != in_sas.end()) {
+        st = dp::esp_sa_stats(*it->second);
+      }
+      MetricsData::Sa x;
+      x.spi = fmt::format("0x{:08x}", r.spi);
+      x.path = r.path < topo.paths.size() ? topo.paths[r.path].name : std::to_string(r.path);
+      x.direction = dir_name(is_out);
+      x.state = sa_state_name(r.state);
+      x.epoch = r.epoch;
+      x.installed = st.has_value();
+      x.packets = st ? std::max(st->packets, r.packets) : r.packets;
+      x.bytes = st ? std::max(st->bytes, r.bytes) : r.bytes;
+      if (st) {
+        x.replay = st->replay;
+        x.too_old = st->too_old;
+        x.icv_fail = st->icv_fail;
+        x.bad_trailer = st->bad_trailer;
+      }
+      x.age_s = static_cast<double>(r.age_ms) / 1e3;
+      d.sas.push_back(std::move(x));
+    }
+  }
+  d.sas_in = in_sas.size();
+  d.sas_out = static_cast<uint64_t>(std::count_if(out_sas.begin(), out_sas.end(), [](const auto& s) { return s != nullptr; }));
+
+  for (size_t r = 0; r < static_cast<size_t>(dp::Drop::kCount); ++r)
+    d.drop_reasons.emplace_back(dp::drop_name(static_cast<dp::Drop>(r)));
+  std::array<uint64_t, static_cast<size_t>(dp::EspDrop::kCount)> esp_drops{};
+  for (size_t w = 0; w < workers.size(); ++w) {
+    const auto& c = workers[w].worker->counters();
+    const auto& e = workers[w].worker->esp_counters();
+    MetricsData::Worker x;
+    x.index = workers[w].worker->index();
+    x.lcore = workers[w].lcore;
+    x.polls = c.polls.load();
+    x.busy_polls = c.busy_polls.load();
+    x.busy_s = hz > 0 ? static_cast<double>(c.busy_tsc.load()) / hz : 0;
+    if (w < busy_rate.size() && busy_rate[w].rate() && hz > 0) x.busy_ratio = std::min(1.0, *busy_rate[w].rate() / hz);
+    x.flows = workers[w].worker->flow_count();
+    for (size_t r = 0; r < static_cast<size_t>(dp::Drop::kCount); ++r) x.drops.push_back(c.drops[r].load());
+    d.flows_active += x.flows;
+    d.flows_created += c.flows_created.load();
+    d.flow_cache_full += c.flow_cache_full.load();
+    d.encapsulated += c.encapsulated.load();
+    d.decapsulated += c.decapsulated.load();
+    d.icmp_echo_replied += c.icmp_echo_replied.load();
+    d.icmp_errors_sent += c.icmp_errors_sent.load();
+    d.mss_clamped += c.mss_clamped.load();
+    d.dup_sent += c.dup_sent.load();
+    d.probe_reports_lost += c.probe_reports_lost.load();
+    d.esp_out_pkts += e.enc_pkts.load();
+    d.esp_out_bytes += e.enc_bytes.load();
+    d.esp_in_pkts += e.dec_pkts.load();
+    d.esp_in_bytes += e.dec_bytes.load();
+    for (size_t r = 0; r < esp_drops.size(); ++r) esp_drops[r] += e.drops[r].load();
+    d.workers.push_back(std::move(x));
+  }
+  for (size_t r = 0; r < esp_drops.size(); ++r)
+    d.esp_drops.emplace_back(std::string(dp::esp_drop_name(static_cast<dp::EspDrop>(r))), esp_drops[r]);
+  d.auth_failures = esp_drops[static_cast<size_t>(dp::EspDrop::kIcvFail)];
+  d.flows_per_s = flow_rate.rate();
+  d.control_tx_dropped = control_tx_dropped;
+  if (pool != nullptr) d.mempools.push_back({pool->name, pool->size, rte_mempool_in_use_count(pool)});
+
+  const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  d.cpus = cpus > 0 ? static_cast<unsigned>(cpus) : 0;
+  d.cpu_usage = cpu_meter.ratio();
+  d.load = parse_loadavg(read_text_file("/proc/loadavg"));
+  d.mem = parse_meminfo(read_text_file("/proc/meminfo"));
+  // The root filesystem and the one that holds the epoch store: a full disk there stops SAs.
+  std::vector<std::string> dirs = {"/"};
+  if (const size_t slash = cfg.esp.epoch_store.rfind('/'); slash != std::string::npos && slash != 0)
+    dirs.push_back(cfg.esp.epoch_store.substr(0, slash));
+  for (const auto& dir : dirs)
+    if (auto s = disk_space(dir)) d.disks.push_back({dir, s->size_bytes, s->avail_bytes});
+  d.collect_s = static_cast<double>(mono_ns() - t0) / 1e9;
+  return d;
 }
 
 Appliance::Appliance(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

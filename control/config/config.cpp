@@ -373,7 +373,7 @@ class Walker {
   Config walk(const Val& root) {
     const Fields f(root, "",
                    {"name", "role", "lan", "uplinks", "peers", "lcores", "idle", "overlay_port", "flow_capacity",
-                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt", "esp", "paths", "classes", "policy", "events"});
+                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt", "metrics", "esp", "paths", "classes", "policy", "events"});
     c_.role = read_choice<Role>(f.need("role"), "role", {{"edge", Role::kEdge}, {"hub", Role::kHub}});
     c_.name = std::string(role_name(c_.role));
     if (auto n = f.get("name")) c_.name = read_name(*n, "name", kMaxName);
@@ -397,6 +397,7 @@ class Walker {
     c_.dpdk.file_prefix = c_.name;
     if (auto n = f.get("dpdk")) dpdk(*n);
     if (auto n = f.get("mgmt")) mgmt(*n);
+    if (auto n = f.get("metrics")) metrics(*n);
     c_.esp.epoch_store = "/var/lib/sdwan/" + c_.name + ".epochs";
     if (auto n = f.get("esp")) esp(*n);
     if (auto n = f.get("paths")) paths(*n);
@@ -700,6 +701,34 @@ class Walker {
                       });
       if (!ok) fail(*g, "mgmt.group", fmt::format("expected {}, got {}", what, quoted(v)));
       c_.mgmt.group = v;
+    }
+  }
+
+  // The Prometheus endpoint: an IPv4 address of this host (or 0.0.0.0) and a TCP port; port 0
+  // or enabled: false switches it off, and writing both enabled: true and port 0 is a mistake.
+  void metrics(const Val& n) {
+    const Fields f(n, "metrics", {"enabled", "address", "port"});
+    MetricsConfig& m = c_.metrics;
+    std::optional<Val> enabled_v = f.get("enabled");
+    if (enabled_v) m.enabled = read_bool(*enabled_v, "metrics.enabled");
+    if (auto v = f.get("address")) {
+      const std::string what = "an IPv4 address of this host like 127.0.0.1, or 0.0.0.0 for every address";
+      const std::string s = read_scalar(*v, "metrics.address", what);
+      const auto a = Ipv4::parse(s);
+      // Multicast and the reserved block (224.0.0.0/3) cannot be bound to by a TCP listener.
+      if (!a || (a->v >> 24) >= 224) fail(*v, "metrics.address", fmt::format("expected {}, got {}", what, quoted(s)));
+      m.address = *a;
+    }
+    if (auto v = f.get("port")) {
+      const std::string what = "a TCP port from 0 to 65535 (0: off)";
+      const std::string s = read_scalar(*v, "metrics.port", what);
+      const auto port = parse_uint(s);
+      if (!port || *port > 65535) fail(*v, "metrics.port", fmt::format("expected {}, got {}", what, quoted(s)));
+      m.port = static_cast<uint16_t>(*port);
+      if (m.port == 0 && enabled_v && m.enabled)
+        fail(*v, "metrics.port",
+             "expected a TCP port from 1 to 65535 with enabled: true, got \"0\" (port 0 switches the endpoint off; "
+             "write enabled: false instead)");
     }
   }
 

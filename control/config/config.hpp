@@ -77,6 +77,16 @@ struct MgmtConfig {
   bool operator==(const MgmtConfig&) const = default;
 };
 
+/// The Prometheus text endpoint (docs/metrics.md). The DPDK telemetry commands need no config.
+struct MetricsConfig {
+  static constexpr uint16_t kDefaultPort = 9469;
+  bool enabled = true;               // false (or port 0): no HTTP endpoint at all
+  Ipv4 address{0x7f000001};          // 127.0.0.1; 0.0.0.0 listens on every address
+  uint16_t port = kDefaultPort;      // TCP; 0 = off
+  bool on() const noexcept { return enabled && port != 0; }
+  bool operator==(const MetricsConfig&) const = default;
+};
+
 struct EspConfig {
   bool esn = true;                   // 64-bit extended sequence numbers
   uint32_t replay_window = 4096;     // inbound anti-replay window, packets (power of two)
@@ -169,6 +179,7 @@ struct Config {
   dp::IdlePolicy idle = dp::IdlePolicy::kAdaptive;
   DpdkConfig dpdk;
   MgmtConfig mgmt;
+  MetricsConfig metrics;
   EspConfig esp;
   PathsConfig paths;
   /// Traffic classes in config order (class id = index). Never empty: without a default class

@@ -50,6 +50,7 @@ Result<ReloadPlan> plan_reload(const Config& cur, const Config& next) {
   if (!(cur.dpdk == next.dpdk)) return restart("dpdk");
   if (!(cur.mgmt == next.mgmt)) return restart("mgmt");
   if (!(cur.esp == next.esp)) return restart("esp");
+  if (!(cur.metrics == next.metrics)) return restart("metrics");
   if (cur.overlay_port != next.overlay_port) return restart("overlay_port");
   if (cur.flow_capacity != next.flow_capacity) return restart("flow_capacity");
   if (cur.icmp_errors_per_sec != next.icmp_errors_per_sec) return restart("icmp_errors_per_sec");

@@ -136,6 +136,7 @@ struct alignas(64) WorkerCounters {
   Counter flows_created;
   Counter flow_cache_full;  // flow could not be inserted (packet still forwarded)
   Counter polls, busy_polls;  // loop iterations, and those that moved at least one packet
+  Counter busy_tsc;        // TSC cycles spent in those busy polls (the metrics' busy ratio)
   Counter control_tx;      // frames control asked this worker to send
   Counter arp_parked;      // packets held while their LAN destination was being resolved
   Counter arp_released;    // ... and sent once it was

@@ -1062,7 +1062,11 @@ uint32_t Worker::Impl::poll() noexcept {
   seal_all(*s);
   for (uint8_t p = 0; p < s->ports.size(); ++p) flush(*s, p);
   flows.expire(now, flow_idle_tsc, kExpireBucketsPerPoll);
-  if (moved) ctr.busy_polls.add();
+  if (moved) {
+    ctr.busy_polls.add();
+    // One TSC read per busy poll (a burst), not per packet.
+    ctr.busy_tsc.add(rte_rdtsc() - now);
+  }
   // Quiescent only after the last use of s in this iteration.
   if (cfg.qsbr && online) rte_rcu_qsbr_quiescent(cfg.qsbr, cfg.index);
   return moved;

@@ -96,7 +96,7 @@ TEST(Config, BaseIsValid) {
 TEST(Config, RejectsEachMistakeWithFileLineKeyAndExpectation) {
   const std::string top_keys =
       "name, role, lan, uplinks, peers, lcores, idle, overlay_port, flow_capacity, icmp_errors_per_sec, log_level, "
-      "dpdk, mgmt, esp, paths, classes, policy, events";
+      "dpdk, mgmt, metrics, esp, paths, classes, policy, events";
   const std::string name_rule = "characters a-z, 0-9, '_' or '-'";
   const std::string unicast = "a unicast IPv4 address (not 0.0.0.0/8, 127.0.0.0/8, multicast or reserved)";
   const std::vector<Broken> cases = {
@@ -308,6 +308,29 @@ TEST(Config, RejectsEachMistakeWithFileLineKeyAndExpectation) {
        "\"sdwan ops\""},
       {"mgmt key typo", append("mgmt:\n  sock: /run/x.sock\n"),
        "edge.yaml:25: mgmt.sock: unknown key (expected one of: socket, group)"},
+      // metrics
+      {"metrics port too big", append("metrics:\n  port: 70000\n"),
+       "edge.yaml:25: metrics.port: expected a TCP port from 0 to 65535 (0: off), got \"70000\""},
+      {"metrics port not a number", append("metrics:\n  port: http\n"),
+       "edge.yaml:25: metrics.port: expected a TCP port from 0 to 65535 (0: off), got \"http\""},
+      {"metrics port 0 while enabled", append("metrics:\n  enabled: true\n  port: 0\n"),
+       "edge.yaml:26: metrics.port: expected a TCP port from 1 to 65535 with enabled: true, got \"0\" (port 0 "
+       "switches the endpoint off; write enabled: false instead)"},
+      {"metrics address a host name", append("metrics:\n  address: localhost\n"),
+       "edge.yaml:25: metrics.address: expected an IPv4 address of this host like 127.0.0.1, or 0.0.0.0 for every "
+       "address, got \"localhost\""},
+      {"metrics address multicast", append("metrics:\n  address: 239.1.2.3\n"),
+       "edge.yaml:25: metrics.address: expected an IPv4 address of this host like 127.0.0.1, or 0.0.0.0 for every "
+       "address, got \"239.1.2.3\""},
+      {"metrics address with a port", append("metrics:\n  address: 127.0.0.1:9100\n"),
+       "edge.yaml:25: metrics.address: expected an IPv4 address of this host like 127.0.0.1, or 0.0.0.0 for every "
+       "address, got \"127.0.0.1:9100\""},
+      {"metrics enabled not a boolean", append("metrics:\n  enabled: sometimes\n"),
+       "edge.yaml:25: metrics.enabled: expected true or false, got \"sometimes\""},
+      {"metrics key typo", append("metrics:\n  bind: 127.0.0.1\n"),
+       "edge.yaml:25: metrics.bind: unknown key (expected one of: enabled, address, port)"},
+      {"metrics not a mapping", append("metrics: 9469\n"),
+       "edge.yaml:24: metrics: expected a mapping with keys enabled, address, port, got \"9469\""},
       // peers: master key
       {"key file missing", edit("    key_file: /etc/sdwan/master.key\n", ""),
        "edge.yaml:17: peers[0].key_file: required key is missing: the file with the peer's 256-bit master key, 64 hex "
@@ -582,6 +605,10 @@ TEST(Config, BaseParsesToItsValuesAndDefaults) {
   EXPECT_TRUE(c.dpdk.extra_args.empty());
   EXPECT_EQ(c.mgmt.socket, "/run/sdwan/sdwand.sock");
   EXPECT_EQ(c.mgmt.group, "");
+  EXPECT_TRUE(c.metrics.enabled);
+  EXPECT_TRUE(c.metrics.on());
+  EXPECT_EQ(c.metrics.address.str(), "127.0.0.1");
+  EXPECT_EQ(c.metrics.port, 9469);
   EXPECT_EQ(c.peers[0].key_file, "/etc/sdwan/master.key");
   EXPECT_FALSE(c.peers[0].endpoints[0].link);
   EXPECT_TRUE(c.esp.esn);
@@ -630,6 +657,26 @@ TEST(Config, NameAndFilePrefixDefaultToTheRole) {
   EXPECT_EQ(r->dpdk.file_prefix, "hub");
 }
 
+// Port 0 or enabled: false switch the endpoint off; an empty section keeps the defaults.
+TEST(Config, MetricsCanBeSwitchedOff) {
+  const struct {
+    const char* yaml;
+    bool on;
+  } cases[] = {
+      {"metrics:\n  port: 0\n", false},
+      {"metrics:\n  enabled: false\n", false},
+      {"metrics:\n  enabled: false\n  port: 0\n", false},
+      {"metrics:\n  enabled: off\n  port: 9100\n", false},
+      {"metrics:\n", true},
+      {"metrics:\n  address: 192.168.10.1\n", true},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_config(append(c.yaml), "edge.yaml");
+    ASSERT_TRUE(r.ok()) << c.yaml << ": " << r.error().msg;
+    EXPECT_EQ(r->metrics.on(), c.on) << c.yaml;
+  }
+}
+
 TEST(Config, EveryOptionalKeyIsRead) {
   const std::string more =
       "lcores:\n"
@@ -649,6 +696,10 @@ TEST(Config, EveryOptionalKeyIsRead) {
       "mgmt:\n"
       "  socket: /tmp/s.sock\n"
       "  group: sdwan\n"
+      "metrics:\n"
+      "  enabled: yes\n"
+      "  address: 0.0.0.0\n"
+      "  port: 9100\n"
       "esp:\n"
       "  esn: false\n"
       "  replay_window: 1048576\n"
@@ -698,6 +749,9 @@ TEST(Config, EveryOptionalKeyIsRead) {
   EXPECT_EQ(c.dpdk.extra_args, (std::vector<std::string>{"--log-level=lib.eal:8", "--no-telemetry"}));
   EXPECT_EQ(c.mgmt.socket, "/tmp/s.sock");
   EXPECT_EQ(c.mgmt.group, "sdwan");
+  EXPECT_TRUE(c.metrics.on());
+  EXPECT_EQ(c.metrics.address.str(), "0.0.0.0");
+  EXPECT_EQ(c.metrics.port, 9100);
   EXPECT_EQ(c.peers[0].endpoints[0].link, std::optional<uint16_t>(4095));
   EXPECT_FALSE(c.esp.esn);
   EXPECT_EQ(c.esp.replay_window, 1048576u);
