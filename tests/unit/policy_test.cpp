@@ -589,11 +589,36 @@ TEST(Compiler, BalanceWeightsFollowBandwidthAndQualityAndIgnoreNoise) {
   // Noise: 2 ms more RTT changes isp2's quality by 2 %: no new table, no new policy.
   lab[1].rtt_ms = 22;
   EXPECT_EQ(pc.compile(lab.p, 2 * kSec), pol);
-  // 1 % loss halves isp2's weight: a new table.
+  // 1 % loss halves isp2's weight: a new table, once the change has lasted the hold time.
   lab[1].loss_pct = 1;
-  auto pol2 = pc.compile(lab.p, 3 * kSec);
+  EXPECT_EQ(pc.compile(lab.p, 3 * kSec), pol);
+  EXPECT_EQ(pc.compile(lab.p, 3 * kSec + 999 * kMsNs), pol);
+  auto pol2 = pc.compile(lab.p, 4 * kSec);
   EXPECT_NE(pol2, pol);
   EXPECT_NEAR(pc.decision(0, 0)->paths[1].weight, 163, 2);
+}
+
+// A figure that is off for a compile or two (the loss estimate when a delay change reorders
+// probe replies) must not rebuild the table: the flows would move away and back in 100 ms.
+TEST(Compiler, AWeightChangeShorterThanTheHoldMovesNoFlow) {
+  Lab lab;
+  lab[0].rtt_ms = lab[1].rtt_ms = 20;
+  auto pc = compiler({bulk_class()});
+  const auto pol = pc.compile(lab.p, kSec);
+  const auto lut = pol->at(0, 0).lut;
+  lab[0].loss_pct = 1.3;  // would halve isp1's weight
+  for (uint64_t ms = 100; ms <= 900; ms += 100) EXPECT_EQ(pc.compile(lab.p, kSec + ms * kMsNs), pol) << ms;
+  lab[0].loss_pct = 0;
+  for (uint64_t ms = 1000; ms <= 3000; ms += 100) EXPECT_EQ(pc.compile(lab.p, kSec + ms * kMsNs), pol) << ms;
+  EXPECT_EQ(pc.decision(0, 0)->paths[0].weight, 1000u);
+  // Off again, on and off: the hold starts over each time the figure comes back.
+  for (uint64_t ms = 3100; ms <= 6000; ms += 100) {
+    lab[0].loss_pct = ms % 1000 < 600 ? 1.3 : 0;
+    EXPECT_EQ(pc.compile(lab.p, kSec + ms * kMsNs)->at(0, 0).lut, lut) << ms;
+  }
+  // A path that leaves still leaves at once.
+  lab[1].up = false;
+  EXPECT_TRUE(pc.compile(lab.p, 8 * kSec)->at(0, 0).lut.empty());
 }
 
 TEST(Compiler, BalanceKeepsFlowsOfOtherPathsWhenOneLeaves) {
@@ -627,7 +652,7 @@ TEST(Compiler, SprayReorderHoldFromTheDelayDifferenceCapped) {
   capped.reorder_max_ms = 10;
   auto pc = compiler({video, capped});
   auto pol = pc.compile(lab.p, kSec);
-  EXPECT_EQ(pol->at(0, 0).reorder_hold_us, 23000u);  // 20 + 2 x 1 + 1 ms
+  EXPECT_EQ(pol->at(0, 0).reorder_hold_us, 27000u);  // 20 + 2 x 1 + 5 ms
   EXPECT_EQ(pol->at(1, 0).reorder_hold_us, 10000u);
   EXPECT_FALSE(pol->at(0, 0).lut.empty());
   lab[1].up = false;
