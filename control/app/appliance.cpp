@@ -1225,6 +1225,9 @@ json Appliance::Impl::show_stats() {
   for (size_t d = 0; d < static_cast<size_t>(dp::Drop::kCount); ++d) drops[std::string(dp::drop_name(static_cast<dp::Drop>(d)))] = 0;
   uint64_t enc = 0, dec = 0, arp = 0, echo = 0, icmp = 0, icmp_rl = 0, mss = 0, flows_new = 0, flow_full = 0, ctl = 0,
            parked = 0, released = 0, probe_alloc = 0, probe_lost = 0;
+  // Duplicate and spray (issue 6): copies sent and de-duplicated, the receiver's reorder buffer.
+  uint64_t dup_sent = 0, dup_bytes = 0, dup_no_mbuf = 0, dedup_no_window = 0, ro_held = 0, ro_late = 0,
+           ro_timeouts = 0, ro_skipped = 0, ro_no_buffer = 0;
   for (const auto& slot : workers) {
     const auto& c = slot.worker->counters();
     uint64_t rx = 0, tx = 0;
@@ -1257,6 +1260,15 @@ json Appliance::Impl::show_stats() {
     released += c.arp_released.load();
     probe_alloc += c.probe_alloc_failed.load();
     probe_lost += c.probe_reports_lost.load();
+    dup_sent += c.dup_sent.load();
+    dup_bytes += c.dup_bytes.load();
+    dup_no_mbuf += c.dup_no_mbuf.load();
+    dedup_no_window += c.dedup_no_window.load();
+    ro_held += c.reorder_held.load();
+    ro_late += c.reorder_late.load();
+    ro_timeouts += c.reorder_timeouts.load();
+    ro_skipped += c.reorder_skipped.load();
+    ro_no_buffer += c.reorder_no_buffer.load();
   }
   uint64_t esp_enc = 0, esp_enc_b = 0, esp_dec = 0, esp_dec_b = 0;
   std::array<uint64_t, static_cast<size_t>(dp::EspDrop::kCount)> esp_drops{};
@@ -1297,6 +1309,15 @@ json Appliance::Impl::show_stats() {
                    {"probe_reports_lost", probe_lost},
                    {"probe_reports_unknown_path", monitor.unknown_samples()},
                    {"probe_alloc_failed", probe_alloc},
+                   {"dup_sent", dup_sent},
+                   {"dup_bytes", dup_bytes},
+                   {"dup_no_mbuf", dup_no_mbuf},
+                   {"dedup_no_window", dedup_no_window},
+                   {"reorder_held", ro_held},
+                   {"reorder_late", ro_late},
+                   {"reorder_timeouts", ro_timeouts},
+                   {"reorder_skipped", ro_skipped},
+                   {"reorder_no_buffer", ro_no_buffer},
                    {"path_events", monitor.events().total()},
                    {"snapshot_generation", generation},
                    {"snapshot_build_us_last", publish_ns_last / 1000},
