@@ -36,6 +36,7 @@
 #include "control/mgmt/server.hpp"
 #include "control/neighbor/neighbor.hpp"
 #include "control/policy/compiler.hpp"
+#include "control/policy/rates.hpp"
 #include "control/publish/topology.hpp"
 #include "dataplane/api/arp.hpp"
 #include "dataplane/api/esp.hpp"
@@ -211,6 +212,8 @@ struct Appliance::Impl {
   std::vector<PathInput> policy_in;                       // one per topology path, refilled per compile
   std::vector<uint16_t> primary_seen;                     // [cls * n_peers + peer]: the last primary logged
   std::vector<std::vector<dp::FlowRecord>> flow_bufs;     // by worker: show flows' dump buffers
+  ClassRateMeter class_rates;                             // each class's rate, for duplicate's overhead cap
+  std::vector<uint64_t> class_bytes_now;                  // by class: its bytes over every worker, per compile
 
   Status bring_up();
   Status esp_prepare();
@@ -776,6 +779,14 @@ void Appliance::Impl::compile_policy(uint64_t now_ns) {
     }
     policy_in.push_back(std::move(in));
   }
+  // Duplicate's overhead cap compares a class's rate with the copy uplink's bandwidth: the rate
+  // over every peer, since the copies of all peers may leave by that one uplink.
+  class_bytes_now.assign(cfg.classes.size(), 0);
+  for (const auto& w : workers)
+    for (size_t c = 0; c < class_bytes_now.size(); ++c) class_bytes_now[c] += w.worker->counters().class_bytes[c].load();
+  if (class_rates.update(class_bytes_now, now_ns))
+    for (uint8_t c = 0; c < cfg.classes.size(); ++c)
+      for (uint16_t p = 0; p < compiler->n_peers(); ++p) compiler->set_class_rate(c, p, class_rates.bps(c));
   compiler->compile(policy_in, now_ns);
   const uint16_t np = compiler->n_peers();
   for (uint8_t c = 0; c < cfg.classes.size(); ++c)
@@ -1088,17 +1099,20 @@ Result<uint8_t> Appliance::Impl::find_class(const std::string& name) const {
   return err(fmt::format("no class \"{}\" (classes: {})", name, names));
 }
 
-// Per class and peer: what the last compile chose and why. packets / bytes are the class's
-// counters over every worker and peer (the workers count by class only).
+// Per class and peer: what the last compile chose and why. packets / bytes, and dup_packets /
+// dup_bytes (the copies: what duplication spends), are the class's counters over every worker
+// and peer (the workers count by class only); rate_bps is what the overhead cap compares.
 Result<json> Appliance::Impl::show_classes() {
   json out = json::array();
   const uint16_t np = compiler->n_peers();
   for (uint8_t c = 0; c < cfg.classes.size(); ++c) {
     const ClassConfig& cc = cfg.classes[c];
-    uint64_t pkts = 0, bytes = 0;
+    uint64_t pkts = 0, bytes = 0, dup_pkts = 0, dup_bytes = 0;
     for (const auto& w : workers) {
       pkts += w.worker->counters().class_pkts[c].load();
       bytes += w.worker->counters().class_bytes[c].load();
+      dup_pkts += w.worker->counters().class_dup_pkts[c].load();
+      dup_bytes += w.worker->counters().class_dup_bytes[c].load();
     }
     const json sla = {{"latency_ms", metric(cc.sla.latency_ms)},
                       {"jitter_ms", metric(cc.sla.jitter_ms)},
@@ -1125,6 +1139,7 @@ Result<json> Appliance::Impl::show_classes() {
                      {"primary", name(d->out.primary)},
                      {"secondary", dup ? name(d->out.secondary) : json(nullptr)},
                      {"duplicating", dup && d->out.duplicating && d->out.secondary != dp::kNoPathId},
+                     {"duplicating_why", dup ? json(compiler->dup_text(*d)) : json(nullptr)},
                      {"reorder_hold_us", d->out.reorder_hold_us},
                      {"sla", sla},
                      {"sla_met", d->sla_met},
@@ -1133,7 +1148,10 @@ Result<json> Appliance::Impl::show_classes() {
                      {"why", why},
                      {"path_reasons", reasons},
                      {"packets", pkts},
-                     {"bytes", bytes}});
+                     {"bytes", bytes},
+                     {"rate_bps", class_rates.bps(c)},
+                     {"dup_packets", dup_pkts},
+                     {"dup_bytes", dup_bytes}});
     }
   }
   return out;

@@ -493,6 +493,14 @@ std::string PolicyCompiler::held_text(const ClassDecision& d, const Held& h) con
                      secs(uint64_t{pc_.switch_hold_ms} * kMs));
 }
 
+std::string PolicyCompiler::dup_text(const ClassDecision& d) const {
+  static constexpr const char* kDup[] = {"", "yes (always)", "yes: the primary misses the SLA (adaptive)",
+                                         "no: the primary meets the SLA (adaptive)",
+                                         "no: copies would exceed max_overhead_pct of the copy uplink",
+                                         "no: no usable path on another uplink"};
+  return kDup[static_cast<int>(d.dup)];
+}
+
 std::vector<std::string> PolicyCompiler::explain(uint8_t cls) const {
   std::vector<std::string> out;
   if (cls >= classes_.size()) return out;
@@ -516,13 +524,7 @@ std::vector<std::string> PolicyCompiler::explain(uint8_t cls) const {
     }
     for (const Held* h : {&d->held_primary, &d->held_secondary})
       if (h->kind != Held::kNone) out.push_back("  hysteresis: " + held_text(*d, *h));
-    if (c.mode == dp::ClassMode::kDuplicate) {
-      static constexpr const char* kDup[] = {"", "yes (always)", "yes: the primary misses the SLA (adaptive)",
-                                             "no: the primary meets the SLA (adaptive)",
-                                             "no: copies would exceed max_overhead_pct of the copy uplink",
-                                             "no: no usable path on another uplink"};
-      out.push_back(fmt::format("  duplicating: {}", kDup[static_cast<int>(d->dup)]));
-    }
+    if (c.mode == dp::ClassMode::kDuplicate) out.push_back(fmt::format("  duplicating: {}", dup_text(*d)));
     if (c.mode == dp::ClassMode::kSpray)
       out.push_back(fmt::format("  reorder hold: {} ms", num(d->out.reorder_hold_us / 1000.0)));
     if (!d->out.lut.empty()) out.push_back(fmt::format("  table: {} entries", d->out.lut.size()));

@@ -125,7 +125,9 @@ class PolicyCompiler {
   /// returns the policy to publish: the previous pointer when nothing changed.
   std::shared_ptr<const dp::Policy> compile(std::span<const PathInput> paths, uint64_t now_ns);
 
-  /// The class's measured rate towards a peer (bit/s; 0 unknown), for duplicate's overhead cap.
+  /// The class's measured rate (bit/s; 0 unknown) for duplicate's overhead cap towards a peer,
+  /// used from the next compile on. sdwand feeds each class's rate over all peers
+  /// (ClassRateMeter): the copies of every peer may leave by the same copy uplink.
   void set_class_rate(uint8_t cls, uint16_t peer, uint64_t bps);
 
   /// The last compile's decision; nullptr before the first compile or out of range.
@@ -149,6 +151,9 @@ class PolicyCompiler {
   /// What hysteresis held, in words; "" when nothing: "isp2:hub better by 8 % < 10 % margin",
   /// "isp2:hub better by 12 % for 0.4 s < 1 s hold".
   std::string held_text(const ClassDecision& d, const Held& h) const;
+  /// A duplicate class's copies in words: "yes (always)", "no: copies would exceed
+  /// max_overhead_pct of the copy uplink", ...; "" for other modes.
+  std::string dup_text(const ClassDecision& d) const;
   /// `sdwanctl explain CLASS`: the decision towards every peer in lines of words.
   std::vector<std::string> explain(uint8_t cls) const;
 

@@ -152,6 +152,8 @@ struct alignas(64) WorkerCounters {
   Counter reorder_no_buffer; // sprayed packets delivered unordered: no reorder buffer left
   std::array<Counter, kMaxClasses> class_pkts;   // LAN packets sent to a peer, by class
   std::array<Counter, kMaxClasses> class_bytes;  // their inner bytes
+  std::array<Counter, kMaxClasses> class_dup_pkts;   // duplicate classes: copies sent, by class
+  std::array<Counter, kMaxClasses> class_dup_bytes;  // their inner bytes: the overhead each class spends
 
   void drop(Drop d, uint64_t n = 1) noexcept { drops[static_cast<size_t>(d)].add(n); }
 };

@@ -568,6 +568,8 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     if (c != nullptr) {
       ctr.dup_sent.add();
       ctr.dup_bytes.add(hv.ip_len);
+      ctr.class_dup_pkts[cls % kMaxClasses].add();
+      ctr.class_dup_bytes[cls % kMaxClasses].add(hv.ip_len);
       path_ctr[second].tx_pkts.add();
       path_ctr[second].tx_bytes.add(hv.ip_len);
       to_esp(s, s.paths[static_cast<size_t>(second)], c);

@@ -11,6 +11,7 @@
 #include "control/policy/classify.hpp"
 #include "control/policy/compiler.hpp"
 #include "control/policy/maglev.hpp"
+#include "control/policy/rates.hpp"
 
 namespace sdwan::cp {
 namespace {
@@ -469,6 +470,62 @@ TEST(Compiler, CopiesStopBeyondTheirShareOfTheCopyUplink) {
   pol = pc.compile(lab.p, 2 * kSec);
   EXPECT_FALSE(pol->at(0, 0).duplicating);
   EXPECT_EQ(pc.decision(0, 0)->dup, ClassDecision::Dup::kOverhead);
+}
+
+TEST(ClassRateMeter, BitsPerSecondOverEachFullWindow) {
+  ClassRateMeter m(kSec);
+  std::vector<uint64_t> bytes = {0, 1000};
+  EXPECT_FALSE(m.update(bytes, 5 * kSec)) << "the first call starts the first window";
+  EXPECT_EQ(m.bps(0), 0u) << "unknown until a window ends";
+  bytes = {125'000, 1000};
+  EXPECT_FALSE(m.update(bytes, 5 * kSec + 999 * kMsNs));
+  EXPECT_EQ(m.bps(0), 0u);
+  bytes = {250'000, 1000};
+  EXPECT_TRUE(m.update(bytes, 6 * kSec + 250 * kMsNs));
+  EXPECT_EQ(m.bps(0), 1'600'000u) << "250,000 bytes in 1.25 s";
+  EXPECT_EQ(m.bps(1), 0u) << "nothing sent: 0";
+  EXPECT_EQ(m.bps(7), 0u) << "no such class";
+  bytes = {250'000 + 500'000, 2000};
+  EXPECT_TRUE(m.update(bytes, 7 * kSec + 250 * kMsNs));
+  EXPECT_EQ(m.bps(0), 4'000'000u);
+  EXPECT_EQ(m.bps(1), 8000u);
+  bytes = {10, 2000};  // a worker's counters restarted: nothing counts, nothing wraps
+  EXPECT_TRUE(m.update(bytes, 8 * kSec + 250 * kMsNs));
+  EXPECT_EQ(m.bps(0), 0u);
+}
+
+// What sdwand does every compile: the classes' byte counters into the meter, its rates into
+// the compiler. A duplicate class's copies stop once its rate passes max_overhead_pct of the
+// copy uplink, within two windows of the rise, and come back when it falls again.
+TEST(Compiler, TheOverheadCapFollowsTheMeasuredClassRate) {
+  Lab lab;
+  for (auto& x : lab.p) x.bandwidth_bps = 10'000'000;
+  ClassConfig c = voice_class(dp::ClassMode::kDuplicate);
+  c.max_overhead_pct = 10;  // copies may use 1 Mbit/s of the copy uplink
+  auto pc = compiler({c});
+  ClassRateMeter meter(kSec);
+  uint64_t bytes = 0, now = kSec;
+  std::vector<bool> duplicating;
+  std::vector<ClassDecision::Dup> why;
+  // 100 ms steps: 0.5 Mbit/s for 3 s, then 2 Mbit/s for 3 s, then 0.5 Mbit/s again.
+  for (int step = 0; step < 90; ++step, now += 100 * kMsNs) {
+    const uint64_t bps = step >= 30 && step < 60 ? 2'000'000 : 500'000;
+    bytes += bps / 8 / 10;
+    const std::vector<uint64_t> b = {bytes};
+    if (meter.update(b, now)) pc.set_class_rate(0, 0, meter.bps(0));
+    duplicating.push_back(pc.compile(lab.p, now)->at(0, 0).duplicating);
+    why.push_back(pc.decision(0, 0)->dup);
+  }
+  EXPECT_TRUE(duplicating[29]) << "0.5 Mbit/s: under the cap";
+  EXPECT_FALSE(duplicating[51]) << "2 Mbit/s for 2 s: over the cap";
+  EXPECT_EQ(why[51], ClassDecision::Dup::kOverhead);
+  const auto first_off = std::find(duplicating.begin() + 30, duplicating.end(), false) - duplicating.begin();
+  EXPECT_LE(first_off, 30 + 20) << "within two windows of the rise";
+  for (auto step = first_off; step < 60; ++step) {
+    EXPECT_FALSE(duplicating[size_t(step)]) << "stays off while the rate stays up, step " << step;
+  }
+  EXPECT_TRUE(duplicating[89]) << "copies again once the rate is back under the cap";
+  EXPECT_EQ(pc.dup_text(*pc.decision(0, 0)), "yes (always)");
 }
 
 TEST(Compiler, HysteresisMarginAndHoldTime) {
