@@ -865,6 +865,7 @@ def up_intervals(events: list[dict], path: str, t_from: float, t_to: float) -> l
 
 
 def test_flapping_isp1_gets_voice_back_only_after_failback_stable(lab):
+    require("tcpdump")
     lab.ready()
     # What the edge sends on isp1, on the wire: voice's frames there say where voice went.
     cap = Tcpdump(lab.ns("isp1"), "isp1-e", lab.tmp / "isp1.pcap")
