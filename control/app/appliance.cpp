@@ -48,6 +48,7 @@
 #include "control/mgmt/server.hpp"
 #include "control/neighbor/neighbor.hpp"
 #include "control/policy/compiler.hpp"
+#include "control/policy/rates.hpp"
 #include "control/publish/topology.hpp"
 #include "dataplane/api/arp.hpp"
 #include "dataplane/api/esp.hpp"
@@ -238,6 +239,8 @@ struct Appliance::Impl {
   std::vector<PathInput> policy_in;                       // one per topology path, refilled per compile
   std::vector<uint16_t> primary_seen;                     // [cls * n_peers + peer]: the last primary logged
   std::vector<std::vector<dp::FlowRecord>> flow_bufs;     // by worker: show flows' dump buffers
+  ClassRateMeter class_rates;                             // each class's rate, for duplicate's overhead cap
+  std::vector<uint64_t> class_bytes_now;                  // by class: its bytes over every worker, per compile
 
   ServiceNotifier service;                                // systemd: readiness, watchdog, status
 
@@ -890,6 +893,14 @@ void Appliance::Impl::compile_policy(uint64_t now_ns) {
     }
     policy_in.push_back(std::move(in));
   }
+  // Duplicate's overhead cap compares a class's rate with the copy uplink's bandwidth: the rate
+  // over every peer, since the copies of all peers may leave by that one uplink.
+  class_bytes_now.assign(cfg.classes.size(), 0);
+  for (const auto& w : workers)
+    for (size_t c = 0; c < class_bytes_now.size(); ++c) class_bytes_now[c] += w.worker->counters().class_bytes[c].load();
+  if (class_rates.update(class_bytes_now, now_ns))
+    for (uint8_t c = 0; c < cfg.classes.size(); ++c)
+      for (uint16_t p = 0; p < compiler->n_peers(); ++p) compiler->set_class_rate(c, p, class_rates.bps(c));
   compiler->compile(policy_in, now_ns);
   const uint16_t np = compiler->n_peers();
   for (uint8_t c = 0; c < cfg.classes.size(); ++c)
@@ -1313,17 +1324,20 @@ Result<uint8_t> Appliance::Impl::find_class(const std::string& name) const {
   return err(fmt::format("no class \"{}\" (classes: {})", name, names));
 }
 
-// Per class and peer: what the last compile chose and why. packets / bytes are the class's
-// counters over every worker and peer (the workers count by class only).
+// Per class and peer: what the last compile chose and why. packets / bytes, and dup_packets /
+// dup_bytes (the copies: what duplication spends), are the class's counters over every worker
+// and peer (the workers count by class only); rate_bps is what the overhead cap compares.
 Result<json> Appliance::Impl::show_classes() {
   json out = json::array();
   const uint16_t np = compiler->n_peers();
   for (uint8_t c = 0; c < cfg.classes.size(); ++c) {
     const ClassConfig& cc = cfg.classes[c];
-    uint64_t pkts = 0, bytes = 0;
+    uint64_t pkts = 0, bytes = 0, dup_pkts = 0, dup_bytes = 0;
     for (const auto& w : workers) {
       pkts += w.worker->counters().class_pkts[c].load();
       bytes += w.worker->counters().class_bytes[c].load();
+      dup_pkts += w.worker->counters().class_dup_pkts[c].load();
+      dup_bytes += w.worker->counters().class_dup_bytes[c].load();
     }
     const json sla = {{"latency_ms", metric(cc.sla.latency_ms)},
                       {"jitter_ms", metric(cc.sla.jitter_ms)},
@@ -1350,6 +1364,7 @@ Result<json> Appliance::Impl::show_classes() {
                      {"primary", name(d->out.primary)},
                      {"secondary", dup ? name(d->out.secondary) : json(nullptr)},
                      {"duplicating", dup && d->out.duplicating && d->out.secondary != dp::kNoPathId},
+                     {"duplicating_why", dup ? json(compiler->dup_text(*d)) : json(nullptr)},
                      {"reorder_hold_us", d->out.reorder_hold_us},
                      {"sla", sla},
                      {"sla_met", d->sla_met},
@@ -1358,7 +1373,10 @@ Result<json> Appliance::Impl::show_classes() {
                      {"why", why},
                      {"path_reasons", reasons},
                      {"packets", pkts},
-                     {"bytes", bytes}});
+                     {"bytes", bytes},
+                     {"rate_bps", class_rates.bps(c)},
+                     {"dup_packets", dup_pkts},
+                     {"dup_bytes", dup_bytes}});
     }
   }
   return out;
@@ -1669,6 +1687,9 @@ json Appliance::Impl::show_stats() {
   for (size_t d = 0; d < static_cast<size_t>(dp::Drop::kCount); ++d) drops[std::string(dp::drop_name(static_cast<dp::Drop>(d)))] = 0;
   uint64_t enc = 0, dec = 0, arp = 0, echo = 0, icmp = 0, icmp_rl = 0, mss = 0, flows_new = 0, flow_full = 0, ctl = 0,
            parked = 0, released = 0, probe_alloc = 0, probe_lost = 0;
+  // Duplicate and spray (issue 6): copies sent and de-duplicated, the receiver's reorder buffer.
+  uint64_t dup_sent = 0, dup_bytes = 0, dup_no_mbuf = 0, dedup_no_window = 0, ro_held = 0, ro_late = 0,
+           ro_timeouts = 0, ro_skipped = 0, ro_no_buffer = 0;
   for (const auto& slot : workers) {
     const auto& c = slot.worker->counters();
     uint64_t rx = 0, tx = 0;
@@ -1701,6 +1722,15 @@ json Appliance::Impl::show_stats() {
     released += c.arp_released.load();
     probe_alloc += c.probe_alloc_failed.load();
     probe_lost += c.probe_reports_lost.load();
+    dup_sent += c.dup_sent.load();
+    dup_bytes += c.dup_bytes.load();
+    dup_no_mbuf += c.dup_no_mbuf.load();
+    dedup_no_window += c.dedup_no_window.load();
+    ro_held += c.reorder_held.load();
+    ro_late += c.reorder_late.load();
+    ro_timeouts += c.reorder_timeouts.load();
+    ro_skipped += c.reorder_skipped.load();
+    ro_no_buffer += c.reorder_no_buffer.load();
   }
   uint64_t esp_enc = 0, esp_enc_b = 0, esp_dec = 0, esp_dec_b = 0;
   std::array<uint64_t, static_cast<size_t>(dp::EspDrop::kCount)> esp_drops{};
@@ -1741,6 +1771,15 @@ json Appliance::Impl::show_stats() {
                    {"probe_reports_lost", probe_lost},
                    {"probe_reports_unknown_path", monitor.unknown_samples()},
                    {"probe_alloc_failed", probe_alloc},
+                   {"dup_sent", dup_sent},
+                   {"dup_bytes", dup_bytes},
+                   {"dup_no_mbuf", dup_no_mbuf},
+                   {"dedup_no_window", dedup_no_window},
+                   {"reorder_held", ro_held},
+                   {"reorder_late", ro_late},
+                   {"reorder_timeouts", ro_timeouts},
+                   {"reorder_skipped", ro_skipped},
+                   {"reorder_no_buffer", ro_no_buffer},
                    {"path_events", monitor.events().total()},
                    {"snapshot_generation", generation},
                    {"snapshot_build_us_last", publish_ns_last / 1000},

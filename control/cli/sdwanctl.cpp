@@ -368,10 +368,12 @@ void show_sas(const json& data) {
 }
 
 // One row per class and peer. PATHS: the chosen paths ("isp1:hub*500" with a weight in
-// balance / spray); STATE: the SLA in words; WHY: what hysteresis held, if anything.
+// balance / spray); COPIES: a duplicate class's overhead, the bytes of its second copies;
+// STATE: the SLA in words; WHY: what hysteresis held, if anything.
 void show_classes(const json& data) {
-  Table t({"CLASS", "PEER", "MODE", "PATHS", "PRIMARY", "SECONDARY", "SLA_MET", "PKTS", "BYTES", "STATE", "WHY"},
-          {false, false, false, false, false, false, false, true, true, false, false});
+  Table t({"CLASS", "PEER", "MODE", "PATHS", "PRIMARY", "SECONDARY", "SLA_MET", "PKTS", "BYTES", "COPIES", "STATE",
+           "WHY"},
+          {false, false, false, false, false, false, false, true, true, true, false, false});
   for (const json& row : expect_list(data, "classes")) {
     std::string paths;
     if (const json* ps = field(row, "paths"); ps != nullptr && ps->is_array())
@@ -390,7 +392,9 @@ void show_classes(const json& data) {
     t.add({text(field(row, "class")), text(field(row, "peer")), text(field(row, "mode")),
            paths.empty() ? std::string(kMissing) : paths, text(field(row, "primary")), secondary,
            text(field(row, "sla_met")), cell(field(row, "packets"), Kind::kCount),
-           cell(field(row, "bytes"), Kind::kBytes), text(field(row, "state")), why});
+           cell(field(row, "bytes"), Kind::kBytes),
+           text(field(row, "mode")) == "duplicate" ? cell(field(row, "dup_bytes"), Kind::kBytes) : std::string(kMissing),
+           text(field(row, "state")), why});
   }
   t.print(stdout);
 }

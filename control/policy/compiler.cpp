@@ -16,6 +16,16 @@ constexpr double kWeightScale = 1000;
 // In fallback, paths are ranked by how far they exceed their limits (a ratio), where an
 // absolute switch_margin_ms means nothing; this relative margin stands in for it.
 constexpr double kFallbackMarginPct = 10;
+// A percentage margin alone would let paths of sub-millisecond RTT (a LAN, a metro link) trade
+// places on measurement noise: 10 % of 0.5 ms is 50 us. A move also needs this much score.
+constexpr double kMinMarginMs = 1.0;
+// Spray's reorder hold beyond the measured delay difference and jitter: what the receiver's
+// own scheduling adds (a worker reads each port 32 packets at a time, so the packet due may
+// still wait in its RX ring while the hold runs out; a busy host or VM stalls it for a few
+// ms). With 1 ms the lab's TCP spray test gave up dozens of gaps a second that were only
+// late, and each one reached TCP as reordering; an overestimate costs only the wait of a
+// packet behind a lost one.
+constexpr double kReorderSlackMs = 5;
 
 // "180", "12.5", "0.25": enough digits for an operator, no trailing zeros.
 std::string num(double x) {
@@ -136,7 +146,7 @@ bool PolicyCompiler::better_by_margin(double cand, double cur, bool by_excess, d
   if (by_excess || !pc_.switch_margin_ms) {
     const double pct = by_excess && pc_.switch_margin_ms ? kFallbackMarginPct : pc_.switch_margin_pct;
     better = cur > 0 ? (cur - cand) / cur * 100 : 0;
-    return cand < cur && better >= pct;
+    return cand < cur && better >= pct && (by_excess || cur - cand >= kMinMarginMs);
   }
   better = cur - cand;
   return better > 0 && better >= *pc_.switch_margin_ms;
@@ -193,7 +203,7 @@ uint16_t PolicyCompiler::choose(Sticky& s, Held& held, std::span<const Eval> can
 }
 
 void PolicyCompiler::weigh(std::span<const Eval> members, std::span<const PathInput> in, State& st,
-                           ClassDecision& d) {
+                           ClassDecision& d, uint64_t now_ns) {
   double min_rtt = kUnknownRttMs, known_bw = 0, max_bw = 0;
   size_t n_known = 0;
   for (const Eval& e : members) {
@@ -217,12 +227,34 @@ void PolicyCompiler::weigh(std::span<const Eval> members, std::span<const PathIn
     double q = 1 / (1 + std::max(0.0, p.loss_pct.value_or(0)));
     q *= p.rtt_ms ? 100 / (100 + std::max(0.0, *p.rtt_ms - min_rtt)) : 0.5;
     auto w = static_cast<uint32_t>(std::max(1.0, std::round(kWeightScale * bw * q)));
-    // Noise in the figures must not rebuild tables (and move flows): a weight follows only
-    // a change beyond the margin.
-    for (const MaglevPath& old : st.members)
-      if (old.id == p.id && std::abs(double(w) - double(old.weight)) * 100 <= margin * double(old.weight)) w = old.weight;
+    // Noise in the figures must not rebuild tables (and move flows): a weight follows only a
+    // change beyond the margin, and only once it has lasted the hold time, as a best path
+    // does. One odd figure (the loss estimate jumps for a probe interval when a delay change
+    // reorders the replies) would otherwise rebuild the table twice and move flows away and
+    // back within 100 ms.
+    auto pending = std::find_if(st.weight_since.begin(), st.weight_since.end(),
+                                [&](const auto& x) { return x.first == p.id; });
+    for (const MaglevPath& old : st.members) {
+      if (old.id != p.id) continue;
+      if (std::abs(double(w) - double(old.weight)) * 100 <= margin * double(old.weight)) {
+        if (pending != st.weight_since.end()) st.weight_since.erase(pending);
+        w = old.weight;
+      } else if (pending == st.weight_since.end()) {
+        st.weight_since.emplace_back(p.id, now_ns);
+        w = old.weight;
+      } else if (now_ns - pending->second < uint64_t{pc_.switch_hold_ms} * kMs) {
+        w = old.weight;
+      } else {
+        st.weight_since.erase(pending);
+      }
+      break;
+    }
     weights_.push_back({p.id, w});
   }
+  // A path that left the table takes its pending change with it.
+  std::erase_if(st.weight_since, [&](const auto& x) {
+    return std::none_of(weights_.begin(), weights_.end(), [&](const MaglevPath& m) { return m.id == x.first; });
+  });
   std::sort(weights_.begin(), weights_.end(), [](const MaglevPath& a, const MaglevPath& b) { return a.id < b.id; });
   const bool same = weights_.size() == st.members.size() &&
                     std::equal(weights_.begin(), weights_.end(), st.members.begin(), [](const auto& a, const auto& b) {
@@ -418,7 +450,7 @@ void PolicyCompiler::compile_one(uint8_t cls, uint16_t peer, std::span<const Pat
         for (const Eval& e : cands)
           if (in[e.in].id == primary) members = std::span<const Eval>(&e, 1);
       }
-      weigh(members, in, st, d);
+      weigh(members, in, st, d, now_ns);
       if (!d.out.lut.empty()) d.held_primary = {};
       if (cc.mode == dp::ClassMode::kSpray && members.size() >= 2) {
         double lo = kUnknownRttMs, hi = 0, jit = 0;
@@ -428,7 +460,7 @@ void PolicyCompiler::compile_one(uint8_t cls, uint16_t peer, std::span<const Pat
           hi = std::max(hi, p.rtt_ms.value_or(0));
           jit = std::max(jit, p.jitter_ms.value_or(0));
         }
-        const double want_ms = std::min<double>(cc.reorder_max_ms, hi - lo + 2 * jit + 1);
+        const double want_ms = std::min<double>(cc.reorder_max_ms, hi - lo + 2 * jit + kReorderSlackMs);
         hold_us = static_cast<uint32_t>(std::ceil(want_ms * 1000));
         // Like weights: the hold follows the figures only beyond the margin (and 1 ms).
         const uint32_t old = d.out.reorder_hold_us;
@@ -500,6 +532,14 @@ std::string PolicyCompiler::held_text(const ClassDecision& d, const Held& h) con
                      secs(uint64_t{pc_.switch_hold_ms} * kMs));
 }
 
+std::string PolicyCompiler::dup_text(const ClassDecision& d) const {
+  static constexpr const char* kDup[] = {"", "yes (always)", "yes: the primary misses the SLA (adaptive)",
+                                         "no: the primary meets the SLA (adaptive)",
+                                         "no: copies would exceed max_overhead_pct of the copy uplink",
+                                         "no: no usable path on another uplink"};
+  return kDup[static_cast<int>(d.dup)];
+}
+
 std::vector<std::string> PolicyCompiler::explain(uint8_t cls) const {
   std::vector<std::string> out;
   if (cls >= classes_.size()) return out;
@@ -523,13 +563,7 @@ std::vector<std::string> PolicyCompiler::explain(uint8_t cls) const {
     }
     for (const Held* h : {&d->held_primary, &d->held_secondary})
       if (h->kind != Held::kNone) out.push_back("  hysteresis: " + held_text(*d, *h));
-    if (c.mode == dp::ClassMode::kDuplicate) {
-      static constexpr const char* kDup[] = {"", "yes (always)", "yes: the primary misses the SLA (adaptive)",
-                                             "no: the primary meets the SLA (adaptive)",
-                                             "no: copies would exceed max_overhead_pct of the copy uplink",
-                                             "no: no usable path on another uplink"};
-      out.push_back(fmt::format("  duplicating: {}", kDup[static_cast<int>(d->dup)]));
-    }
+    if (c.mode == dp::ClassMode::kDuplicate) out.push_back(fmt::format("  duplicating: {}", dup_text(*d)));
     if (c.mode == dp::ClassMode::kSpray)
       out.push_back(fmt::format("  reorder hold: {} ms", num(d->out.reorder_hold_us / 1000.0)));
     if (!d->out.lut.empty()) out.push_back(fmt::format("  table: {} entries", d->out.lut.size()));

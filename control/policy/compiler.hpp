@@ -21,8 +21,8 @@
 // - weights (balance, spray): bandwidth x quality; bandwidth relative to the largest among the
 //   chosen paths (unknown: the mean of the known ones, or all equal); quality =
 //   1 / (1 + loss_pct) x 100 / (100 + rtt - lowest rtt) (1 % loss halves a path's share, 100 ms
-//   more RTT halves it). Integer weights of up to 1000; a weight moves only when it changes by
-//   more than the switch margin, so measurement noise rebuilds no table.
+//   more RTT halves it). Integer weights of up to 1000; a weight moves only when it has been
+//   beyond the switch margin for switch_hold_ms, so measurement noise rebuilds no table.
 // - hysteresis: a class leaves its current path for a better one only when the new one's score
 //   is lower by the margin (switch_margin_pct, or switch_margin_ms) continuously for
 //   switch_hold_ms; a path that became compliant less than failback_stable_ms ago takes no
@@ -31,10 +31,11 @@
 //   breaks the SLA (or becomes an avoided metered path), the class moves at once.
 // - duplicate: primary = the best path; secondary = the best other path on another uplink,
 //   with the same hysteresis. adaptive: copies only while the primary misses the SLA, and
-//   again none once it has met it for switch_hold_ms. Copies stop when the class's rate towards
-//   the peer (set_class_rate) exceeds max_overhead_pct of the copy uplink's bandwidth.
-// - spray: reorder_hold_us = min(reorder_max_ms, max rtt - min rtt + 2 x max jitter + 1 ms)
-//   over the chosen paths (0 with one path); see docs/policy.md for why the full RTT difference.
+//   again none once it has met it for switch_hold_ms. Copies stop when the class's rate
+//   (set_class_rate) exceeds max_overhead_pct of the copy uplink's bandwidth.
+// - spray: reorder_hold_us = min(reorder_max_ms, max rtt - min rtt + 2 x max jitter + 5 ms)
+//   over the chosen paths (0 with one path); see docs/policy.md for why the full RTT difference
+//   and the 5 ms.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +43,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "control/config/config.hpp"
@@ -129,7 +131,9 @@ class PolicyCompiler {
   /// next policy tells the workers to classify flows decided before that generation again.
   void reconfigure(std::vector<ClassConfig> classes, PolicyConfig policy, std::optional<uint32_t> reclassify_gen);
 
-  /// The class's measured rate towards a peer (bit/s; 0 unknown), for duplicate's overhead cap.
+  /// The class's measured rate (bit/s; 0 unknown) for duplicate's overhead cap towards a peer,
+  /// used from the next compile on. sdwand feeds each class's rate over all peers
+  /// (ClassRateMeter): the copies of every peer may leave by the same copy uplink.
   void set_class_rate(uint8_t cls, uint16_t peer, uint64_t bps);
 
   /// The last compile's decision; nullptr before the first compile or out of range.
@@ -153,6 +157,9 @@ class PolicyCompiler {
   /// What hysteresis held, in words; "" when nothing: "isp2:hub better by 8 % < 10 % margin",
   /// "isp2:hub better by 12 % for 0.4 s < 1 s hold".
   std::string held_text(const ClassDecision& d, const Held& h) const;
+  /// A duplicate class's copies in words: "yes (always)", "no: copies would exceed
+  /// max_overhead_pct of the copy uplink", ...; "" for other modes.
+  std::string dup_text(const ClassDecision& d) const;
   /// `sdwanctl explain CLASS`: the decision towards every peer in lines of words.
   std::vector<std::string> explain(uint8_t cls) const;
 
@@ -165,6 +172,7 @@ class PolicyCompiler {
   struct State {
     Sticky primary, secondary;
     std::vector<MaglevPath> members;  // balance / spray: the table's paths and weights, by id
+    std::vector<std::pair<uint16_t, uint64_t>> weight_since;  // members whose weight is held: since when
     uint64_t primary_ok_since = 0;    // adaptive: since when the primary has met the SLA
     bool dup_on = false;
     uint64_t rate_bps = 0;
@@ -179,7 +187,8 @@ class PolicyCompiler {
   uint16_t choose(Sticky& s, Held& held, std::span<const Eval> cands, bool by_excess, std::span<const PathInput> in,
                   uint64_t now_ns);
   bool better_by_margin(double cand, double cur, bool by_excess, double& better) const;
-  void weigh(std::span<const Eval> members, std::span<const PathInput> in, State& st, ClassDecision& d);
+  void weigh(std::span<const Eval> members, std::span<const PathInput> in, State& st, ClassDecision& d,
+             uint64_t now_ns);
 
   std::vector<ClassConfig> classes_;
   PolicyConfig pc_;

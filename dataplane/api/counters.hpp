@@ -159,6 +159,8 @@ struct alignas(64) WorkerCounters {
   std::array<Counter, kMaxClasses> drill_lost;     // LAN packets to a peer lost: dropped with no copy
                                                    // of them sent on an undrilled path
   std::array<Counter, kMaxClasses> drill_rx_class; // data packets from a peer dropped on receive
+  std::array<Counter, kMaxClasses> class_dup_pkts;   // duplicate classes: copies sent, by class
+  std::array<Counter, kMaxClasses> class_dup_bytes;  // their inner bytes: the overhead each class spends
 
   void drop(Drop d, uint64_t n = 1) noexcept { drops[static_cast<size_t>(d)].add(n); }
 };

@@ -50,7 +50,10 @@ constexpr uint32_t kDedupStreams = 16;   // sender workers told apart per peer (
 constexpr uint32_t kDedupWindows = 256;  // (peer, stream) windows a worker keeps
 constexpr uint32_t kDedupWindowSize = 1024;
 constexpr uint32_t kReorderStates = 256;   // (peer, stream) reorder buffers a worker keeps
-constexpr uint32_t kReorderSlots = 32;     // packets one buffer holds
+// Packets one buffer holds: what arrives on the fast paths while the slowest one catches up,
+// rate x delay difference (60,000 packets/s x 20 ms x the fast paths' share: about 700). A ring
+// (a power of two), so delivering from its head moves nothing. 256 x 1,024 x 24 bytes: 6 MB a worker.
+constexpr uint32_t kReorderSlots = 1024;
 constexpr uint32_t kReorderDefaultHoldUs = 50000;  // when the class gives no hold time (issue 6's cap)
 constexpr int32_t kReorderResync = 1 << 20;        // a sequence jump this large is a restart, not a gap
 
@@ -174,10 +177,13 @@ struct Worker::Impl {
   struct Reorder {
     bool started = false;
     uint32_t next = 0;     // the spray sequence number due
-    uint32_t n = 0;        // packets held, h[0, n) by seq
+    uint32_t head = 0;     // where the ring starts
+    uint32_t n = 0;        // packets held, at(0 .. n - 1) by seq
     uint64_t hold_tsc = 0;
     std::array<Held, kReorderSlots> h{};
+    Held& at(uint32_t i) noexcept { return h[(head + i) & (kReorderSlots - 1)]; }
   };
+  static_assert((kReorderSlots & (kReorderSlots - 1)) == 0);
   std::vector<int32_t> reorder_slot;
   std::vector<Reorder> reorder;
   uint32_t n_reorder = 0;
@@ -581,6 +587,8 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     if (c != nullptr) {
       ctr.dup_sent.add();
       ctr.dup_bytes.add(hv.ip_len);
+      ctr.class_dup_pkts[cls % kMaxClasses].add();
+      ctr.class_dup_bytes[cls % kMaxClasses].add(hv.ip_len);
       const PathInfo& p2 = s.paths[static_cast<size_t>(second)];
       if (drill_hit(p2)) [[unlikely]] {
         ctr.drill_tx_dropped.add();
@@ -819,7 +827,7 @@ void Worker::Impl::reorder_in(const Snapshot& s, rte_mbuf* m, uint16_t peer, con
   if (ahead > kReorderResync || ahead < -kReorderResync) {
     // Far off either way: the sender (or we) restarted. Start again from this packet.
     ctr.reorder_skipped.add(ahead > 0 ? static_cast<uint32_t>(ahead) : 0);
-    for (uint32_t k = 0; k < r.n; ++k) deliver(s, r.h[k].m, r.h[k].port, now);
+    for (uint32_t k = 0; k < r.n; ++k) deliver(s, r.at(k).m, r.at(k).port, now);
     if (r.n != 0) --reorder_holding;
     r.n = 0;
     r.next = seq;
@@ -836,28 +844,28 @@ void Worker::Impl::reorder_in(const Snapshot& s, rte_mbuf* m, uint16_t peer, con
   }
   if (r.n == kReorderSlots) {
     // Full: give up on the gap before the oldest held packet.
-    ctr.reorder_skipped.add(r.h[0].seq - r.next);
-    r.next = r.h[0].seq;
+    ctr.reorder_skipped.add(r.at(0).seq - r.next);
+    r.next = r.at(0).seq;
     reorder_drain(s, r, now);
   }
   uint32_t at = r.n;
-  while (at > 0 && static_cast<int32_t>(r.h[at - 1].seq - seq) > 0) --at;
-  if (at > 0 && r.h[at - 1].seq == seq) return drop(m, Drop::kDuplicate);
-  for (uint32_t k = r.n; k > at; --k) r.h[k] = r.h[k - 1];
-  r.h[at] = Held{m, seq, port, now};
+  while (at > 0 && static_cast<int32_t>(r.at(at - 1).seq - seq) > 0) --at;
+  if (at > 0 && r.at(at - 1).seq == seq) return drop(m, Drop::kDuplicate);
+  for (uint32_t k = r.n; k > at; --k) r.at(k) = r.at(k - 1);
+  r.at(at) = Held{m, seq, port, now};
   if (r.n++ == 0) ++reorder_holding;
   ctr.reorder_held.add();
 }
 
 void Worker::Impl::reorder_drain(const Snapshot& s, Reorder& r, uint64_t now) noexcept {
   uint32_t k = 0;
-  while (k < r.n && r.h[k].seq == r.next) {
-    deliver(s, r.h[k].m, r.h[k].port, now);
+  while (k < r.n && r.at(k).seq == r.next) {
+    deliver(s, r.at(k).m, r.at(k).port, now);
     ++r.next;
     ++k;
   }
   if (k == 0) return;
-  for (uint32_t j = k; j < r.n; ++j) r.h[j - k] = r.h[j];
+  r.head = (r.head + k) & (kReorderSlots - 1);
   r.n -= k;
   if (r.n == 0) --reorder_holding;
 }
@@ -866,10 +874,10 @@ void Worker::Impl::reorder_drain(const Snapshot& s, Reorder& r, uint64_t now) no
 void Worker::Impl::reorder_expire(const Snapshot& s, uint64_t now) noexcept {
   for (uint32_t i = 0; i < n_reorder && reorder_holding != 0; ++i) {
     Reorder& r = reorder[i];
-    if (r.n == 0 || now - r.h[0].tsc < r.hold_tsc) continue;
+    if (r.n == 0 || now - r.at(0).tsc < r.hold_tsc) continue;
     ctr.reorder_timeouts.add();
-    ctr.reorder_skipped.add(r.h[0].seq - r.next);
-    r.next = r.h[0].seq;
+    ctr.reorder_skipped.add(r.at(0).seq - r.next);
+    r.next = r.at(0).seq;
     reorder_drain(s, r, now);
   }
 }
@@ -1076,7 +1084,7 @@ Worker::Worker(const WorkerConfig& cfg) : impl_(std::make_unique<Impl>(cfg)) {}
 Worker::~Worker() {
   for (uint32_t i = 0; i < impl_->n_parked; ++i) rte_pktmbuf_free(impl_->parked[i].m);
   for (uint32_t i = 0; i < impl_->n_reorder; ++i)
-    for (uint32_t k = 0; k < impl_->reorder[i].n; ++k) rte_pktmbuf_free(impl_->reorder[i].h[k].m);
+    for (uint32_t k = 0; k < impl_->reorder[i].n; ++k) rte_pktmbuf_free(impl_->reorder[i].at(k).m);
 }
 
 uint32_t Worker::poll_once() noexcept { return impl_->poll(); }

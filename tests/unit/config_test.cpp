@@ -998,6 +998,9 @@ TEST(Config, LabExamplesLoad) {
     EXPECT_EQ(k[2].name, "video");
     EXPECT_EQ(k[2].mode, dp::ClassMode::kSpray);
     EXPECT_EQ(k[2].match[0].dport, (PortRange{5006, 5006}));
+    ASSERT_EQ(k[2].match.size(), 2u) << "UDP 5006, and TCP 5006 for the lab's iperf3 spray test";
+    EXPECT_EQ(k[2].match[1].proto, 6);
+    EXPECT_EQ(k[2].match[1].dport, (PortRange{5006, 5006}));
     EXPECT_EQ(k[3].name, "bulk");
     EXPECT_TRUE(k[3].is_default);
     EXPECT_EQ(k[3].mode, dp::ClassMode::kBalance);

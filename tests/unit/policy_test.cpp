@@ -11,6 +11,7 @@
 #include "control/policy/classify.hpp"
 #include "control/policy/compiler.hpp"
 #include "control/policy/maglev.hpp"
+#include "control/policy/rates.hpp"
 
 namespace sdwan::cp {
 namespace {
@@ -471,6 +472,62 @@ TEST(Compiler, CopiesStopBeyondTheirShareOfTheCopyUplink) {
   EXPECT_EQ(pc.decision(0, 0)->dup, ClassDecision::Dup::kOverhead);
 }
 
+TEST(ClassRateMeter, BitsPerSecondOverEachFullWindow) {
+  ClassRateMeter m(kSec);
+  std::vector<uint64_t> bytes = {0, 1000};
+  EXPECT_FALSE(m.update(bytes, 5 * kSec)) << "the first call starts the first window";
+  EXPECT_EQ(m.bps(0), 0u) << "unknown until a window ends";
+  bytes = {125'000, 1000};
+  EXPECT_FALSE(m.update(bytes, 5 * kSec + 999 * kMsNs));
+  EXPECT_EQ(m.bps(0), 0u);
+  bytes = {250'000, 1000};
+  EXPECT_TRUE(m.update(bytes, 6 * kSec + 250 * kMsNs));
+  EXPECT_EQ(m.bps(0), 1'600'000u) << "250,000 bytes in 1.25 s";
+  EXPECT_EQ(m.bps(1), 0u) << "nothing sent: 0";
+  EXPECT_EQ(m.bps(7), 0u) << "no such class";
+  bytes = {250'000 + 500'000, 2000};
+  EXPECT_TRUE(m.update(bytes, 7 * kSec + 250 * kMsNs));
+  EXPECT_EQ(m.bps(0), 4'000'000u);
+  EXPECT_EQ(m.bps(1), 8000u);
+  bytes = {10, 2000};  // a worker's counters restarted: nothing counts, nothing wraps
+  EXPECT_TRUE(m.update(bytes, 8 * kSec + 250 * kMsNs));
+  EXPECT_EQ(m.bps(0), 0u);
+}
+
+// What sdwand does every compile: the classes' byte counters into the meter, its rates into
+// the compiler. A duplicate class's copies stop once its rate passes max_overhead_pct of the
+// copy uplink, within two windows of the rise, and come back when it falls again.
+TEST(Compiler, TheOverheadCapFollowsTheMeasuredClassRate) {
+  Lab lab;
+  for (auto& x : lab.p) x.bandwidth_bps = 10'000'000;
+  ClassConfig c = voice_class(dp::ClassMode::kDuplicate);
+  c.max_overhead_pct = 10;  // copies may use 1 Mbit/s of the copy uplink
+  auto pc = compiler({c});
+  ClassRateMeter meter(kSec);
+  uint64_t bytes = 0, now = kSec;
+  std::vector<bool> duplicating;
+  std::vector<ClassDecision::Dup> why;
+  // 100 ms steps: 0.5 Mbit/s for 3 s, then 2 Mbit/s for 3 s, then 0.5 Mbit/s again.
+  for (int step = 0; step < 90; ++step, now += 100 * kMsNs) {
+    const uint64_t bps = step >= 30 && step < 60 ? 2'000'000 : 500'000;
+    bytes += bps / 8 / 10;
+    const std::vector<uint64_t> b = {bytes};
+    if (meter.update(b, now)) pc.set_class_rate(0, 0, meter.bps(0));
+    duplicating.push_back(pc.compile(lab.p, now)->at(0, 0).duplicating);
+    why.push_back(pc.decision(0, 0)->dup);
+  }
+  EXPECT_TRUE(duplicating[29]) << "0.5 Mbit/s: under the cap";
+  EXPECT_FALSE(duplicating[51]) << "2 Mbit/s for 2 s: over the cap";
+  EXPECT_EQ(why[51], ClassDecision::Dup::kOverhead);
+  const auto first_off = std::find(duplicating.begin() + 30, duplicating.end(), false) - duplicating.begin();
+  EXPECT_LE(first_off, 30 + 20) << "within two windows of the rise";
+  for (auto step = first_off; step < 60; ++step) {
+    EXPECT_FALSE(duplicating[size_t(step)]) << "stays off while the rate stays up, step " << step;
+  }
+  EXPECT_TRUE(duplicating[89]) << "copies again once the rate is back under the cap";
+  EXPECT_EQ(pc.dup_text(*pc.decision(0, 0)), "yes (always)");
+}
+
 TEST(Compiler, HysteresisMarginAndHoldTime) {
   Lab lab;
   lab[0].rtt_ms = 50;
@@ -495,6 +552,22 @@ TEST(Compiler, HysteresisMarginAndHoldTime) {
   EXPECT_EQ(pc.compile(lab.p, t + 2 * kSec + 600 * kMsNs)->at(0, 0).primary, 0);
   EXPECT_EQ(pc.compile(lab.p, t + 2 * kSec + 700 * kMsNs)->at(0, 0).primary, 1);
   EXPECT_EQ(pc.decision(0, 0)->held_primary.kind, Held::kNone);
+}
+
+TEST(Compiler, SubMillisecondDifferencesNeverMoveAClass) {
+  Lab lab;
+  lab[0].rtt_ms = 0.5;
+  lab[1].rtt_ms = 0.6;
+  lab[0].jitter_ms = lab[1].jitter_ms = 0;
+  auto pc = compiler({voice_class()});
+  pc.compile(lab.p, kSec);
+  EXPECT_EQ(pc.compile(lab.p, kSettled)->at(0, 0).primary, 0);
+  lab[1].rtt_ms = 0.3;  // 40 % better, but 0.2 ms: noise on a LAN-like path
+  EXPECT_EQ(pc.compile(lab.p, kSettled + kSec)->at(0, 0).primary, 0);
+  EXPECT_EQ(pc.compile(lab.p, kSettled + 5 * kSec)->at(0, 0).primary, 0);
+  lab[0].rtt_ms = 2.0;  // now 1.7 ms (85 %) better: it moves after the hold
+  pc.compile(lab.p, kSettled + 6 * kSec);
+  EXPECT_EQ(pc.compile(lab.p, kSettled + 7 * kSec + kMsNs)->at(0, 0).primary, 1);
 }
 
 TEST(Compiler, AbsoluteMarginInMilliseconds) {
@@ -589,11 +662,36 @@ TEST(Compiler, BalanceWeightsFollowBandwidthAndQualityAndIgnoreNoise) {
   // Noise: 2 ms more RTT changes isp2's quality by 2 %: no new table, no new policy.
   lab[1].rtt_ms = 22;
   EXPECT_EQ(pc.compile(lab.p, 2 * kSec), pol);
-  // 1 % loss halves isp2's weight: a new table.
+  // 1 % loss halves isp2's weight: a new table, once the change has lasted the hold time.
   lab[1].loss_pct = 1;
-  auto pol2 = pc.compile(lab.p, 3 * kSec);
+  EXPECT_EQ(pc.compile(lab.p, 3 * kSec), pol);
+  EXPECT_EQ(pc.compile(lab.p, 3 * kSec + 999 * kMsNs), pol);
+  auto pol2 = pc.compile(lab.p, 4 * kSec);
   EXPECT_NE(pol2, pol);
   EXPECT_NEAR(pc.decision(0, 0)->paths[1].weight, 163, 2);
+}
+
+// A figure that is off for a compile or two (the loss estimate when a delay change reorders
+// probe replies) must not rebuild the table: the flows would move away and back in 100 ms.
+TEST(Compiler, AWeightChangeShorterThanTheHoldMovesNoFlow) {
+  Lab lab;
+  lab[0].rtt_ms = lab[1].rtt_ms = 20;
+  auto pc = compiler({bulk_class()});
+  const auto pol = pc.compile(lab.p, kSec);
+  const auto lut = pol->at(0, 0).lut;
+  lab[0].loss_pct = 1.3;  // would halve isp1's weight
+  for (uint64_t ms = 100; ms <= 900; ms += 100) EXPECT_EQ(pc.compile(lab.p, kSec + ms * kMsNs), pol) << ms;
+  lab[0].loss_pct = 0;
+  for (uint64_t ms = 1000; ms <= 3000; ms += 100) EXPECT_EQ(pc.compile(lab.p, kSec + ms * kMsNs), pol) << ms;
+  EXPECT_EQ(pc.decision(0, 0)->paths[0].weight, 1000u);
+  // Off again, on and off: the hold starts over each time the figure comes back.
+  for (uint64_t ms = 3100; ms <= 6000; ms += 100) {
+    lab[0].loss_pct = ms % 1000 < 600 ? 1.3 : 0;
+    EXPECT_EQ(pc.compile(lab.p, kSec + ms * kMsNs)->at(0, 0).lut, lut) << ms;
+  }
+  // A path that leaves still leaves at once.
+  lab[1].up = false;
+  EXPECT_TRUE(pc.compile(lab.p, 8 * kSec)->at(0, 0).lut.empty());
 }
 
 TEST(Compiler, BalanceKeepsFlowsOfOtherPathsWhenOneLeaves) {
@@ -627,7 +725,7 @@ TEST(Compiler, SprayReorderHoldFromTheDelayDifferenceCapped) {
   capped.reorder_max_ms = 10;
   auto pc = compiler({video, capped});
   auto pol = pc.compile(lab.p, kSec);
-  EXPECT_EQ(pol->at(0, 0).reorder_hold_us, 23000u);  // 20 + 2 x 1 + 1 ms
+  EXPECT_EQ(pol->at(0, 0).reorder_hold_us, 27000u);  // 20 + 2 x 1 + 5 ms
   EXPECT_EQ(pol->at(1, 0).reorder_hold_us, 10000u);
   EXPECT_FALSE(pol->at(0, 0).lut.empty());
   lab[1].up = false;
