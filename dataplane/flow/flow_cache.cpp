@@ -70,20 +70,24 @@ uint32_t FlowCache::hash(const FlowKey& k) noexcept {
 #endif
 }
 
-uint16_t FlowCache::signature(uint32_t hash) noexcept {
+void FlowCache::hash_burst(const FlowKey* keys, uint32_t n, uint32_t* out) noexcept {
+  for (uint32_t i = 0; i < n; ++i) out[i] = hash(keys[i]);
+}
+
+[[gnu::always_inline]] inline uint16_t FlowCache::signature(uint32_t hash) noexcept {
   // 0 marks an empty slot, so the one signature that would collide with it is moved to 1.
   const auto s = static_cast<uint16_t>(hash >> 16);
   return s ? s : 1;
 }
 
-uint32_t FlowCache::alt_bucket(uint32_t bucket, uint16_t sig) const noexcept {
+[[gnu::always_inline]] inline uint32_t FlowCache::alt_bucket(uint32_t bucket, uint16_t sig) const noexcept {
   // An xor makes the pair symmetric (either bucket and the signature give the other one, so
   // entries can move without reading their key); forcing it odd keeps the two distinct.
   return (bucket ^ (((sig * 0x9e3779b1u) >> 8) | 1u)) & mask_;
 }
 
 // Bit i set when slot i holds sig.
-uint32_t FlowCache::match_mask(uint32_t bucket, uint16_t sig) const noexcept {
+[[gnu::always_inline]] inline uint32_t FlowCache::match_mask(uint32_t bucket, uint16_t sig) const noexcept {
   const Bucket& b = buckets_[bucket];
 #if defined(__SSE2__)
   const __m128i sigs = _mm_load_si128(reinterpret_cast<const __m128i*>(b.sig));
@@ -97,7 +101,7 @@ uint32_t FlowCache::match_mask(uint32_t bucket, uint16_t sig) const noexcept {
 #endif
 }
 
-FlowEntry* FlowCache::find_matches(uint32_t bucket, const FlowKey& k, uint32_t matches) noexcept {
+[[gnu::always_inline]] inline FlowEntry* FlowCache::find_matches(uint32_t bucket, const FlowKey& k, uint32_t matches) noexcept {
   while (matches) {
     FlowEntry* e = &entries_[bucket * kSlots + static_cast<uint32_t>(std::countr_zero(matches))];
     if (e->key == k) return e;
@@ -106,7 +110,7 @@ FlowEntry* FlowCache::find_matches(uint32_t bucket, const FlowKey& k, uint32_t m
   return nullptr;
 }
 
-FlowEntry* FlowCache::find_in(uint32_t bucket, const FlowKey& k, uint16_t sig) noexcept {
+[[gnu::always_inline]] inline FlowEntry* FlowCache::find_in(uint32_t bucket, const FlowKey& k, uint16_t sig) noexcept {
   return find_matches(bucket, k, match_mask(bucket, sig));
 }
 
@@ -132,7 +136,7 @@ void FlowCache::lookup_burst(const FlowKey* keys, const uint32_t* hashes, uint32
       // The first match is almost always the only one and the right one. On a miss, the slot
       // an insert would take is fetched for writing, as a new flow usually follows.
       if (matches[i]) {
-        __builtin_prefetch(&entries_[b * kSlots + std::countr_zero(matches[i])], 0, 3);
+        __builtin_prefetch(&entries_[b * kSlots + std::countr_zero(matches[i])], 1, 3);
       } else if (const uint32_t free = match_mask(b, 0)) {
         __builtin_prefetch(&entries_[b * kSlots + std::countr_zero(free)], 1, 3);
       }
@@ -290,8 +294,9 @@ uint32_t FlowCache::expire(uint64_t now, uint64_t idle_tsc, uint32_t max_buckets
   for (uint32_t i = 0; i < n; ++i) {
     const uint32_t b = cursor_;
     cursor_ = (cursor_ + 1) & mask_;
-    for (uint32_t s = 0; s < kSlots; ++s) {
-      if (buckets_[b].sig[s] == 0) continue;
+    // Occupied slots only: the complement of the free ones.
+    for (uint32_t used = ~match_mask(b, 0) & ((1u << kSlots) - 1); used != 0; used &= used - 1) {
+      const auto s = static_cast<uint32_t>(std::countr_zero(used));
       const uint64_t last = entries_[b * kSlots + s].last_tsc;
       if (now > last && now - last > idle_tsc) {
         remove_slot(b, s);

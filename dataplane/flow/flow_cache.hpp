@@ -53,13 +53,16 @@ class FlowCache {
   /// The hash every other call takes: CRC32-C of the key when built with SSE4.2 (the
   /// dataplane always is on x86), else a multiplicative mix. Any thread.
   static uint32_t hash(const FlowKey& k) noexcept;
+  /// hash() of keys[0, n) into out[0, n): one call for a burst. Any thread.
+  static void hash_burst(const FlowKey* keys, uint32_t n, uint32_t* out) noexcept;
 
   /// The entry for k (hash == hash(k)), or nullptr on a miss. Does not touch last_tsc.
   FlowEntry* lookup(const FlowKey& k, uint32_t hash) noexcept;
 
   /// Looks up n keys at once, out[i] as lookup(keys[i], hashes[i]) would return it. Buckets,
   /// then the matching entries, are prefetched for all keys before any is compared, so the
-  /// cache misses of a burst overlap (what a table larger than the CPU caches needs).
+  /// cache misses of a burst overlap (what a table larger than the CPU caches needs). Entries
+  /// are fetched for writing: the owner updates a hit entry's counters per packet.
   void lookup_burst(const FlowKey* keys, const uint32_t* hashes, uint32_t n, FlowEntry** out) noexcept;
 
   /// The existing entry for k, or a new one (first_tsc = last_tsc = now, the caller's fields

@@ -31,7 +31,8 @@ constexpr uint16_t kBurst = 32;
 constexpr uint16_t kTxBuf = 64;
 constexpr uint32_t kPrefetchAhead = 3;
 constexpr uint32_t kControlTxPerPoll = 32;
-constexpr uint32_t kExpireBucketsPerPoll = 16;
+constexpr uint32_t kExpireBucketsPerPoll = 64;  // at most, after a long pause
+constexpr uint64_t kFlowSweepSeconds = 10;       // every bucket of the flow cache is looked at this often
 constexpr uint64_t kFlowIdleSeconds = 120;
 constexpr uint32_t kResolveMemoSlots = 64;
 constexpr uint64_t kResolveMemoMs = 200;
@@ -79,6 +80,23 @@ uint8_t classify(const Policy& pol, const HeaderView& hv) noexcept {
     return r.cls;
   }
   return pol.default_class;
+}
+
+// A packet's flow, looked up with the rest of its burst (rx_lan) before it is forwarded.
+struct FlowHint {
+  FlowKey key;
+  uint32_t hash;
+  FlowEntry* entry;  // the lookup's answer; void once the burst inserted a flow (flows_moved)
+};
+
+FlowKey flow_key(const HeaderView& hv) noexcept {
+  FlowKey k{};
+  k.src = hv.src4;
+  k.dst = hv.dst4;
+  k.sport = hv.sport;
+  k.dport = hv.dport;
+  k.proto = hv.proto;
+  return k;
 }
 
 }  // namespace
@@ -137,6 +155,7 @@ struct Worker::Impl {
   uint32_t n_encq = 0;
   std::unique_ptr<PathCounters[]> path_ctr;
   FlowCache flows;
+  bool flows_moved = false;  // an insert since the current burst's flow lookups (FlowHint)
   std::vector<uint64_t> peer_seq;
   std::vector<uint64_t> probe_due;     // by path: TSC time of its next probe (0: not scheduled)
   std::vector<uint32_t> probe_seq;     // by path: the next probe's sequence number
@@ -188,6 +207,26 @@ struct Worker::Impl {
   uint64_t icmp_gen = ~uint64_t{0};
   uint64_t icmp_cost = 0, icmp_cap = 0, icmp_tokens = 0, icmp_last = 0;
   uint64_t flow_idle_tsc = 0;
+  // Expiry sweeps the flow cache at a fixed pace (kFlowSweepSeconds a round) whatever the poll
+  // rate: a busy worker polls a few hundred thousand times a second and should not scan more
+  // for it. Buckets due, in 32.32 fixed point, accrue with TSC time.
+  uint64_t sweep_rate_q32 = 0;  // buckets per TSC tick
+  uint64_t sweep_due_q32 = 0;
+  uint64_t sweep_last = 0;
+  void expire_flows(uint64_t now) noexcept {
+    if (sweep_last == 0) {
+      const uint64_t buckets = flows.capacity() / FlowCache::kSlots;
+      sweep_rate_q32 = static_cast<uint64_t>((static_cast<unsigned __int128>(buckets) << 32) / (kFlowSweepSeconds * hz));
+      sweep_last = now;
+      return;
+    }
+    sweep_due_q32 += std::min(now - sweep_last, hz) * sweep_rate_q32;
+    sweep_last = now;
+    const auto n = static_cast<uint32_t>(std::min<uint64_t>(sweep_due_q32 >> 32, kExpireBucketsPerPoll));
+    if (n == 0) return;
+    sweep_due_q32 = n == kExpireBucketsPerPoll ? 0 : sweep_due_q32 & 0xffffffffu;
+    flows.expire(now, flow_idle_tsc, n);
+  }
 
   uint32_t poll() noexcept;
   void rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
@@ -219,9 +258,10 @@ struct Worker::Impl {
     return static_cast<uint64_t>((static_cast<unsigned __int128>(tsc) * ns_mult) >> 32);
   }
   void forward(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t in_port, bool from_overlay,
-               uint64_t now) noexcept;
+               uint64_t now, const FlowHint* hint = nullptr) noexcept;
   void to_lan(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t lan, uint8_t in_port, uint64_t now) noexcept;
-  void to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint16_t peer, uint8_t in_port, uint64_t now) noexcept;
+  void to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint16_t peer, uint8_t in_port, uint64_t now,
+               const FlowHint* hint) noexcept;
   void local_in(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t in_port, bool from_overlay,
                 uint64_t now) noexcept;
   void icmp_error(const Snapshot& s, rte_mbuf* m, const HeaderView& hv, uint8_t type, uint8_t code, uint16_t mtu,
@@ -364,7 +404,7 @@ void Worker::Impl::local_in(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint
 }
 
 void Worker::Impl::forward(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t in_port, bool from_overlay,
-                           uint64_t now) noexcept {
+                           uint64_t now, const FlowHint* hint) noexcept {
   if (is_ours(s, hv.dst4)) {
     local_in(s, m, hv, in_port, from_overlay, now);
     return;
@@ -391,7 +431,7 @@ void Worker::Impl::forward(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8
   if (target & RouteTarget::kLocal)
     to_lan(s, m, hv, static_cast<uint8_t>(target & 0xff), in_port, now);
   else
-    to_peer(s, m, hv, static_cast<uint16_t>(target), in_port, now);
+    to_peer(s, m, hv, static_cast<uint16_t>(target), in_port, now, hint);
 }
 
 void Worker::Impl::to_lan(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t lan, uint8_t in_port,
@@ -466,19 +506,24 @@ void Worker::Impl::release_parked(const Snapshot& s, uint64_t now) noexcept {
 }
 
 void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint16_t peer, uint8_t in_port,
-                           uint64_t now) noexcept {
+                           uint64_t now, const FlowHint* hint) noexcept {
   if (peer >= s.peers.size()) {
     drop(m, Drop::kNoRoute);
     return;
   }
-  FlowKey k{};
-  k.src = hv.src4;
-  k.dst = hv.dst4;
-  k.sport = hv.sport;
-  k.dport = hv.dport;
-  k.proto = hv.proto;
-  const uint32_t h = FlowCache::hash(k);
-  FlowEntry* e = flows.lookup(k, h);
+  FlowKey k;
+  uint32_t h;
+  FlowEntry* e;
+  if (hint != nullptr) {
+    k = hint->key;
+    h = hint->hash;
+    // An insert may have moved entries since the burst's lookup: look again (the bucket is hot).
+    e = flows_moved ? flows.lookup(k, h) : hint->entry;
+  } else {
+    k = flow_key(hv);
+    h = FlowCache::hash(k);
+    e = flows.lookup(k, h);
+  }
   const Policy* pol = s.policy.get();
   uint8_t cls = 0;
   int path = -1;
@@ -491,6 +536,7 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     } else {
       cls = pol != nullptr ? classify(*pol, hv) : 0;
       e = flows.insert(k, h, now, flow_idle_tsc);
+      flows_moved = true;
       if (e != nullptr) {
         ctr.flows_created.add();
         e->cls = cls;
@@ -659,11 +705,27 @@ static void for_each_prefetched(rte_mbuf** pkts, uint16_t n, F&& f) noexcept {
   }
 }
 
+// In stages over the burst, so the flow cache's misses overlap: parse every packet, hash every
+// flow and look the lot up at once (buckets, then entries, prefetched for all before any is
+// read), then forward each in order.
 void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
+  HeaderView hv[kBurst];
+  rte_mbuf* ok[kBurst];
+  uint16_t nk = 0;
   for_each_prefetched(pkts, n, [&](rte_mbuf* m) {
-    HeaderView hv;
-    if (rx_front(m, port, &hv)) forward(s, m, hv, port, false, now);
+    if (rx_front(m, port, &hv[nk])) ok[nk++] = m;
   });
+  FlowKey keys[kBurst];
+  uint32_t hashes[kBurst];
+  FlowEntry* entries[kBurst];
+  for (uint16_t i = 0; i < nk; ++i) keys[i] = flow_key(hv[i]);
+  FlowCache::hash_burst(keys, nk, hashes);
+  flows.lookup_burst(keys, hashes, nk, entries);
+  flows_moved = false;
+  for (uint16_t i = 0; i < nk; ++i) {
+    const FlowHint fh{keys[i], hashes[i], entries[i]};
+    forward(s, ok[i], hv[i], port, false, now, &fh);
+  }
 }
 
 void Worker::Impl::rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
@@ -1010,7 +1072,7 @@ uint32_t Worker::Impl::poll() noexcept {
   send_probes(*s, now);
   seal_all(*s);
   for (uint8_t p = 0; p < s->ports.size(); ++p) flush(*s, p);
-  flows.expire(now, flow_idle_tsc, kExpireBucketsPerPoll);
+  expire_flows(now);
   if (moved) ctr.busy_polls.add();
   // Quiescent only after the last use of s in this iteration.
   if (cfg.qsbr && online) rte_rcu_qsbr_quiescent(cfg.qsbr, cfg.index);
