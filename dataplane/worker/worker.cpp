@@ -107,6 +107,8 @@ FlowKey flow_key(const HeaderView& hv) noexcept {
 struct Worker::Impl {
   explicit Impl(const WorkerConfig& c)
       : cfg(c),
+        seq_blk(kMaxPaths),
+        blk_dirty(kMaxPaths),
         path_ctr(new PathCounters[kMaxPaths]),
         flows(c.flow_capacity),
         peer_seq(kMaxPeers, 0),
@@ -156,6 +158,13 @@ struct Worker::Impl {
   std::unique_ptr<CryptoEngine> engine;
   std::array<EncQueue, kEncSlots> encq{};
   uint32_t n_encq = 0;
+  // Per path: this worker's block of the outbound SA's sequence numbers and its counts not yet
+  // added to the SA (esp.hpp EspSeqBlock): no atomic operation on a shared SA per burst. The
+  // paths with counts pending are flushed at the end of the poll.
+  std::vector<EspSeqBlock> seq_blk;
+  std::vector<uint16_t> blk_dirty;
+  uint32_t n_blk_dirty = 0;
+  uint64_t poll_now = 0;
   std::unique_ptr<PathCounters[]> path_ctr;
   FlowCache flows;
   bool flows_moved = false;  // an insert since the current burst's flow lookups (FlowHint)
@@ -661,9 +670,13 @@ void Worker::Impl::seal(const Snapshot& s, EncQueue& q) noexcept {
   if (q.n == 0) return;
   const PathInfo& p = s.paths[q.path];
   uint16_t kept = 0;
-  if (engine != nullptr && p.sa != nullptr) [[likely]]
-    kept = esp_encrypt_burst(*engine, *p.sa, p.outer, std::span<rte_mbuf*>(q.m, q.n), kEspNextOverlay, esp_ctr);
-  else
+  if (engine != nullptr && p.sa != nullptr) [[likely]] {
+    EspSeqBlock& blk = seq_blk[q.path];
+    const bool clean = blk.pkts == 0;
+    kept = esp_encrypt_burst(*engine, *p.sa, p.outer, std::span<rte_mbuf*>(q.m, q.n), kEspNextOverlay, esp_ctr, blk,
+                             poll_now);
+    if (clean && blk.pkts != 0) blk_dirty[n_blk_dirty++] = q.path;
+  } else
     ctr.drop(Drop::kNoPath, q.n);
   for (uint16_t i = 0; i < kept; ++i) tx(s, p.port, q.m[i]);
   // The rest are plaintext that failed a check (counted by reason in esp_ctr): never sent.
@@ -1042,6 +1055,7 @@ uint32_t Worker::Impl::poll() noexcept {
     return 0;
   }
   const uint64_t now = rte_rdtsc();
+  poll_now = now;
   if (flow_idle_tsc == 0) flow_idle_tsc = kFlowIdleSeconds * hz;
   uint32_t moved = 0;
 
@@ -1081,6 +1095,8 @@ uint32_t Worker::Impl::poll() noexcept {
   if (dump_state.load(std::memory_order_acquire) == 1) [[unlikely]] dump_flows();
   send_probes(*s, now);
   seal_all(*s);
+  for (uint32_t i = 0; i < n_blk_dirty; ++i) esp_seq_block_flush(seq_blk[blk_dirty[i]]);
+  n_blk_dirty = 0;
   for (uint8_t p = 0; p < s->ports.size(); ++p) flush(*s, p);
   expire_flows(now);
   if (moved) ctr.busy_polls.add();
