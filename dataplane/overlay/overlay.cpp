@@ -8,23 +8,6 @@
 
 namespace sdwan::dp {
 
-bool overlay_push(rte_mbuf* m, uint16_t l3_off, uint8_t cls, uint8_t stream, uint64_t seq, uint8_t flags,
-                  uint32_t reserved) noexcept {
-  if (m->nb_segs != 1 || rte_pktmbuf_headroom(m) + l3_off < sizeof(OverlayHdr) + kEspPrepend) return false;
-  m->data_off = static_cast<uint16_t>(m->data_off + l3_off - sizeof(OverlayHdr));
-  m->data_len = static_cast<uint16_t>(m->data_len - l3_off + sizeof(OverlayHdr));
-  m->pkt_len = m->data_len;
-  OverlayHdr ov;
-  ov.ver_type = static_cast<uint8_t>(kOverlayVersion << 4 | static_cast<uint8_t>(OverlayType::kData));
-  ov.cls = cls;
-  ov.stream = stream;
-  ov.flags = flags;
-  ov.reserved = rte_cpu_to_be_32(reserved);
-  ov.seq = rte_cpu_to_be_64(seq);
-  std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), &ov, sizeof ov);
-  return true;
-}
-
 bool overlay_pull(rte_mbuf* m, OverlayHdr* out) noexcept {
   const uint32_t len = rte_pktmbuf_data_len(m);
   if (m->nb_segs != 1 || len < sizeof(OverlayHdr) + 1 || rte_pktmbuf_headroom(m) + sizeof(OverlayHdr) < kEthLen)

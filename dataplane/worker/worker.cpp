@@ -7,10 +7,13 @@
 #include <rte_ethdev.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
+#include <rte_lpm.h>
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
+
+#include <immintrin.h>
 
 #include <algorithm>
 #include <atomic>
@@ -55,6 +58,9 @@ constexpr int32_t kReorderResync = 1 << 20;        // a sequence jump this large
 
 constexpr uint8_t kCodeNetUnreach = 0;
 constexpr uint8_t kTcpSyn = 0x02;
+// FlowEntry::flags: the flow's class decides per packet (spray, duplicate), so a packet of it
+// takes to_peer's general path even when the flow's decision is current.
+constexpr uint8_t kFlowPerPacket = 0x01;
 
 ParseError parse_mbuf(rte_mbuf* m, HeaderView* hv) noexcept {
   return parse_frame(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), hv);
@@ -242,6 +248,7 @@ struct Worker::Impl {
 
   uint32_t poll() noexcept;
   void rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
+  bool lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e, uint32_t hop, uint64_t now) noexcept;
   void rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
   bool rx_front(rte_mbuf* m, uint8_t port, HeaderView* hv) noexcept;
   bool wan_front(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept;
@@ -290,10 +297,28 @@ struct Worker::Impl {
     rte_pktmbuf_free(m);
   }
   bool icmp_token(const Snapshot& s, uint64_t now) noexcept;
-  static bool is_ours(const Snapshot& s, uint32_t ip) noexcept {
-    for (const auto& p : s.ports)
-      if (p.addr.v == ip) return true;
+  // Our addresses (one per port, at most kMaxPorts) of the snapshot in use, eight lanes of one
+  // compare; the lanes past the ports repeat the first address.
+  alignas(32) std::array<uint32_t, 8> ours{};
+  uint64_t ours_gen = ~uint64_t{0};
+  const Snapshot* ours_snap = nullptr;
+  void refresh_ours(const Snapshot& s) noexcept {
+    ours_gen = s.generation;
+    ours_snap = &s;
+    for (size_t i = 0; i < ours.size(); ++i)
+      ours[i] = s.ports.empty() ? 0 : s.ports[i < s.ports.size() ? i : 0].addr.v;
+  }
+  bool is_ours(const Snapshot& s, uint32_t ip) const noexcept {
+    if (s.ports.empty()) return false;
+#if defined(__AVX2__)
+    const __m256i eq = _mm256_cmpeq_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(ours.data())),
+                                          _mm256_set1_epi32(static_cast<int>(ip)));
+    return _mm256_movemask_epi8(eq) != 0;
+#else
+    for (uint32_t a : ours)
+      if (a == ip) return true;
     return false;
+#endif
   }
 };
 
@@ -571,6 +596,8 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     if (e != nullptr) {
       e->path = static_cast<uint16_t>(path);
       e->gen = static_cast<uint32_t>(s.generation);
+      const ClassPaths* cp = pol != nullptr && cls < pol->n_classes && peer < pol->n_peers ? &pol->at(cls, peer) : nullptr;
+      e->flags = cp != nullptr && (cp->mode == ClassMode::kSpray || cp->mode == ClassMode::kDuplicate) ? kFlowPerPacket : 0;
     }
   }
   // Per packet: spray's next table entry, duplicate's second copy.
@@ -728,9 +755,11 @@ static void for_each_prefetched(rte_mbuf** pkts, uint16_t n, F&& f) noexcept {
   }
 }
 
-// In stages over the burst, so the flow cache's misses overlap: parse every packet, hash every
-// flow and look the lot up at once (buckets, then entries, prefetched for all before any is
-// read), then forward each in order.
+// In stages over the burst ("bursts through every stage"), so the misses of a stage overlap and
+// its code stays hot: parse every packet; hash every flow and look the lot up at once (buckets,
+// then entries, prefetched for all before any is read) and route every destination in one LPM
+// bulk lookup; then send each in order, by lan_fast when its flow is established, else by the
+// general forward().
 void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
   HeaderView hv[kBurst];
   rte_mbuf* ok[kBurst];
@@ -739,16 +768,62 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
     if (rx_front(m, port, &hv[nk])) ok[nk++] = m;
   });
   FlowKey keys[kBurst];
-  uint32_t hashes[kBurst];
-  FlowEntry* entries[kBurst];
-  for (uint16_t i = 0; i < nk; ++i) keys[i] = flow_key(hv[i]);
+  uint32_t hashes[kBurst], matches[kBurst];
+  uint32_t dsts[kBurst], hops[kBurst];
+  for (uint16_t i = 0; i < nk; ++i) {
+    keys[i] = flow_key(hv[i]);
+    dsts[i] = hv[i].dst4;
+  }
+  // The flow cache's two dependent misses (bucket, then entry) each get other work behind them:
+  // the route lookups, then the packets before.
   FlowCache::hash_burst(keys, nk, hashes);
-  flows.lookup_burst(keys, hashes, nk, entries);
+  flows.prefetch_burst(hashes, nk);
+  const rte_lpm* lpm = s.routes != nullptr ? s.routes->raw() : nullptr;
+  if (lpm != nullptr && nk != 0)
+    rte_lpm_lookup_bulk(lpm, dsts, hops, nk);
+  else
+    std::fill_n(hops, nk, 0u);
+  flows.probe_burst(hashes, nk, matches);
   flows_moved = false;
   for (uint16_t i = 0; i < nk; ++i) {
-    const FlowHint fh{keys[i], hashes[i], entries[i]};
+    // An insert may have moved entries since the burst's probe: look again (the bucket is hot).
+    FlowEntry* e = flows_moved ? flows.lookup(keys[i], hashes[i]) : flows.finish(keys[i], hashes[i], matches[i]);
+    if (lan_fast(s, ok[i], hv[i], e, hops[i], now)) continue;
+    const FlowHint fh{keys[i], hashes[i], e};
     forward(s, ok[i], hv[i], port, false, now, &fh);
   }
+}
+
+// forward() and to_peer() for a packet of an established flow: the flow's decision is from this
+// snapshot and its class decides per flow (best, balance), the route is a peer's, and nothing
+// asks for more (TTL above 1, no SYN to clamp, fits the path). Does exactly what they do then,
+// with less looking up; false, packet untouched, for anything else.
+bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e, uint32_t hop,
+                            uint64_t now) noexcept {
+  if (e == nullptr || e->gen != s.generation || (e->flags & kFlowPerPacket) != 0) return false;
+  if ((hop & RTE_LPM_LOOKUP_SUCCESS) == 0 || (hop & RouteTarget::kLocal) != 0) return false;
+  const auto peer = static_cast<uint16_t>(hop & 0xffffff);
+  if (peer >= s.peers.size() || hv.ttl <= 1 || (hv.proto == IPPROTO_TCP && (hv.tcp_flags & kTcpSyn) != 0)) return false;
+  if (hv.dst4 == 0xffffffffu || (hv.dst4 >> 28) >= 0xe || is_ours(s, hv.dst4)) return false;
+  const PathInfo& p = s.paths[e->path];
+  if (hv.ip_len > tunnel_max_inner(p.mtu)) return false;
+  const uint32_t want = hv.l3_off + hv.ip_len;
+  if (rte_pktmbuf_data_len(m) > want) rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_data_len(m) - want));
+  ipv4_ttl_decrement(rte_pktmbuf_mtod(m, uint8_t*) + hv.l3_off);
+  e->last_tsc = now;
+  e->pkts++;
+  e->bytes += hv.ip_len;
+  if (!overlay_push(m, hv.l3_off, e->cls, static_cast<uint8_t>(cfg.index), ++peer_seq[peer])) {
+    drop(m, Drop::kTooBig);
+    return true;
+  }
+  ctr.encapsulated.add();
+  ctr.class_pkts[e->cls % kMaxClasses].add();
+  ctr.class_bytes[e->cls % kMaxClasses].add(hv.ip_len);
+  path_ctr[p.id].tx_pkts.add();
+  path_ctr[p.id].tx_bytes.add(hv.ip_len);
+  to_esp(s, p, m);
+  return true;
 }
 
 void Worker::Impl::rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
@@ -1056,6 +1131,7 @@ uint32_t Worker::Impl::poll() noexcept {
   }
   const uint64_t now = rte_rdtsc();
   poll_now = now;
+  if (s != ours_snap || s->generation != ours_gen) [[unlikely]] refresh_ours(*s);
   if (flow_idle_tsc == 0) flow_idle_tsc = kFlowIdleSeconds * hz;
   uint32_t moved = 0;
 
