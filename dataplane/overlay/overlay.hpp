@@ -52,14 +52,15 @@ inline bool overlay_push(rte_mbuf* m, uint16_t l3_off, uint8_t cls, uint8_t stre
   m->data_off = static_cast<uint16_t>(m->data_off + l3_off - sizeof(OverlayHdr));
   m->data_len = static_cast<uint16_t>(m->data_len - l3_off + sizeof(OverlayHdr));
   m->pkt_len = m->data_len;
-  OverlayHdr ov;
-  ov.ver_type = static_cast<uint8_t>(kOverlayVersion << 4 | static_cast<uint8_t>(OverlayType::kData));
-  ov.cls = cls;
-  ov.stream = stream;
-  ov.flags = flags;
-  ov.reserved = rte_cpu_to_be_32(reserved);
-  ov.seq = rte_cpu_to_be_64(seq);
-  std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), &ov, sizeof ov);
+  // Two 64-bit stores straight into the packet: a header built aside and copied would be narrow
+  // stores read back wide, which the CPU cannot forward (most of overlay_push's time in perf).
+  const uint64_t w0 = uint64_t{kOverlayVersion << 4 | static_cast<uint8_t>(OverlayType::kData)} |
+                      uint64_t{cls} << 8 | uint64_t{stream} << 16 | uint64_t{flags} << 24 |
+                      uint64_t{rte_cpu_to_be_32(reserved)} << 32;
+  const uint64_t w1 = rte_cpu_to_be_64(seq);
+  auto* d = rte_pktmbuf_mtod(m, uint8_t*);
+  std::memcpy(d, &w0, 8);
+  std::memcpy(d + 8, &w1, 8);
   return true;
 }
 
