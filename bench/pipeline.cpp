@@ -1130,7 +1130,7 @@ int main_(int argc, char** argv) {
       if (w == 1 && std::find(a.dirs.begin(), a.dirs.end(), Dir::kProbeReflect) != a.dirs.end())
         cases.push_back({Dir::kProbeReflect, a.sizes[0], 1, 1});
     }
-    uint64_t flow_cache_bytes = 0;
+    uint64_t flow_cache_bytes = 0, flow_cache_slots = 0;
     for (uint32_t w : a.workers) {
       if (w > lcores.size()) continue;
       // Each worker set gets fresh SAs and its own flow caches, sized twice its share of flows.
@@ -1148,7 +1148,7 @@ int main_(int argc, char** argv) {
         wc.flow_capacity = cap;
         ws.push_back(std::make_unique<dp::Worker>(wc));
       }
-      if (w == 1) flow_cache_bytes = uint64_t(std::bit_ceil(cap)) * (sizeof(dp::FlowEntry) + 4);
+      if (w == 1) flow_cache_bytes = dp::FlowCache::bytes_for(cap), flow_cache_slots = dp::FlowCache::slots_for(cap);
       for (const auto& c : cases)
         if (c.lanes == w) rs.push_back(run_case(e, ws, c, a.seconds, lcores));
       e.pub.publish(nullptr);
@@ -1209,9 +1209,9 @@ int main_(int argc, char** argv) {
     std::printf("memory: peak RSS %s KiB; hugepages held by this process %lu MiB (DPDK heap in use %lu MiB)\n",
                 commas(uint64_t(peak_rss_kb())).c_str(), static_cast<unsigned long>(hugepage_bytes() >> 20),
                 static_cast<unsigned long>(dpdk_heap_in_use() >> 20));
-    std::printf("memory for %s flows: flow cache of one worker %s slots x %zu B = %.1f MiB (buckets + entries)\n",
-                commas(max_flows).c_str(), commas(flow_cache_bytes / (sizeof(dp::FlowEntry) + 4)).c_str(),
-                sizeof(dp::FlowEntry) + 4, double(flow_cache_bytes) / (1 << 20));
+    std::printf("memory for %s flows: flow cache of one worker %s slots x %.0f B = %.1f MiB (signature lines + entries)\n",
+                commas(max_flows).c_str(), commas(flow_cache_slots).c_str(),
+                double(flow_cache_bytes) / double(std::max<uint64_t>(1, flow_cache_slots)), double(flow_cache_bytes) / (1 << 20));
     if (a.memory)
       std::printf("memory for %zu paths (1,000 peers x 4 uplinks, as sdwand builds them): %.1f MiB malloc + %.1f MiB DPDK heap "
                   "(RSS +%.1f MiB); of it %zu outbound + %zu inbound SA runtimes %.1f MiB (%zu / %zu B each); the DPDK heap\n"

@@ -32,11 +32,12 @@ void* alloc_table(size_t bytes) noexcept {
 
 FlowCache::Group FlowCache::empty_group_{};
 
+uint32_t FlowCache::slots_for(uint32_t capacity) noexcept {
+  return capacity <= kMinCapacity ? kMinCapacity : capacity >= kMaxCapacity ? kMaxCapacity : std::bit_ceil(capacity);
+}
+
 FlowCache::FlowCache(uint32_t capacity) {
-  capacity = capacity <= kMinCapacity ? kMinCapacity
-             : capacity >= kMaxCapacity ? kMaxCapacity
-                                        : std::bit_ceil(capacity);
-  const uint32_t n_buckets = capacity / kSlots;
+  const uint32_t n_buckets = slots_for(capacity) / kSlots;
   auto* groups = static_cast<Group*>(alloc_table(size_t{n_buckets} * sizeof(Group)));
   if (!groups) return;
   // Only the signatures need to start empty; entries are written when their slot is filled.

@@ -102,6 +102,10 @@ class FlowCache {
   bool ok() const noexcept { return groups_ != &empty_group_; }
   /// Bytes of table: buckets and entries.
   size_t table_bytes() const noexcept { return ok() ? size_t{mask_ + 1} * sizeof(Group) : 0; }
+  /// The slots and bytes a cache made with capacity would have. Any thread.
+  static uint32_t slots_for(uint32_t capacity) noexcept;
+  /// See slots_for.
+  static size_t bytes_for(uint32_t capacity) noexcept { return size_t{slots_for(capacity) / kSlots} * sizeof(Group); }
 
   /// Calls f(const FlowEntry&) for every live entry. Not thread safe.
   template <class F>
