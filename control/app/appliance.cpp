@@ -83,7 +83,7 @@ constexpr uint64_t kNsPerMs = 1'000'000;
 // long the control thread waits for every worker to finish, and the most flows one answer
 // carries (a full table would be megabytes on the socket; the answer says it was cut).
 constexpr uint32_t kFlowDumpPerWorker = 65536;
-constexpr uint64_t kFlowDumpTimeoutNs = 500 * kNsPerMs;
+constexpr uint64_t kFlowDumpTimeoutNs = 1500 * kNsPerMs;
 constexpr size_t kFlowAnswerMax = 10000;
 
 uint64_t mono_ns() {
@@ -1636,8 +1636,9 @@ Result<json> Appliance::Impl::drill(const json& req) {
   if (action == "status") {
     const uint64_t id = req.value("id", uint64_t{0});
     if (drills->running() && (id == 0 || id == drills->running_id())) {
-      drills->tick(drill_observe(now_ns), wall_ms());  // fresh figures; never ends it here
+      drill_tick(now_ns);  // fresh figures; ends it (flows, record) if its time is up
       if (drills->running()) return drills->current(now_ns);
+      publish();  // ended: the next snapshot drops nothing
     }
     for (auto it = drills->history().rbegin(); it != drills->history().rend(); ++it)
       if (id == 0 || it->value("id", uint64_t{0}) == id) return *it;
@@ -1646,9 +1647,8 @@ Result<json> Appliance::Impl::drill(const json& req) {
   if (action == "abort") {
     if (!drills->running()) return err("no drill is running");
     drill_finish_flows();
-    drills->tick(drill_observe(now_ns), wall_ms());
-    drills->abort(now_ns, wall_ms());
-    drill_record();
+    // Its time may just be up: then it ends as completed, else as aborted; recorded either way.
+    if (drills->tick(drill_observe(now_ns), wall_ms()) || drills->abort(now_ns, wall_ms())) drill_record();
     publish();
     return *drills->last();
   }

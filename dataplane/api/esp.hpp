@@ -4,9 +4,9 @@
 // dataplane/esp/. Control thread only, never per packet.
 //
 // Workers and SAs (docs/keys.md "Workers and SAs"): one SA pair per path, shared by the
-// workers. An outbound SA's sequence numbers are reserved once per burst with one compare-and-swap,
-// so two workers never use the same IV and the wire shows no gap; its counters are atomic
-// adds per burst too. An inbound SA has one writer: the first worker that receives a packet
+// workers. A worker reserves an outbound SA's sequence numbers 256 at a time with one
+// compare-and-swap, so two workers never use the same IV (one worker alone leaves no gap), and
+// adds its counts to the SA's atomic counters once per poll. An inbound SA has one writer: the first worker that receives a packet
 // for it claims it (the sender uses one outer 5-tuple per path, so RSS or the kernel's fanout
 // steers every packet of the SA to one RX queue); a packet of it on another worker's queue is
 // dropped as wrong_worker and never touches the window.

@@ -12,6 +12,7 @@
 #include <string.h>  // explicit_bzero
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 namespace sdwan::dp {
@@ -78,6 +79,8 @@ inline void settle(rte_mbuf** pkts, size_t& kept, size_t base, uint32_t kc) noex
   kept += kc;
 }
 
+std::atomic<uint64_t> next_sa_serial{1};
+
 }  // namespace
 
 OutboundSa::OutboundSa(const CryptoEngine& engine, uint32_t spi_, const uint8_t key_bytes[kGcmKeyLen],
@@ -87,7 +90,8 @@ OutboundSa::OutboundSa(const CryptoEngine& engine, uint32_t spi_, const uint8_t 
       byte_limit(byte_limit_),
       expire_tsc(expire_tsc_),
       spi(spi_),
-      esn(esn_) {
+      esn(esn_),
+      serial(next_sa_serial.fetch_add(1, std::memory_order_relaxed)) {
   std::memcpy(salt, salt_, kEspSaltLen);
   engine.expand_key(key_bytes, &key);
   set_path(path);
@@ -148,13 +152,67 @@ InboundSa::~InboundSa() {
   explicit_bzero(salt, sizeof salt);
 }
 
-uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, std::span<rte_mbuf*> pkts,
-                           uint8_t next_header, EspCounters& counters) noexcept {
-  return esp_encrypt_burst(engine, sa, sa.outer, pkts, next_header, counters);
-}
+namespace {
 
-uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter& outer, std::span<rte_mbuf*> pkts,
-                           uint8_t next_header, EspCounters& counters) noexcept {
+// Where a burst's sequence numbers come from and where its counts go: the SA itself (any number
+// of workers, one compare-and-swap and two atomic adds per chunk), or a worker's EspSeqBlock.
+struct SharedSeq {
+  OutboundSa& sa;
+  // Reserves up to n numbers; *first is the first. Returns how many (fewer only at seq_limit).
+  uint64_t reserve(uint64_t n, uint64_t* first) noexcept {
+    uint64_t seq0 = sa.seq.load(std::memory_order_relaxed), avail = 0;
+    do {
+      avail = seq0 < sa.seq_limit ? std::min<uint64_t>(n, sa.seq_limit - seq0) : 0;
+    } while (avail != 0 && !sa.seq.compare_exchange_weak(seq0, seq0 + avail, std::memory_order_relaxed));
+    *first = seq0;
+    return avail;
+  }
+  bool live() const noexcept {
+    return (sa.byte_limit == 0 || sa.bytes.load() < sa.byte_limit) && (sa.expire_tsc == 0 || rte_rdtsc() < sa.expire_tsc);
+  }
+  void account(uint64_t pkts, uint64_t bytes) noexcept {
+    sa.pkts.add(pkts);
+    sa.bytes.add(bytes);
+  }
+};
+
+struct BlockSeq {
+  OutboundSa& sa;
+  EspSeqBlock& blk;
+  uint64_t now;
+  // Numbers of one chunk are consecutive. When the block has too few left, the next block
+  // extends it if nobody reserved in between (always, with one worker: no gap); otherwise the
+  // rest of the old one is skipped. At the SA's limit, what is left goes out.
+  uint64_t reserve(uint64_t n, uint64_t* first) noexcept {
+    if (blk.end - blk.next < n) {
+      uint64_t seq0 = sa.seq.load(std::memory_order_relaxed), avail = 0;
+      do {
+        avail = seq0 < sa.seq_limit ? std::min<uint64_t>(std::max(n, EspSeqBlock::kSize), sa.seq_limit - seq0) : 0;
+      } while (avail != 0 && !sa.seq.compare_exchange_weak(seq0, seq0 + avail, std::memory_order_relaxed));
+      if (avail != 0) {
+        if (seq0 != blk.end) blk.next = seq0;
+        blk.end = seq0 + avail;
+      }
+    }
+    if (blk.next == blk.end) return 0;
+    const uint64_t take = std::min(n, blk.end - blk.next);
+    *first = blk.next;
+    blk.next += take;
+    return take;
+  }
+  bool live() const noexcept {
+    return (sa.byte_limit == 0 || sa.bytes.load() + blk.bytes < sa.byte_limit) &&
+           (sa.expire_tsc == 0 || now < sa.expire_tsc);
+  }
+  void account(uint64_t pkts, uint64_t bytes) noexcept {
+    blk.pkts += pkts;
+    blk.bytes += bytes;
+  }
+};
+
+template <class Seq>
+uint16_t encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter& outer, std::span<rte_mbuf*> pkts,
+                       uint8_t next_header, EspCounters& counters, Seq seqs) noexcept {
   rte_mbuf** all = pkts.data();
   const size_t total = pkts.size();
   size_t kept = 0;
@@ -184,16 +242,11 @@ uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter&
       bad[nb++] = m;
     }
 
-    // Sequence numbers: reserved once for the chunk with one compare-and-swap (other workers
-    // may send on this SA), exactly as many as packets go out, so the wire shows no gaps and
-    // seq never passes seq_limit. Past a hard limit nothing is encrypted, ever.
-    uint64_t seq0 = sa.seq.load(std::memory_order_relaxed), avail = 0;
-    if (ng != 0 && (sa.byte_limit == 0 || sa.bytes.load() < sa.byte_limit) &&
-        (sa.expire_tsc == 0 || rte_rdtsc() < sa.expire_tsc)) [[likely]] {
-      do {
-        avail = seq0 < sa.seq_limit ? std::min<uint64_t>(ng, sa.seq_limit - seq0) : 0;
-      } while (avail != 0 && !sa.seq.compare_exchange_weak(seq0, seq0 + avail, std::memory_order_relaxed));
-    }
+    // Sequence numbers: exactly as many as packets go out, consecutive within the chunk, never
+    // past seq_limit. Past a hard limit nothing is encrypted, ever.
+    uint64_t seq0 = 0, avail = 0;
+    if (ng != 0 && seqs.live()) [[likely]]
+      avail = seqs.reserve(ng, &seq0);
     const auto take = static_cast<uint32_t>(std::min<uint64_t>(ng, avail));
     if (take < ng) [[unlikely]] {
       counters.drop(EspDrop::kSaExpired, ng - take);
@@ -204,6 +257,7 @@ uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter&
     alignas(16) uint8_t iv[kChunk][kGcmIvLen];
     alignas(16) uint8_t aad[kChunk][12];
     uint32_t inner_len[kChunk];
+    uint64_t bytes = 0;
     const uint32_t spi = sa.spi;
     for (uint32_t i = 0; i < take; ++i) {
       rte_mbuf* m = good[i];
@@ -251,6 +305,7 @@ uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter&
       op.len = ct_len;
       op.tag = esp + kCtOff + ct_len;
       inner_len[i] = len;
+      bytes += len;
 
       const auto frame_len = static_cast<uint16_t>(kEspPrepend + ct_len + kEspIcvLen);
       m->data_off = static_cast<uint16_t>(m->data_off - kEspPrepend);
@@ -261,27 +316,62 @@ uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter&
       // Offloads the inner packet asked for would now apply to the outer headers.
       m->ol_flags &= ~RTE_MBUF_F_TX_OFFLOAD_MASK;
     }
-    engine.seal_burst(ops, take);
-
-    uint32_t kc = 0;
-    uint64_t bytes = 0;
-    for (uint32_t i = 0; i < take; ++i) {
-      if (ops[i].ok) [[likely]] {
-        in[kc++] = good[i];
-        bytes += inner_len[i];
-      } else {
-        counters.drop(EspDrop::kSealFailed);
-        bad[nb++] = good[i];
+    uint32_t kc = take;
+    if (engine.seal_burst(ops, take) != take) [[unlikely]] {
+      kc = 0;
+      bytes = 0;
+      for (uint32_t i = 0; i < take; ++i) {
+        if (ops[i].ok) {
+          in[kc++] = good[i];
+          bytes += inner_len[i];
+        } else {
+          counters.drop(EspDrop::kSealFailed);
+          bad[nb++] = good[i];
+        }
       }
+    } else if (nb != 0) [[unlikely]] {
+      std::memcpy(in, good, take * sizeof(rte_mbuf*));
     }
-    std::memcpy(in + kc, bad, nb * sizeof(rte_mbuf*));
+    // Without a failure, good[] is in[] already: nothing moves.
+    if (nb != 0) [[unlikely]]
+      std::memcpy(in + kc, bad, nb * sizeof(rte_mbuf*));
     counters.enc_pkts.add(kc);
     counters.enc_bytes.add(bytes);
-    sa.pkts.add(kc);
-    sa.bytes.add(bytes);
+    seqs.account(kc, bytes);
     settle(all, kept, base, kc);
   }
   return static_cast<uint16_t>(kept);
+}
+
+}  // namespace
+
+uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, std::span<rte_mbuf*> pkts,
+                           uint8_t next_header, EspCounters& counters) noexcept {
+  return esp_encrypt_burst(engine, sa, sa.outer, pkts, next_header, counters);
+}
+
+uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter& outer, std::span<rte_mbuf*> pkts,
+                           uint8_t next_header, EspCounters& counters) noexcept {
+  return encrypt_burst(engine, sa, outer, pkts, next_header, counters, SharedSeq{sa});
+}
+
+uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter& outer, std::span<rte_mbuf*> pkts,
+                           uint8_t next_header, EspCounters& counters, EspSeqBlock& blk, uint64_t now_tsc) noexcept {
+  if (blk.sa != &sa || blk.serial != sa.serial) [[unlikely]] {
+    // Pending counts of a previous SA were flushed at the end of the poll that made them
+    // (esp_seq_block_flush), so the old pointer is not followed: that SA may be gone.
+    blk = EspSeqBlock{};
+    blk.sa = &sa;
+    blk.serial = sa.serial;
+  }
+  return encrypt_burst(engine, sa, outer, pkts, next_header, counters, BlockSeq{sa, blk, now_tsc});
+}
+
+void esp_seq_block_flush(EspSeqBlock& blk) noexcept {
+  if (blk.pkts == 0) return;
+  blk.sa->pkts.add(blk.pkts);
+  blk.sa->bytes.add(blk.bytes);
+  blk.pkts = blk.bytes = 0;
 }
 
 uint16_t esp_decrypt_burst(CryptoEngine& engine, const InboundTable& table, std::span<rte_mbuf*> pkts,

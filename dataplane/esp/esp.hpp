@@ -75,6 +75,32 @@ uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter&
 uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, std::span<rte_mbuf*> pkts,
                            uint8_t next_header, EspCounters& counters) noexcept;
 
+/// One worker's share of an outbound SA (docs/keys.md "Workers and SAs"): a block of sequence
+/// numbers reserved from the SA with one compare-and-swap, used up by this worker alone, and
+/// the packets and bytes it encrypted not yet added to the SA's counters. Owned by one worker;
+/// plain stores. A block left unused (the SA replaced, the worker stopped) is a gap on the wire,
+/// which the receiver's window does not mind; with one worker per SA there is none.
+struct EspSeqBlock {
+  static constexpr uint64_t kSize = 256;  ///< sequence numbers reserved at once
+  OutboundSa* sa = nullptr;        ///< whose block this is (with its serial); another SA starts afresh
+  uint64_t serial = 0;
+  uint64_t next = 0, end = 0;      ///< [next, end): reserved and not used yet
+  uint64_t pkts = 0, bytes = 0;    ///< encrypted, not yet added to sa's counters
+};
+
+/// As the first overload, for the worker that owns blk (one per SA it sends on): sequence
+/// numbers come from blk, refilled from sa a block at a time, so no atomic operation touches
+/// the SA per burst; the counts wait in blk for esp_seq_block_flush. now_tsc: the caller's
+/// current TSC time, for the SA's age limit. Several workers on one SA interleave their blocks
+/// (in-window reordering at the receiver); with one worker the wire shows no gaps.
+uint16_t esp_encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter& outer, std::span<rte_mbuf*> pkts,
+                           uint8_t next_header, EspCounters& counters, EspSeqBlock& blk, uint64_t now_tsc) noexcept;
+
+/// Owning worker: adds blk's pending counts to its SA's counters. Call it at the end of every
+/// poll that encrypted on the SA, while the poll's snapshot still holds the SA: control's view
+/// then lags by at most one poll, and a block never holds counts of an SA that may be freed.
+void esp_seq_block_flush(EspSeqBlock& blk) noexcept;
+
 /// esp_decrypt_burst's worker when SA ownership is not checked (one thread uses the table).
 constexpr uint16_t kAnyWorker = 0xffff;
 

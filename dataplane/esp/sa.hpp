@@ -3,10 +3,11 @@
 // control side's SA records (control/esp/sa_table.hpp), which keep lifetimes, epochs and names.
 //
 // Ownership and threads:
-//   OutboundSa  shared by the workers that send on its path (dataplane/api/esp.hpp): each
-//               burst reserves its sequence numbers with one compare-and-swap, so no IV is ever used
-//               twice, and adds its counts atomically. Control builds it (the constructor
-//               expands the key) and reads only its counters, with relaxed loads.
+//   OutboundSa  shared by the workers that send on its path (dataplane/api/esp.hpp): a
+//               worker reserves its sequence numbers a block at a time (EspSeqBlock) with one
+//               compare-and-swap, so no IV is ever used twice, and adds its counts atomically
+//               once per poll. Control builds it (the constructor expands the key) and reads
+//               only its counters, with relaxed loads.
 //   InboundSa   one worker owns it: the replay window is single-writer. The first worker whose
 //               decrypt burst meets it claims it (owner); control builds it and reads its
 //               counters.
@@ -76,6 +77,9 @@ struct alignas(64) OutboundSa {
   uint32_t spi;            ///< host byte order
   uint8_t salt[kEspSaltLen];
   bool esn;                ///< 64-bit sequence numbers (the high half in the AAD only)
+  /// Unique among the SAs this process makes: a worker's EspSeqBlock knows by it whose numbers
+  /// it holds even when a new SA comes to the address of a freed one.
+  uint64_t serial;
 
   // Line 1: the counters control reads (atomic adds: several workers may send on one SA).
   alignas(64) AtomicCounter pkts;   ///< packets encrypted and kept

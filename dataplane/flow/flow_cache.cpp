@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <bit>
+#include <cstddef>
 #include <cstdlib>
 
 #if defined(__SSE2__)
@@ -29,31 +30,24 @@ void* alloc_table(size_t bytes) noexcept {
 
 }  // namespace
 
-FlowCache::Bucket FlowCache::empty_bucket_{};
+FlowCache::Group FlowCache::empty_group_{};
+
+uint32_t FlowCache::slots_for(uint32_t capacity) noexcept {
+  return capacity <= kMinCapacity ? kMinCapacity : capacity >= kMaxCapacity ? kMaxCapacity : std::bit_ceil(capacity);
+}
 
 FlowCache::FlowCache(uint32_t capacity) {
-  capacity = capacity <= kMinCapacity ? kMinCapacity
-             : capacity >= kMaxCapacity ? kMaxCapacity
-                                        : std::bit_ceil(capacity);
-  const uint32_t n_buckets = capacity / kSlots;
-  auto* buckets = static_cast<Bucket*>(alloc_table(size_t{n_buckets} * sizeof(Bucket)));
-  auto* entries = static_cast<FlowEntry*>(alloc_table(size_t{capacity} * sizeof(FlowEntry)));
-  if (!buckets || !entries) {
-    std::free(buckets);
-    std::free(entries);
-    return;
-  }
-  std::memset(static_cast<void*>(buckets), 0, size_t{n_buckets} * sizeof(Bucket));
-  buckets_ = buckets;
-  entries_ = entries;
+  const uint32_t n_buckets = slots_for(capacity) / kSlots;
+  auto* groups = static_cast<Group*>(alloc_table(size_t{n_buckets} * sizeof(Group)));
+  if (!groups) return;
+  // Only the signatures need to start empty; entries are written when their slot is filled.
+  for (uint32_t b = 0; b < n_buckets; ++b) groups[b].head = Bucket{};
+  groups_ = groups;
   mask_ = n_buckets - 1;
 }
 
 FlowCache::~FlowCache() {
-  if (entries_) {
-    std::free(buckets_);
-    std::free(entries_);
-  }
+  if (ok()) std::free(groups_);
 }
 
 uint32_t FlowCache::hash(const FlowKey& k) noexcept {
@@ -70,21 +64,25 @@ uint32_t FlowCache::hash(const FlowKey& k) noexcept {
 #endif
 }
 
-uint16_t FlowCache::signature(uint32_t hash) noexcept {
+void FlowCache::hash_burst(const FlowKey* keys, uint32_t n, uint32_t* out) noexcept {
+  for (uint32_t i = 0; i < n; ++i) out[i] = hash(keys[i]);
+}
+
+[[gnu::always_inline]] inline uint16_t FlowCache::signature(uint32_t hash) noexcept {
   // 0 marks an empty slot, so the one signature that would collide with it is moved to 1.
   const auto s = static_cast<uint16_t>(hash >> 16);
   return s ? s : 1;
 }
 
-uint32_t FlowCache::alt_bucket(uint32_t bucket, uint16_t sig) const noexcept {
+[[gnu::always_inline]] inline uint32_t FlowCache::alt_bucket(uint32_t bucket, uint16_t sig) const noexcept {
   // An xor makes the pair symmetric (either bucket and the signature give the other one, so
   // entries can move without reading their key); forcing it odd keeps the two distinct.
   return (bucket ^ (((sig * 0x9e3779b1u) >> 8) | 1u)) & mask_;
 }
 
 // Bit i set when slot i holds sig.
-uint32_t FlowCache::match_mask(uint32_t bucket, uint16_t sig) const noexcept {
-  const Bucket& b = buckets_[bucket];
+[[gnu::always_inline]] inline uint32_t FlowCache::match_mask(uint32_t bucket, uint16_t sig) const noexcept {
+  const Bucket& b = groups_[bucket].head;
 #if defined(__SSE2__)
   const __m128i sigs = _mm_load_si128(reinterpret_cast<const __m128i*>(b.sig));
   const __m128i eq = _mm_cmpeq_epi16(sigs, _mm_set1_epi16(static_cast<short>(sig)));
@@ -97,16 +95,16 @@ uint32_t FlowCache::match_mask(uint32_t bucket, uint16_t sig) const noexcept {
 #endif
 }
 
-FlowEntry* FlowCache::find_matches(uint32_t bucket, const FlowKey& k, uint32_t matches) noexcept {
+[[gnu::always_inline]] inline FlowEntry* FlowCache::find_matches(uint32_t bucket, const FlowKey& k, uint32_t matches) noexcept {
   while (matches) {
-    FlowEntry* e = &entries_[bucket * kSlots + static_cast<uint32_t>(std::countr_zero(matches))];
+    FlowEntry* e = &groups_[bucket].slot[std::countr_zero(matches)];
     if (e->key == k) return e;
     matches &= matches - 1;
   }
   return nullptr;
 }
 
-FlowEntry* FlowCache::find_in(uint32_t bucket, const FlowKey& k, uint16_t sig) noexcept {
+[[gnu::always_inline]] inline FlowEntry* FlowCache::find_in(uint32_t bucket, const FlowKey& k, uint16_t sig) noexcept {
   return find_matches(bucket, k, match_mask(bucket, sig));
 }
 
@@ -114,8 +112,29 @@ FlowEntry* FlowCache::lookup(const FlowKey& k, uint32_t hash) noexcept {
   const uint32_t b = hash & mask_;
   const uint16_t sig = signature(hash);
   if (FlowEntry* e = find_in(b, k, sig)) return e;
-  if (buckets_[b].spilled == 0) return nullptr;
+  if (groups_[b].head.spilled == 0) return nullptr;
   return find_in(alt_bucket(b, sig), k, sig);
+}
+
+void FlowCache::probe_burst(const uint32_t* hashes, uint32_t n, uint32_t* matches) noexcept {
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t b = hashes[i] & mask_;
+    matches[i] = match_mask(b, signature(hashes[i]));
+    // The first match is almost always the only one and the right one. On a miss, the slot
+    // an insert would take is fetched for writing, as a new flow usually follows.
+    if (matches[i]) {
+      __builtin_prefetch(&groups_[b].slot[std::countr_zero(matches[i])], 1, 3);
+    } else if (const uint32_t free = match_mask(b, 0)) {
+      __builtin_prefetch(&groups_[b].slot[std::countr_zero(free)], 1, 3);
+    }
+  }
+}
+
+FlowEntry* FlowCache::finish(const FlowKey& k, uint32_t hash, uint32_t matches) noexcept {
+  const uint32_t b = hash & mask_;
+  FlowEntry* e = find_matches(b, k, matches);
+  if (!e && groups_[b].head.spilled != 0) e = find_in(alt_bucket(b, signature(hash)), k, signature(hash));
+  return e;
 }
 
 void FlowCache::lookup_burst(const FlowKey* keys, const uint32_t* hashes, uint32_t n,
@@ -124,42 +143,25 @@ void FlowCache::lookup_burst(const FlowKey* keys, const uint32_t* hashes, uint32
   uint32_t matches[kChunk];
   for (uint32_t base = 0; base < n; base += kChunk) {
     const uint32_t m = n - base < kChunk ? n - base : kChunk;
-    const uint32_t* h = hashes + base;
-    for (uint32_t i = 0; i < m; ++i) prefetch(h[i]);
-    for (uint32_t i = 0; i < m; ++i) {
-      const uint32_t b = h[i] & mask_;
-      matches[i] = match_mask(b, signature(h[i]));
-      // The first match is almost always the only one and the right one. On a miss, the slot
-      // an insert would take is fetched for writing, as a new flow usually follows.
-      if (matches[i]) {
-        __builtin_prefetch(&entries_[b * kSlots + std::countr_zero(matches[i])], 0, 3);
-      } else if (const uint32_t free = match_mask(b, 0)) {
-        __builtin_prefetch(&entries_[b * kSlots + std::countr_zero(free)], 1, 3);
-      }
-    }
-    for (uint32_t i = 0; i < m; ++i) {
-      const FlowKey& k = keys[base + i];
-      const uint32_t b = h[i] & mask_;
-      FlowEntry* e = find_matches(b, k, matches[i]);
-      if (!e && buckets_[b].spilled != 0) e = find_in(alt_bucket(b, signature(h[i])), k, signature(h[i]));
-      out[base + i] = e;
-    }
+    prefetch_burst(hashes + base, m);
+    probe_burst(hashes + base, m, matches);
+    for (uint32_t i = 0; i < m; ++i) out[base + i] = finish(keys[base + i], hashes[base + i], matches[i]);
   }
 }
 
 void FlowCache::remove_slot(uint32_t bucket, uint32_t slot) noexcept {
-  const uint32_t primary = entries_[bucket * kSlots + slot].hash & mask_;
-  if (primary != bucket) --buckets_[primary].spilled;
-  buckets_[bucket].sig[slot] = 0;
+  const uint32_t primary = groups_[bucket].slot[slot].hash & mask_;
+  if (primary != bucket) --groups_[primary].head.spilled;
+  groups_[bucket].head.sig[slot] = 0;
   size_.store(size_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
 FlowEntry* FlowCache::fill_slot(uint32_t bucket, uint32_t slot, const FlowKey& k, uint32_t hash,
                                 uint64_t now) noexcept {
   const uint32_t primary = hash & mask_;
-  if (primary != bucket) ++buckets_[primary].spilled;
-  buckets_[bucket].sig[slot] = signature(hash);
-  FlowEntry* e = &entries_[bucket * kSlots + slot];
+  if (primary != bucket) ++groups_[primary].head.spilled;
+  groups_[bucket].head.sig[slot] = signature(hash);
+  FlowEntry* e = &groups_[bucket].slot[slot];
   *e = FlowEntry{};
   e->key = k;
   e->hash = hash;
@@ -176,16 +178,16 @@ int FlowCache::free_slot(uint32_t bucket) const noexcept {
 
 void FlowCache::move_slot(uint32_t from_bucket, uint32_t from_slot, uint32_t to_bucket,
                           uint32_t to_slot) noexcept {
-  FlowEntry& from = entries_[from_bucket * kSlots + from_slot];
+  FlowEntry& from = groups_[from_bucket].slot[from_slot];
   const uint32_t primary = from.hash & mask_;
   if (primary == from_bucket) {
-    ++buckets_[primary].spilled;
+    ++groups_[primary].head.spilled;
   } else {
-    --buckets_[primary].spilled;
+    --groups_[primary].head.spilled;
   }
-  entries_[to_bucket * kSlots + to_slot] = from;
-  buckets_[to_bucket].sig[to_slot] = buckets_[from_bucket].sig[from_slot];
-  buckets_[from_bucket].sig[from_slot] = 0;
+  groups_[to_bucket].slot[to_slot] = from;
+  groups_[to_bucket].head.sig[to_slot] = groups_[from_bucket].head.sig[from_slot];
+  groups_[from_bucket].head.sig[from_slot] = 0;
 }
 
 // Breadth-first search for the shortest chain of moves (each entry to its other bucket) that
@@ -212,7 +214,7 @@ bool FlowCache::make_room(const uint32_t (&roots)[2], uint32_t n_roots, uint32_t
     for (uint32_t i = level_begin; i < level_end; ++i) {
       const uint32_t b = q[i].bucket;
       for (uint32_t s = 0; s < kSlots; ++s) {
-        const uint32_t other = alt_bucket(b, buckets_[b].sig[s]);
+        const uint32_t other = alt_bucket(b, groups_[b].head.sig[s]);
         const int free = other == b ? -1 : free_slot(other);
         if (free >= 0) {
           uint32_t to_bucket = other;
@@ -237,7 +239,7 @@ bool FlowCache::make_room(const uint32_t (&roots)[2], uint32_t n_roots, uint32_t
 }
 
 FlowEntry* FlowCache::insert(const FlowKey& k, uint32_t hash, uint64_t now, uint64_t idle_tsc) noexcept {
-  if (!entries_) return nullptr;
+  if (!ok()) return nullptr;
   if (FlowEntry* e = lookup(k, hash)) return e;
   const uint32_t b = hash & mask_;
   const uint16_t sig = signature(hash);
@@ -262,7 +264,7 @@ FlowEntry* FlowCache::insert(const FlowKey& k, uint32_t hash, uint64_t now, uint
   uint64_t oldest = UINT64_MAX;
   for (uint32_t c = 0; c < n_candidates; ++c) {
     for (uint32_t s = 0; s < kSlots; ++s) {
-      const uint64_t last = entries_[candidates[c] * kSlots + s].last_tsc;
+      const uint64_t last = groups_[candidates[c]].slot[s].last_tsc;
       if (last < oldest) {
         oldest = last;
         victim_bucket = candidates[c];
@@ -276,23 +278,25 @@ FlowEntry* FlowCache::insert(const FlowKey& k, uint32_t hash, uint64_t now, uint
 }
 
 bool FlowCache::erase(const FlowKey& k, uint32_t hash) noexcept {
-  FlowEntry* e = entries_ ? lookup(k, hash) : nullptr;
+  FlowEntry* e = ok() ? lookup(k, hash) : nullptr;
   if (!e) return false;
-  const auto idx = static_cast<uint32_t>(e - entries_);
-  remove_slot(idx / kSlots, idx % kSlots);
+  const auto b = static_cast<uint32_t>((reinterpret_cast<const char*>(e) - reinterpret_cast<const char*>(groups_)) /
+                                       static_cast<ptrdiff_t>(sizeof(Group)));
+  remove_slot(b, static_cast<uint32_t>(e - groups_[b].slot));
   return true;
 }
 
 uint32_t FlowCache::expire(uint64_t now, uint64_t idle_tsc, uint32_t max_buckets) noexcept {
-  if (!entries_) return 0;
+  if (!ok()) return 0;
   uint32_t removed = 0;
   const uint32_t n = max_buckets > mask_ ? mask_ + 1 : max_buckets;
   for (uint32_t i = 0; i < n; ++i) {
     const uint32_t b = cursor_;
     cursor_ = (cursor_ + 1) & mask_;
-    for (uint32_t s = 0; s < kSlots; ++s) {
-      if (buckets_[b].sig[s] == 0) continue;
-      const uint64_t last = entries_[b * kSlots + s].last_tsc;
+    // Occupied slots only: the complement of the free ones.
+    for (uint32_t used = ~match_mask(b, 0) & ((1u << kSlots) - 1); used != 0; used &= used - 1) {
+      const auto s = static_cast<uint32_t>(std::countr_zero(used));
+      const uint64_t last = groups_[b].slot[s].last_tsc;
       if (now > last && now - last > idle_tsc) {
         remove_slot(b, s);
         ++removed;

@@ -8,35 +8,26 @@
 
 namespace sdwan::dp {
 
-bool overlay_push(rte_mbuf* m, uint16_t l3_off, uint8_t cls, uint8_t stream, uint64_t seq, uint8_t flags,
-                  uint32_t reserved) noexcept {
-  if (m->nb_segs != 1 || rte_pktmbuf_headroom(m) + l3_off < sizeof(OverlayHdr) + kEspPrepend) return false;
-  m->data_off = static_cast<uint16_t>(m->data_off + l3_off - sizeof(OverlayHdr));
-  m->data_len = static_cast<uint16_t>(m->data_len - l3_off + sizeof(OverlayHdr));
-  m->pkt_len = m->data_len;
-  OverlayHdr ov;
-  ov.ver_type = static_cast<uint8_t>(kOverlayVersion << 4 | static_cast<uint8_t>(OverlayType::kData));
-  ov.cls = cls;
-  ov.stream = stream;
-  ov.flags = flags;
-  ov.reserved = rte_cpu_to_be_32(reserved);
-  ov.seq = rte_cpu_to_be_64(seq);
-  std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), &ov, sizeof ov);
-  return true;
-}
-
 bool overlay_pull(rte_mbuf* m, OverlayHdr* out) noexcept {
   const uint32_t len = rte_pktmbuf_data_len(m);
   if (m->nb_segs != 1 || len < sizeof(OverlayHdr) + 1 || rte_pktmbuf_headroom(m) + sizeof(OverlayHdr) < kEthLen)
     return false;
   const auto* base = rte_pktmbuf_mtod(m, const uint8_t*);
-  std::memcpy(out, base, sizeof(OverlayHdr));
-  if ((out->ver_type >> 4) != kOverlayVersion || (out->ver_type & 0xf) != static_cast<uint8_t>(OverlayType::kData))
-    return false;
+  // Field by field from the packet: a 16-byte copy read back in narrower pieces is a store the
+  // CPU cannot forward.
+  if ((base[0] >> 4) != kOverlayVersion || (base[0] & 0xf) != static_cast<uint8_t>(OverlayType::kData)) return false;
   const uint8_t ver = base[sizeof(OverlayHdr)] >> 4;
   if (ver != 4 && ver != 6) return false;
-  out->seq = rte_be_to_cpu_64(out->seq);
-  out->reserved = rte_be_to_cpu_32(out->reserved);
+  out->ver_type = base[0];
+  out->cls = base[1];
+  out->stream = base[2];
+  out->flags = base[3];
+  uint32_t reserved;
+  uint64_t seq;
+  std::memcpy(&reserved, base + 4, 4);
+  std::memcpy(&seq, base + 8, 8);
+  out->reserved = rte_be_to_cpu_32(reserved);
+  out->seq = rte_be_to_cpu_64(seq);
   m->data_off = static_cast<uint16_t>(m->data_off + sizeof(OverlayHdr) - kEthLen);
   m->data_len = static_cast<uint16_t>(len - sizeof(OverlayHdr) + kEthLen);
   m->pkt_len = m->data_len;

@@ -16,9 +16,18 @@ constexpr int kMaxIpv6Extensions = 4;
 // summed inline (five loads); headers with options take the general routine.
 inline bool ipv4_checksum_ok(const uint8_t* ip, uint32_t ihl) noexcept {
   if (ihl != kIpv4MinHdrLen) return inet_checksum(ip, ihl) == 0;
-  uint32_t w[5];
-  std::memcpy(w, ip, sizeof w);
-  uint64_t sum = uint64_t{w[0]} + w[1] + w[2] + w[3] + w[4];
+  // Word by word from the packet: a copy to the stack first would be one wide store read back
+  // as narrow loads, which the CPU cannot forward (a stall of 20% of this function in perf).
+  // Two 64-bit words and a 32-bit one, with the end-around carries of one's complement.
+  uint64_t a, b;
+  uint32_t c;
+  std::memcpy(&a, ip, 8);
+  std::memcpy(&b, ip + 8, 8);
+  std::memcpy(&c, ip + 16, 4);
+  uint64_t sum = a + b;
+  sum += sum < a;
+  sum += c;
+  sum += sum < c;
   sum = (sum & 0xffffffffu) + (sum >> 32);
   sum = (sum & 0xffffu) + (sum >> 16);
   sum = (sum & 0xffffu) + (sum >> 16);
@@ -130,6 +139,41 @@ ParseError parse_ipv6(const uint8_t* frame, uint32_t len, uint32_t off, HeaderVi
 
 ParseError parse_frame(const uint8_t* frame, uint32_t len, HeaderView* hv,
                        bool verify_ip_checksum) noexcept {
+  // Untagged IPv4 without options, whole and with a good checksum: everything is at a fixed
+  // offset, so the view is filled in one go, without the walk's branches. Anything else (or
+  // any error) takes the walk, which says why.
+  if (len >= kEthHdrLen + kIpv4MinHdrLen && be::load16(frame + 12) == kEtherIpv4 && frame[kEthHdrLen] == 0x45)
+      [[likely]] {
+    const uint8_t* ip = frame + kEthHdrLen;
+    const uint32_t total = be::load16(ip + 2);
+    if (total >= kIpv4MinHdrLen && total <= len - kEthHdrLen &&
+        (!verify_ip_checksum || ipv4_checksum_ok(ip, kIpv4MinHdrLen))) [[likely]] {
+      const uint16_t frag = be::load16(ip + 6);
+      const uint16_t frag_off = frag & 0x1fff;
+      // Straight into *hv: a view built aside and copied would be narrow stores read back
+      // wide, which the CPU cannot forward.
+      *hv = HeaderView{};
+      hv->l3 = L3::kIpv4;
+      hv->l3_off = kEthHdrLen;
+      hv->l4_off = kEthHdrLen + kIpv4MinHdrLen;
+      hv->ethertype = kEtherIpv4;
+      hv->ip_len = static_cast<uint16_t>(total);
+      hv->proto = ip[9];
+      hv->ttl = ip[8];
+      hv->dscp = ip[1] >> 2;
+      hv->fragment = (frag & 0x2000) != 0 || frag_off != 0;
+      hv->first_fragment = frag_off == 0;
+      hv->src4 = be::load32(ip + 12);
+      hv->dst4 = be::load32(ip + 16);
+      if (frag_off == 0) parse_l4(frame, kEthHdrLen + kIpv4MinHdrLen, kEthHdrLen + total, hv);
+      return ParseError::kOk;
+    }
+  }
+  return parse_frame_reference(frame, len, hv, verify_ip_checksum);
+}
+
+ParseError parse_frame_reference(const uint8_t* frame, uint32_t len, HeaderView* hv,
+                                 bool verify_ip_checksum) noexcept {
   *hv = HeaderView{};
   hv->first_fragment = true;
   if (len < kEthHdrLen) return ParseError::kRunt;

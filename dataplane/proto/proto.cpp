@@ -111,19 +111,6 @@ uint16_t inet_checksum(const void* data, size_t len) noexcept {
   return static_cast<uint16_t>(~fold(sum));
 }
 
-uint16_t csum_update16(uint16_t check, uint16_t old_word, uint16_t new_word) noexcept {
-  // Eqn. 3 rather than eqn. 2: it never turns a valid checksum into 0xffff (-0).
-  const uint64_t sum = uint64_t{static_cast<uint16_t>(~check)} + static_cast<uint16_t>(~old_word) + new_word;
-  return static_cast<uint16_t>(~fold(sum));
-}
-
-void ipv4_ttl_decrement(uint8_t* ip) noexcept {
-  const uint16_t old_word = be::load16(ip + 8);
-  const uint16_t new_word = static_cast<uint16_t>(old_word - 0x0100);
-  be::store16(ip + 10, csum_update16(be::load16(ip + 10), old_word, new_word));
-  ip[8] = static_cast<uint8_t>(ip[8] - 1);
-}
-
 bool parse_arp(const uint8_t* frame, uint32_t len, const HeaderView& hv, ArpInfo* out) noexcept {
   if (hv.l3_off > len || len - hv.l3_off < kArpBodyLen) return false;
   const uint8_t* a = frame + hv.l3_off;

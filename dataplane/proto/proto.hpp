@@ -35,12 +35,23 @@ constexpr uint16_t kArpOpReply = 2;
 uint16_t inet_checksum(const void* data, size_t len) noexcept;
 
 /// RFC 1624 eqn. 3: the checksum (host order) after a 16-bit word (host order) changed from
-/// old_word to new_word.
-uint16_t csum_update16(uint16_t check, uint16_t old_word, uint16_t new_word) noexcept;
+/// old_word to new_word. Inline: every forwarded packet takes it.
+inline uint16_t csum_update16(uint16_t check, uint16_t old_word, uint16_t new_word) noexcept {
+  // Eqn. 3 rather than eqn. 2: it never turns a valid checksum into 0xffff (-0).
+  uint32_t sum = uint32_t{static_cast<uint16_t>(~check)} + static_cast<uint16_t>(~old_word) + new_word;
+  sum = (sum & 0xffffu) + (sum >> 16);
+  sum = (sum & 0xffffu) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
 
 /// Decrements the TTL of the IPv4 header at ip in place, updating the header checksum
 /// incrementally (RFC 1624). Precondition: TTL > 1 (the caller sends time-exceeded otherwise).
-void ipv4_ttl_decrement(uint8_t* ip) noexcept;
+inline void ipv4_ttl_decrement(uint8_t* ip) noexcept {
+  const uint16_t old_word = be::load16(ip + 8);
+  const auto new_word = static_cast<uint16_t>(old_word - 0x0100);
+  be::store16(ip + 10, csum_update16(be::load16(ip + 10), old_word, new_word));
+  ip[8] = static_cast<uint8_t>(ip[8] - 1);
+}
 
 /// Reads the ARP body at hv.l3_off of a frame parse_frame classified as kArp. False unless it
 /// is Ethernet/IPv4 ARP (htype 1, ptype 0x0800, hlen 6, plen 4) and all 28 bytes are present.

@@ -616,6 +616,93 @@ TEST(EspEncrypt, SeqLimitReachedSendsNothing) {
   }
 }
 
+// Workers' sequence blocks (EspSeqBlock): numbers reserved from the SA a block at a time, so no
+// two workers ever use one (an IV never repeats under the key), one worker alone leaves no gap,
+// the counts reach the SA when flushed, and an SA made where a freed one was starts afresh.
+TEST(EspEncrypt, WorkerSequenceBlocksNeverShareANumber) {
+  Tunnel t(true, 1500, 0x5d000052, 4096);
+  uint8_t nh;
+  const Bytes inner = inner_packet(64, &nh);
+  dp::EspSeqBlock a, b;
+  auto seal_with = [&](dp::EspSeqBlock& blk, size_t n) {
+    Mbufs m(std::vector<Bytes>(n, inner));
+    const uint16_t kept = dp::esp_encrypt_burst(engine(), *t.out, t.out->outer, m.span(), nh, t.tx, blk, rte_rdtsc());
+    EXPECT_EQ(kept, n);
+    std::vector<Bytes> f;
+    for (uint16_t i = 0; i < kept; ++i) f.push_back(bytes(m.v[i]));
+    return f;
+  };
+  // One worker: 1, 2, 3... across bursts and blocks, as without blocks.
+  std::vector<Bytes> frames;
+  for (size_t n : {5u, 32u, 7u, 32u, 32u, 32u, 32u, 32u, 32u, 32u, 20u}) {
+    const auto f = seal_with(a, n);
+    frames.insert(frames.end(), f.begin(), f.end());
+  }
+  for (size_t i = 0; i < frames.size(); ++i) ASSERT_EQ(get64(frames[i], 50), i + 1) << "packet " << i;
+  EXPECT_EQ(t.out->pkts.load(), 0u) << "counts wait in the block until flushed";
+  dp::esp_seq_block_flush(a);
+  EXPECT_EQ(t.out->pkts.load(), frames.size());
+  EXPECT_EQ(t.out->bytes.load(), frames.size() * 64);
+  // Two workers interleaved: every number once, and the receiver takes them all.
+  std::set<uint64_t> seen;
+  for (const Bytes& f : frames) seen.insert(get64(f, 50));
+  std::vector<Bytes> mixed;
+  for (int round = 0; round < 20; ++round) {
+    for (dp::EspSeqBlock* blk : {&a, &b}) {
+      for (const Bytes& f : seal_with(*blk, 29)) {
+        EXPECT_TRUE(seen.insert(get64(f, 50)).second) << "sequence number " << get64(f, 50) << " used twice";
+        mixed.push_back(f);
+      }
+    }
+  }
+  const auto rx = open(*t.table, t.rx, frames);
+  for (const Rx& r : rx) EXPECT_TRUE(r.kept);
+  const auto rx2 = open(*t.table, t.rx, mixed);
+  for (const Rx& r : rx2) EXPECT_TRUE(r.kept) << moved(Snap{}, snap(t.rx));
+  EXPECT_LE(t.out->seq.load(), *seen.rbegin() + 2 * dp::EspSeqBlock::kSize) << "at most a block per worker unused";
+
+  // A new SA at the address of the freed one: its numbers start at 1, not in the old block.
+  alignas(OutboundSa) unsigned char store[sizeof(OutboundSa)];
+  auto* first = new (store) OutboundSa(engine(), 0x5d000070, t.k.key, t.k.salt, true, ~uint64_t{0}, test_path());
+  dp::EspSeqBlock c;
+  {
+    Mbufs m(std::vector<Bytes>(3, inner));
+    ASSERT_EQ(dp::esp_encrypt_burst(engine(), *first, first->outer, m.span(), nh, t.tx, c, rte_rdtsc()), 3);
+    dp::esp_seq_block_flush(c);
+  }
+  first->~OutboundSa();
+  auto* second = new (store) OutboundSa(engine(), 0x5d000070, t.k.key, t.k.salt, true, ~uint64_t{0}, test_path());
+  ASSERT_EQ(static_cast<void*>(second), static_cast<void*>(first));
+  {
+    Mbufs m(std::vector<Bytes>(2, inner));
+    ASSERT_EQ(dp::esp_encrypt_burst(engine(), *second, second->outer, m.span(), nh, t.tx, c, rte_rdtsc()), 2);
+    EXPECT_EQ(get64(bytes(m.v[0]), 50), 1u) << "the new SA's first number, not the old block's fourth";
+    EXPECT_EQ(get64(bytes(m.v[1]), 50), 2u);
+    dp::esp_seq_block_flush(c);
+    EXPECT_EQ(second->pkts.load(), 2u);
+  }
+  second->~OutboundSa();
+}
+
+// A block never reaches past the SA's limit: the last numbers go out, then nothing.
+TEST(EspEncrypt, WorkerSequenceBlockStopsAtTheLimit) {
+  const KeyMat k = key_mat(4);
+  OutboundSa out(engine(), 0x5d000062, k.key, k.salt, true, 41, test_path());
+  dp::EspSeqBlock blk;
+  dp::EspCounters c;
+  uint8_t nh;
+  const Bytes inner = inner_packet(60, &nh);
+  uint32_t kept = 0;
+  for (int i = 0; i < 3; ++i) {
+    Mbufs b(std::vector<Bytes>(16, inner));
+    kept += dp::esp_encrypt_burst(engine(), out, out.outer, b.span(), nh, c, blk, rte_rdtsc());
+  }
+  EXPECT_EQ(kept, 40u) << "numbers 1..40 under a limit of 41 (exclusive)";
+  EXPECT_EQ(c.dropped(EspDrop::kSaExpired), 8u);
+  EXPECT_EQ(out.seq.load(), 41u);
+  EXPECT_TRUE(out.expired());
+}
+
 // =====================================================================================
 // Outbound refusals: size and room
 // =====================================================================================
