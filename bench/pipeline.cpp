@@ -758,12 +758,16 @@ struct CaseResult {
   CaseSpec c{};
   uint64_t pkts = 0, all_pkts = 0, bytes = 0, worker_cycles = 0, lost = 0, polls = 0, preempted = 0;
   double mpps = 0, gbps = 0, cpp = 0, mpps_wall = 0, crypto_mpps = 0, testpmd_mpps = 0, scaling = 0;
+  // The scaling in units of each case's own crypto ceiling: (mpps / crypto) over the 1-worker
+  // case's. The machine's speed drifts between cases; each case's ceiling drifts with it.
+  double scaling_per_ceiling = 0;
   std::string crypto_mode, crypto_all;  // the fastest API; every API's figure (lane 0)
   long peak_rss_kb = 0, rss_kb = 0;
   uint32_t flow_entries = 0;  // the workers' flow caches after the case (entries live 120 s)
   uint64_t hugepage_bytes = 0, dpdk_heap_bytes = 0;
   std::string drops;          // the workers' drop counters that moved during the case
   std::string spread;         // LAN->WAN: the share of each path and class
+  std::string lanes_text;     // 2 workers: each one's figures
 };
 
 // Hugepage memory this process holds: DPDK's memory segments backed by huge pages.
@@ -863,6 +867,14 @@ CaseResult run_case(Edge& e, std::vector<std::unique_ptr<dp::Worker>>& ws, const
     // Each worker's rate on its own core; the case's is their sum.
     if (l.cycles) r.mpps += double(l.pkts) / (double(l.cycles) / double(hz)) / 1e6;
     r.flow_entries += ws[i]->flow_count();
+    if (c.lanes > 1) {
+      char b[160];
+      std::snprintf(b, sizeof b, "%sw%u on lcore %u: %.2f Mpps in its poll cycles, %.2f Mpps wall, %.1f%% polls preempted",
+                    i ? "; " : "", i, lcores[i], l.cycles ? double(l.pkts) / (double(l.cycles) / double(hz)) / 1e6 : 0.0,
+                    l.wall ? double(l.all_pkts) / (double(l.wall) / double(hz)) / 1e6 : 0.0,
+                    l.polls ? 100.0 * double(l.preempted) / double(l.polls) : 0.0);
+      r.lanes_text += b;
+    }
     const std::string d = drop_text(*ws[i]);
     if (d != drops_before[i]) r.drops += " w" + std::to_string(i) + ":" + d;
   }
@@ -1163,8 +1175,11 @@ int main_(int argc, char** argv) {
       r.testpmd_mpps = tp[i];
       if (r.c.lanes > 1)
         for (const auto& o : rs)
-          if (o.c.lanes == 1 && o.c.dir == r.c.dir && o.c.size == r.c.size && o.c.flows == r.c.flows && o.mpps > 0)
+          if (o.c.lanes == 1 && o.c.dir == r.c.dir && o.c.size == r.c.size && o.c.flows == r.c.flows && o.mpps > 0) {
             r.scaling = r.mpps / o.mpps;
+            if (r.crypto_mpps > 0 && o.crypto_mpps > 0)
+              r.scaling_per_ceiling = (r.mpps / r.crypto_mpps) / (o.mpps / o.crypto_mpps);
+          }
     }
     PathMem pm;
     if (a.memory) pm = memory_4000_paths(e);
@@ -1185,19 +1200,23 @@ int main_(int argc, char** argv) {
                 "testpmd: io fwd, 2 x net_ring, 1 fwd core (lcore %u), after the cases\n",
                 GcmCeiling(64).arch().c_str(), a.core);
     std::printf("Mpps per case: the sum over its workers of packets / cycles inside poll_once(), leaving out polls of more than\n"
-                "  100 us (the scheduler took the core: share in 'preempt'); /crypt and /tpmd per worker\n");
-    std::printf("\n%-11s %5s %8s %2s %8s %8s %8s %9s %8s %8s %7s %7s %6s %6s %9s %7s\n", "direction", "size", "flows", "w",
-                "Mpps", "Gbps", "cyc/pkt", "wall Mpps", "crypto", "testpmd", "/crypt", "/tpmd", "x1w", "lost", "RSS MiB", "preempt");
+                "  100 us (the scheduler took the core: share in 'preempt'); /crypt and /tpmd per worker; x1w: Mpps over the\n"
+                "  1-worker case's, x1w/c: the same in units of each case's crypto ceiling (the machine's speed drifts between cases)\n");
+    std::printf("\n%-11s %5s %8s %2s %8s %8s %8s %9s %8s %8s %7s %7s %6s %6s %6s %9s %7s\n", "direction", "size", "flows", "w",
+                "Mpps", "Gbps", "cyc/pkt", "wall Mpps", "crypto", "testpmd", "/crypt", "/tpmd", "x1w", "x1w/c", "lost", "RSS MiB", "preempt");
     for (const auto& r : rs) {
       const double per = r.mpps / r.c.lanes;
-      std::printf("%-11s %5s %8u %2u %8.2f %8.2f %8.1f %9.2f %8.2f %8.2f %7.3f %7.3f %6s %6lu %9ld %6.1f%%\n", dir_name(r.c.dir),
+      std::printf("%-11s %5s %8u %2u %8.2f %8.2f %8.1f %9.2f %8.2f %8.2f %7.3f %7.3f %6s %6s %6lu %9ld %6.1f%%\n", dir_name(r.c.dir),
                   r.c.dir == Dir::kProbeReflect ? "stamp" : size_name(r.c.size).c_str(), r.c.flows, r.c.lanes, r.mpps,
                   r.gbps, r.cpp, r.mpps_wall, r.crypto_mpps, r.testpmd_mpps, r.crypto_mpps > 0 ? per / r.crypto_mpps : 0,
                   r.testpmd_mpps > 0 ? per / r.testpmd_mpps : 0,
-                  r.scaling > 0 ? (std::to_string(r.scaling).substr(0, 4)).c_str() : "", static_cast<unsigned long>(r.lost),
+                  r.scaling > 0 ? (std::to_string(r.scaling).substr(0, 4)).c_str() : "",
+                  r.scaling_per_ceiling > 0 ? (std::to_string(r.scaling_per_ceiling).substr(0, 4)).c_str() : "",
+                  static_cast<unsigned long>(r.lost),
                   r.rss_kb / 1024, r.polls ? 100.0 * double(r.preempted) / double(r.polls) : 0.0);
       if (r.lost || !r.drops.empty()) std::printf("    drops:%s\n", r.drops.c_str());
       if (!r.spread.empty() && r.c.flows > 1) std::printf("    %s\n", r.spread.c_str());
+      if (!r.lanes_text.empty()) std::printf("    %s\n", r.lanes_text.c_str());
     }
     std::printf("\ncrypto ceiling per case, every API (Mpps):\n");
     for (const auto& r : rs)
@@ -1234,13 +1253,13 @@ int main_(int argc, char** argv) {
           std::fprintf(j,
                        "  {\"direction\": \"%s\", \"size\": \"%s\", \"flows\": %u, \"workers\": %u, \"mpps\": %.4f, "
                        "\"gbps\": %.4f, \"cycles_per_packet\": %.2f, \"ratio_to_crypto\": %.4f, \"ratio_to_testpmd\": %.4f, "
-                       "\"mpps_per_worker\": %.4f, \"scaling_vs_1_worker\": %.4f, "
+                       "\"mpps_per_worker\": %.4f, \"scaling_vs_1_worker\": %.4f, \"scaling_per_ceiling\": %.4f, "
                        "\"crypto_mpps\": %.4f, \"crypto_mode\": \"%s\", \"testpmd_mpps\": %.4f, \"mpps_wall\": %.4f, "
                        "\"lost\": %lu, \"polls\": %lu, \"polls_preempted\": %lu, \"flow_entries\": %u, \"peak_rss_kb\": %ld, \"rss_kb\": %ld, "
                        "\"hugepage_bytes\": %lu, \"dpdk_heap_bytes\": %lu, \"hugepages\": %s}%s\n",
                        dir_name(r.c.dir), r.c.dir == Dir::kProbeReflect ? "stamp" : size_name(r.c.size).c_str(), r.c.flows,
                        r.c.lanes, r.mpps, r.gbps, r.cpp, r.crypto_mpps > 0 ? per / r.crypto_mpps : 0,
-                       r.testpmd_mpps > 0 ? per / r.testpmd_mpps : 0, per, r.scaling, r.crypto_mpps,
+                       r.testpmd_mpps > 0 ? per / r.testpmd_mpps : 0, per, r.scaling, r.scaling_per_ceiling, r.crypto_mpps,
                        r.crypto_mode.c_str(),
                        r.testpmd_mpps, r.mpps_wall, static_cast<unsigned long>(r.lost), static_cast<unsigned long>(r.polls),
                        static_cast<unsigned long>(r.preempted), r.flow_entries, r.peak_rss_kb,
