@@ -320,6 +320,7 @@ struct Appliance::Impl {
   json show_stats();
   json show_neighbors();
   json show_sas();
+  std::optional<dp::EspSaStats> sa_stats(const SaRow& r) const;
   Result<json> show_events(const json& req);
   Result<json> show_classes();
   Result<json> show_flows(const json& req);
@@ -1813,21 +1814,26 @@ json Appliance::Impl::show_neighbors() {
   return out;
 }
 
+// The workers' live counters of the SA a table row names; nullopt when its runtime is gone.
+std::optional<dp::EspSaStats> Appliance::Impl::sa_stats(const SaRow& r) const {
+  if (r.dir == SaDir::kOutbound) {
+    if (r.path < out_sas.size() && out_sas[r.path] != nullptr) {
+      auto s = dp::esp_sa_stats(*out_sas[r.path]);
+      if (s.spi == r.spi) return s;
+    }
+    return std::nullopt;
+  }
+  if (auto it = in_sas.find(r.spi); it != in_sas.end()) return dp::esp_sa_stats(*it->second);
+  return std::nullopt;
+}
+
 json Appliance::Impl::show_sas() {
   json out = json::array();
   if (!sa_table) return out;
   const uint64_t now = mono_ms();
   for (const SaRow& r : sa_table->rows(now)) {
     const bool is_out = r.dir == SaDir::kOutbound;
-    std::optional<dp::EspSaStats> st;
-    if (is_out) {
-      if (r.path < out_sas.size() && out_sas[r.path] != nullptr) {
-        auto s = dp::esp_sa_stats(*out_sas[r.path]);
-        if (s.spi == r.spi) st = s;
-      }
-    } else if (auto it = in_sas.find(r.spi); it != in_sas.end()) {
-      st = dp::esp_sa_stats(*it->second);
-    }
+    const std::optional<dp::EspSaStats> st = sa_stats(r);
     // The workers' counters are newer than the table's copy from the last tick.
     const uint64_t pkts = st ? std::max(st->packets, r.packets) : r.packets;
     const uint64_t bytes = st ? std::max(st->bytes, r.bytes) : r.bytes;
@@ -2029,15 +2035,7 @@ MetricsData Appliance::Impl::collect_metrics(uint64_t now_ns) {
   if (sa_table) {
     for (const SaRow& r : sa_table->rows(mono_ms())) {
       const bool is_out = r.dir == SaDir::kOutbound;
-      std::optional<dp::EspSaStats> st;
-      if (is_out) {
-        if (r.path < out_sas.size() && out_sas[r.path] != nullptr) {
-          auto s = dp::esp_sa_stats(*out_sas[r.path]);
-          if (s.spi == r.spi) st = s;
-        }
-      } else if (auto it = in_sas.find(r.spi); it != in_sas.end()) {
-        st = dp::esp_sa_stats(*it->second);
-      }
+      const std::optional<dp::EspSaStats> st = sa_stats(r);
       MetricsData::Sa x;
       x.spi = fmt::format("0x{:08x}", r.spi);
       x.path = r.path < topo.paths.size() ? topo.paths[r.path].name : std::to_string(r.path);

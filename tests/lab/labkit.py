@@ -231,3 +231,18 @@ def edge_lab(prefix: str, cls=EdgeLab):
         yield lab
     finally:
         lab_cmd(prefix, "down", check=False)
+
+
+def wall(rfc3339: str) -> float:
+    """An RFC 3339 time as the daemon prints it (UTC, ms) -> seconds since the epoch."""
+    from datetime import datetime
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_sweep():
+    """Imported by a test module: needs root, and removes labs of earlier runs whose pytest
+    process died before its teardown."""
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root (network namespaces, hugepages)", pytrace=False)
+    sweep_dead_labs()

@@ -76,13 +76,12 @@ import struct
 import subprocess
 import time
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
-from labkit import BUILD, ISPS, LAB, REPO, TAG, Tcpdump, lab_cmd, require, sweep_dead_labs
+from labkit import BUILD, ISPS, LAB, REPO, TAG, Tcpdump, lab_cmd, require, module_sweep, wall  # noqa: F401 (module_sweep: autouse fixture)
 
 SDWANCTL = Path(os.environ.get("SDWANCTL", Path(BUILD) / "control" / "cli" / "sdwanctl"))
 UDPSTREAM = str(Path(__file__).resolve().with_name("udpstream.py"))
@@ -100,17 +99,6 @@ ISP1_OWD_MS = 3.0                   # less one-way delay than this: it crossed i
 
 # Prefixes L<pid>x<n>- as the sweep knows them, with numbers no other module uses.
 _counter = iter(range(600, 700))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _sweep_dead_labs():
-    if os.geteuid() != 0:
-        pytest.fail("lab tests need root (network namespaces, hugepages)", pytrace=False)
-    sweep_dead_labs()
-
-
-def wall(rfc3339: str) -> float:
-    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
 def wait_until(pred, timeout: float, what, every: float = 0.1):

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labkit import BUILD, LAB, REPO, TAG, lab_cmd, sweep_dead_labs
+from labkit import BUILD, LAB, REPO, TAG, lab_cmd, module_sweep  # noqa: F401 (autouse fixture)
 
 SDWANCTL = Path(os.environ.get("SDWANCTL", Path(BUILD) / "control" / "cli" / "sdwanctl"))
 HOOK_TIMEOUT_S = 6.0
@@ -41,13 +41,6 @@ KILL_GRACE_S = 1.0
 SA_SECONDS = 20  # hard lifetime; the paths rekey at 90 %, every 18 s
 
 _counter = iter(range(7700, 7800))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _sweep_dead_labs():
-    if os.geteuid() != 0:
-        pytest.fail("lab tests need root (network namespaces, hugepages)", pytrace=False)
-    sweep_dead_labs()
 
 
 def write_hooks(d: Path) -> dict[str, Path]:

@@ -83,7 +83,6 @@ import statistics
 import struct
 import subprocess
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -91,7 +90,7 @@ import yaml
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from labkit import BUILD, ISPS, LAB, REPO, TAG, Tcpdump, lab_cmd, require, sweep_dead_labs
+from labkit import BUILD, ISPS, LAB, REPO, TAG, Tcpdump, lab_cmd, require, module_sweep, wall  # noqa: F401 (module_sweep: autouse fixture)
 
 SDWANCTL = Path(os.environ.get("SDWANCTL", Path(BUILD) / "control" / "cli" / "sdwanctl"))
 HOST_A, HOST_B = "192.168.10.2", "192.168.20.2"
@@ -136,19 +135,6 @@ CLEAR_REFLECTED = re.compile(re.escape(struct.pack("!H", STAMP_ERR_EST) + bytes(
 
 # The prefix shape the sweep recognises (L<pid>x<n>-), with numbers no other module uses.
 _counter = iter(range(700, 800))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _sweep_dead_labs():
-    """Removes labs of earlier runs whose pytest process died before its teardown."""
-    if os.geteuid() != 0:
-        pytest.fail("lab tests need root (network namespaces, hugepages)", pytrace=False)
-    sweep_dead_labs()
-
-
-def wall(rfc3339: str) -> float:
-    """An RFC 3339 time as the daemon prints it (UTC, ms) -> seconds since the epoch."""
-    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
 # --- the lab -----------------------------------------------------------------------------
