@@ -259,6 +259,24 @@ def main_lab():
         lab_cmd(prefix, "down", check=False)
 
 
+def retry_if_lab_imprecise(test):
+    """A test whose emulator missed its documented precision (check_emulator_precise) judged
+    the lab, not the daemon: it runs once more on a clean lab; a second miss fails."""
+    @functools.wraps(test)
+    def run(**kw):  # pytest passes fixtures by name
+        try:
+            return test(**kw)
+        except AssertionError as e:
+            if "the lab, not the daemon, is off" not in str(e):
+                raise
+            print(f"emulator imprecise, running the test once more: {e}")
+            lab = kw.get("lab") or kw.get("fast_lab")
+            lab.reset_isps()
+            lab.settle()
+            return test(**kw)
+    return run
+
+
 @pytest.fixture
 def lab(main_lab):
     """main_lab with no impairment, emulator counters zeroed and paths settled; impairments
@@ -361,6 +379,7 @@ def path_jitter_band(j0: float, trials: int = 3000) -> tuple[float, float]:
 
 # --- 2. loss (first: its own lab runs before the shared one is up) -----------------------
 
+@retry_if_lab_imprecise
 def test_loss_5pct_in_each_direction_on_isp3(fast_lab):
     lab = fast_lab
     p0 = lab.paths()["isp3:hub"]["probes_sent"]
@@ -396,6 +415,7 @@ def test_loss_5pct_in_each_direction_on_isp3(fast_lab):
 
 # --- 1. delay -------------------------------------------------------------------------------
 
+@retry_if_lab_imprecise
 def test_delay_30ms_on_isp2_raises_its_rtt_by_30ms_within_2s(lab):
     base = {n: statistics.fmean(r[1][n]["rtt_ms"] for r in poll(lab, 0.5, 0.1)) for n in lab.paths()}
     hub_base = lab.paths("hub")["isp2:edge"]["rtt_ms"]
@@ -429,6 +449,7 @@ def baseline_jitter(lab: MeasureLab, path: str, appliance: str = "edge", seconds
     return max(v[path]["jitter_ms"] for _, v in poll(lab, seconds, 0.2, appliance))
 
 
+@retry_if_lab_imprecise
 def test_jitter_10ms_on_isp1_matches_rfc3550_on_the_rtt(lab):
     lo, hi = path_jitter_band(JITTER_MS)
     expected = 2 * JITTER_MS / 3
@@ -490,6 +511,7 @@ def irtt_stats(proc: subprocess.Popen, out: Path, timeout: float) -> dict:
             "ipdv": ms(s["ipdv_round_trip"])}
 
 
+@retry_if_lab_imprecise
 def test_irtt_through_the_overlay_agrees_with_the_path(lab, tmp_path):
     irtt = require("irtt")
     lo, hi = path_jitter_band(JITTER_MS)
