@@ -223,16 +223,7 @@ SaSet make_sas(const cp::Config& cfg, const cp::Topology& topo, const cp::Master
   std::vector<std::shared_ptr<dp::InboundSa>> in;
   for (const auto& a : acts) {
     const auto keys = must(cp::derive_sa(mk, a.sa), "derive");
-    dp::EspSaParams p;
-    p.spi = a.sa.spi;
-    p.key = keys.key;
-    p.salt = keys.salt;
-    p.esn = a.esn;
-    p.max_packets = a.hard.packets;
-    p.max_bytes = a.hard.bytes;
-    p.max_age_ms = a.hard.seconds * 1000;
-    p.replay_window = cfg.esp.replay_window;
-    p.tag = a.path;
+    dp::EspSaParams p = cp::esp_sa_params(a, keys, cfg.esp.replay_window);
     if (a.kind == cp::SaAction::Kind::kInstallInbound) {
       in.push_back(dp::make_inbound_sa(p));
       ++s.n_in;

@@ -628,16 +628,7 @@ std::shared_ptr<Sa> Appliance::Impl::make_sa(const SaAction& a, const char* dir,
     log_error("path {}: {} SA 0x{:08x}: {}", tp.name, dir, a.sa.spi, keys.error().msg);
     return nullptr;
   }
-  dp::EspSaParams p;
-  p.spi = a.sa.spi;
-  p.key = keys->key;
-  p.salt = keys->salt;
-  p.esn = a.esn;
-  p.max_packets = a.hard.packets;
-  p.max_bytes = a.hard.bytes;
-  p.max_age_ms = a.hard.seconds * 1000;
-  p.replay_window = cfg.esp.replay_window;
-  p.tag = a.path;
+  dp::EspSaParams p = esp_sa_params(a, *keys, cfg.esp.replay_window);
   std::shared_ptr<Sa> sa = make(p);
   OPENSSL_cleanse(p.key.data(), p.key.size());
   OPENSSL_cleanse(p.salt.data(), p.salt.size());
@@ -1723,8 +1714,8 @@ json Appliance::Impl::show_stats() {
     released += c.arp_released.load();
     probe_alloc += c.probe_alloc_failed.load();
     probe_lost += c.probe_reports_lost.load();
-    dup_sent += c.dup_sent.load();
-    dup_bytes += c.dup_bytes.load();
+    dup_sent += c.dup_sent();
+    dup_bytes += c.dup_bytes();
     dup_no_mbuf += c.dup_no_mbuf.load();
     dedup_no_window += c.dedup_no_window.load();
     ro_held += c.reorder_held.load();
@@ -2081,7 +2072,7 @@ MetricsData Appliance::Impl::collect_metrics(uint64_t now_ns) {
     d.icmp_echo_replied += c.icmp_echo_replied.load();
     d.icmp_errors_sent += c.icmp_errors_sent.load();
     d.mss_clamped += c.mss_clamped.load();
-    d.dup_sent += c.dup_sent.load();
+    d.dup_sent += c.dup_sent();
     d.probe_reports_lost += c.probe_reports_lost.load();
     d.esp_out_pkts += e.enc_pkts.load();
     d.esp_out_bytes += e.enc_bytes.load();

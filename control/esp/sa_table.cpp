@@ -278,4 +278,18 @@ std::vector<SaRow> SaTable::rows(uint64_t now_ms) const {
   return rows;
 }
 
+dp::EspSaParams esp_sa_params(const SaAction& a, const SaKeys& keys, uint32_t replay_window) {
+  dp::EspSaParams p;
+  p.spi = a.sa.spi;
+  p.key = keys.key;
+  p.salt = keys.salt;
+  p.esn = a.esn;
+  p.max_packets = a.hard.packets;
+  p.max_bytes = a.hard.bytes;
+  p.max_age_ms = a.hard.seconds * 1000;
+  p.replay_window = replay_window;
+  p.tag = a.path;
+  return p;
+}
+
 }  // namespace sdwan::cp

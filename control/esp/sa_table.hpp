@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "control/esp/derive.hpp"
+#include "dataplane/api/esp.hpp"
 #include "dataplane/api/result.hpp"
 
 namespace sdwan::cp {
@@ -81,6 +82,10 @@ struct SaAction {
                          ///< already capped by the sequence space: 2^32-1, or 2^64-1 with ESN)
   bool operator==(const SaAction&) const = default;
 };
+/// The runtime parameters of the SA an install action names, with its derived keys (the
+/// caller wipes params.key once the runtime is made).
+dp::EspSaParams esp_sa_params(const SaAction& a, const SaKeys& keys, uint32_t replay_window);
+
 
 /// One SA for `show sas` (no keys).
 struct SaRow {

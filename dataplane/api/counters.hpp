@@ -142,8 +142,6 @@ struct alignas(64) WorkerCounters {
   Counter arp_released;    // ... and sent once it was
   Counter probe_alloc_failed;  // a probe not sent: the mempool was empty
   Counter probe_reports_lost;  // a reflected probe whose report did not fit control's ring
-  Counter dup_sent;        // second copies sent for duplicate classes
-  Counter dup_bytes;       // their inner bytes: the overhead duplication spends
   Counter dup_no_mbuf;     // a copy not made: the mempool was empty (the first copy still went)
   Counter dedup_no_window; // a duplicated packet delivered unchecked: no de-duplication window left
   Counter reorder_held;      // sprayed packets that arrived ahead and waited for the ones before
@@ -161,6 +159,18 @@ struct alignas(64) WorkerCounters {
   std::array<Counter, kMaxClasses> drill_rx_class; // data packets from a peer dropped on receive
   std::array<Counter, kMaxClasses> class_dup_pkts;   // duplicate classes: copies sent, by class
   std::array<Counter, kMaxClasses> class_dup_bytes;  // their inner bytes: the overhead each class spends
+  /// Second copies sent over every class, and their inner bytes (readers only: the worker
+  /// counts per class).
+  uint64_t dup_sent() const noexcept {
+    uint64_t n = 0;
+    for (const Counter& c : class_dup_pkts) n += c.load();
+    return n;
+  }
+  uint64_t dup_bytes() const noexcept {
+    uint64_t n = 0;
+    for (const Counter& c : class_dup_bytes) n += c.load();
+    return n;
+  }
 
   void drop(Drop d, uint64_t n = 1) noexcept { drops[static_cast<size_t>(d)].add(n); }
 };

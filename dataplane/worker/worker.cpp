@@ -670,8 +670,6 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     // The copy carries the same overlay sequence number: the receiver keeps whichever comes first.
     rte_mbuf* c = cfg.pool != nullptr ? rte_pktmbuf_copy(m, cfg.pool, 0, UINT32_MAX) : nullptr;
     if (c != nullptr) {
-      ctr.dup_sent.add();
-      ctr.dup_bytes.add(hv.ip_len);
       ctr.class_dup_pkts[cls % kMaxClasses].add();
       ctr.class_dup_bytes[cls % kMaxClasses].add(hv.ip_len);
       const PathInfo& p2 = s.paths[static_cast<size_t>(second)];

@@ -1076,7 +1076,7 @@ TEST(WorkerClasses, DuplicateSendsTwoCopiesAndTheReceiverDeliversOne) {
   p.edge.worker->poll_once();
   EXPECT_EQ(rte_ring_count(p.wire.e2h1), 3u);
   EXPECT_EQ(rte_ring_count(p.wire.e2h2), 3u) << "a copy of each on the other uplink";
-  EXPECT_EQ(p.edge.worker->counters().dup_sent.load(), 3u);
+  EXPECT_EQ(p.edge.worker->counters().dup_sent(), 3u);
   // The hub gets both copies of each and delivers each packet once.
   p.hub.worker->poll_once();
   EXPECT_EQ(p.count(p.hub.lan_out), 3u);
