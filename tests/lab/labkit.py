@@ -246,3 +246,19 @@ def module_sweep():
     if os.geteuid() != 0:
         pytest.fail("lab tests need root (network namespaces, hugepages)", pytrace=False)
     sweep_dead_labs()
+
+
+def lab_script_with(root: Path, edit) -> Path:
+    """scripts/lab reads the appliances' configs from tests/configs/ beside itself and has no
+    option to change them: a copy of it in root, beside copies of those configs that edit(cfg,
+    appliance) changed in place, brings up the very same lab with them. `down` is the same."""
+    import yaml
+    (root / "scripts").mkdir(parents=True)
+    (root / "tests" / "configs").mkdir(parents=True)
+    script = root / "scripts" / "lab"
+    shutil.copy2(LAB, script)
+    for a in ("edge", "hub"):
+        cfg = yaml.safe_load((REPO / "tests" / "configs" / f"{a}.yaml").read_text())
+        edit(cfg, a)
+        (root / "tests" / "configs" / f"{a}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return script

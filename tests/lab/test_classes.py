@@ -68,7 +68,6 @@ import json
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import statistics
@@ -79,9 +78,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
 
-from labkit import BUILD, ISPS, LAB, REPO, TAG, Tcpdump, lab_cmd, require, module_sweep, wall  # noqa: F401 (module_sweep: autouse fixture)
+from labkit import BUILD, ISPS, LAB, TAG, Tcpdump, lab_cmd, require, lab_script_with, module_sweep, wall  # noqa: F401 (module_sweep: autouse fixture)
 
 SDWANCTL = Path(os.environ.get("SDWANCTL", Path(BUILD) / "control" / "cli" / "sdwanctl"))
 UDPSTREAM = str(Path(__file__).resolve().with_name("udpstream.py"))
@@ -389,18 +387,11 @@ CAP_PCT = 10  # of 10 Mbit/s: copies may spend 1 Mbit/s
 def cap_lab_script(root: Path) -> Path:
     """A copy of scripts/lab whose tests/configs give every uplink a bandwidth and critical a
     max_overhead_pct (scripts/lab reads the configs beside itself and has no option for them)."""
-    (root / "scripts").mkdir(parents=True)
-    (root / "tests" / "configs").mkdir(parents=True)
-    script = root / "scripts" / "lab"
-    shutil.copy2(LAB, script)
-    for a in ("edge", "hub"):
-        cfg = yaml.safe_load((REPO / "tests" / "configs" / f"{a}.yaml").read_text())
+    def edit(cfg, _appliance):
         for u in cfg["uplinks"]:
             u["bandwidth"] = CAP_BANDWIDTH
-        crit = next(c for c in cfg["classes"] if c["name"] == "critical")
-        crit["max_overhead_pct"] = CAP_PCT
-        (root / "tests" / "configs" / f"{a}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return script
+        next(c for c in cfg["classes"] if c["name"] == "critical")["max_overhead_pct"] = CAP_PCT
+    return lab_script_with(root, edit)
 
 
 @pytest.fixture

@@ -76,7 +76,6 @@ import math
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -90,7 +89,7 @@ import yaml
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from labkit import BUILD, ISPS, LAB, REPO, TAG, Tcpdump, lab_cmd, require, module_sweep, wall  # noqa: F401 (module_sweep: autouse fixture)
+from labkit import BUILD, ISPS, LAB, TAG, Tcpdump, lab_cmd, require, lab_script_with, module_sweep, wall  # noqa: F401 (module_sweep: autouse fixture)
 
 SDWANCTL = Path(os.environ.get("SDWANCTL", Path(BUILD) / "control" / "cli" / "sdwanctl"))
 HOST_A, HOST_B = "192.168.10.2", "192.168.20.2"
@@ -297,15 +296,7 @@ def fast_lab_script(root: Path) -> Path:
     rewrites only the socket, file prefix and keys) and has no option to change them. A copy
     of it in root, with copies of those configs that add FAST_PATHS as their `paths:`
     section, brings up the very same lab with faster probes; `down` is the same either way."""
-    (root / "scripts").mkdir(parents=True)
-    (root / "tests" / "configs").mkdir(parents=True)
-    script = root / "scripts" / "lab"
-    shutil.copy2(LAB, script)
-    for a in ("edge", "hub"):
-        cfg = yaml.safe_load((REPO / "tests" / "configs" / f"{a}.yaml").read_text())
-        cfg["paths"] = dict(FAST_PATHS)
-        (root / "tests" / "configs" / f"{a}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return script
+    return lab_script_with(root, lambda cfg, _appliance: cfg.update(paths=dict(FAST_PATHS)))
 
 
 @pytest.fixture
