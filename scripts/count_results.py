@@ -108,12 +108,25 @@ def case_verdict(case):
     return "passed"
 
 
+def failure_excerpt(case, lines=4, width=300):
+    """The first lines of a failed case's message, so a CI log's tail says why it failed
+    (meson's own log is not kept there)."""
+    el = case.find("failure")
+    if el is None:
+        el = case.find("error")
+    if el is None:
+        return []
+    text = (el.get("message") or "").strip() or (el.text or "").strip()
+    out = [line[:width] for line in text.splitlines() if line.strip()]
+    return out[:lines]
+
+
 def cases_of(suites):
     for suite in suites:
         for case in suite.iter("testcase"):
             name = case.get("name", "?")
             cls = case.get("classname")
-            yield (f"{cls}.{name}" if cls else name), case_verdict(case)
+            yield (f"{cls}.{name}" if cls else name), case_verdict(case), failure_excerpt(case)
 
 
 def count_run(build_dir):
@@ -151,7 +164,7 @@ def count_run(build_dir):
                 cases += list(cases_of(ET.parse(own).getroot().iter("testsuite")))
             except (FileNotFoundError, ET.ParseError):
                 pass
-        for case, verdict in cases:
+        for case, verdict, why in cases:
             if verdict == "passed":
                 passed += 1
             elif verdict == "skipped":
@@ -160,9 +173,10 @@ def count_run(build_dir):
             else:
                 failed += 1
                 bad.append(f"FAILED  {name}: {case}")
+                bad += [f"        | {line}" for line in why]
         program_ok = result in PASSING or result in SKIPPING
         if cases:
-            if not program_ok and not any(v == "failed" for _, v in cases):
+            if not program_ok and not any(v == "failed" for _, v, _ in cases):
                 failed += 1
                 bad.append(f"FAILED  {name}: {result} (exit status {prog.get('returncode')})"
                            " although its cases passed")
