@@ -43,7 +43,8 @@ def stream_path(lab, port=5004):
     raise AssertionError(f"no flow to port {port} in show flows")
 
 
-def test_blackout_drill_reports_the_loss_a_receiver_on_lan_b_counted(lab):
+def blackout_under_stream(lab):
+    """Streams voice, blacks out the uplink its flow takes, returns (path, report, sent, received)."""
     done = stream(lab, 5004, secs=8)
     time.sleep(2)
     path = stream_path(lab)
@@ -51,8 +52,23 @@ def test_blackout_drill_reports_the_loss_a_receiver_on_lan_b_counted(lab):
     p = lab.ctl("drill", "uplink", uplink, "--blackout", "3s", "--json")
     rep = json.loads(p.stdout)
     sent, received = done()
-    lost_rx = sent - received
+    return path, rep, sent, received
+
+
+def test_blackout_drill_reports_the_loss_a_receiver_on_lan_b_counted(lab):
+    path, rep, sent, received = blackout_under_stream(lab)
     voice = next(c for c in rep["classes"] if c["class"] == "voice")
+    if not voice["affected"]:
+        # Voice left the path between show flows and the drill's start (a fresh lab's paths
+        # still settling): the drill's precondition, not its report, was off. Once more.
+        print(f"voice was not on {path} when the drill started: {voice}; once more")
+        deadline = time.monotonic() + 10
+        while not all(x["state"] == "up" for x in lab.ctl_json("show", "paths")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        path, rep, sent, received = blackout_under_stream(lab)
+        voice = next(c for c in rep["classes"] if c["class"] == "voice")
+    uplink = path.split(":")[0]
+    lost_rx = sent - received
     print(f"drill on {uplink}: detection {rep['detection_ms']} ms, voice rerouted after "
           f"{voice['rerouted_ms']} ms, lost {voice['lost']} (receiver: {lost_rx} of {sent})")
     assert rep["state"] == "completed" and rep["action"] == "blackout" and rep["name"] == uplink
@@ -63,7 +79,7 @@ def test_blackout_drill_reports_the_loss_a_receiver_on_lan_b_counted(lab):
     assert abs(voice["lost"] - lost_rx) <= max(2, 0.01 * lost_rx), (voice, lost_rx)
     assert rep["flows_on_target"] >= 1 and rep["flows_moved"] >= 1, rep
     # The failure is gone: the path comes back and the drill is in the history.
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if any(x["name"] == path and x["state"] == "up" for x in lab.ctl_json("show", "paths")):
             break

@@ -36,7 +36,7 @@ import yaml
 from labkit import BUILD, LAB, REPO, TAG, lab_cmd, module_sweep  # noqa: F401 (autouse fixture)
 
 SDWANCTL = Path(os.environ.get("SDWANCTL", Path(BUILD) / "control" / "cli" / "sdwanctl"))
-HOOK_TIMEOUT_S = 6.0
+HOOK_TIMEOUT_S = 10.0  # long enough for path_up to come while the hook sleeps, even on a loaded CI box
 KILL_GRACE_S = 1.0
 SA_SECONDS = 20  # hard lifetime; the paths rekey at 90 %, every 18 s
 
@@ -177,11 +177,14 @@ def test_a_hook_that_sleeps_forever_is_killed_at_its_timeout_and_events_keep_flo
     assert any(e["seq"] == down["seq"] for e in shown), shown
     pid_file = hooks_dir / f"sleeper.{down['seq']}.pid"
     deadline = time.monotonic() + 5
-    while not pid_file.exists():
+    # The shell writes its pid, then forks its sleep: wait for a whole line and both processes.
+    while not (pid_file.exists() and pid_file.read_text().endswith("\n")):
         assert time.monotonic() < deadline, f"the path_down hook did not start: {lab.daemon_log()[-2000:]}"
         time.sleep(0.05)
     t_hook = time.monotonic()
     sleeper = int(pid_file.read_text())
+    while len(group_members(sleeper)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert alive(sleeper)
     assert len(group_members(sleeper)) == 2, f"the hook's group is the shell and its sleep: {group_members(sleeper)}"
     # Hooks run on the control core, never on a worker's (docs/events.md).
@@ -227,9 +230,9 @@ def test_a_hook_that_sleeps_forever_is_killed_at_its_timeout_and_events_keep_flo
     assert run["output"] == f"sleeping on path_down #{down['seq']}\n", run
     log = lab.daemon_log()
     hook = re.escape(str(lab.hooks["sleep"]))
-    assert re.search(rf"hook {hook} for path_down #{down['seq']}: still running after 6000 ms: SIGTERM to its "
+    assert re.search(rf"hook {hook} for path_down #{down['seq']}: still running after {int(HOOK_TIMEOUT_S * 1000)} ms: SIGTERM to its "
                      rf"process group {sleeper}\n", log), log[-3000:]
-    assert re.search(rf"hook {hook} for path_down #{down['seq']}: timed out after 6000 ms, killed by SIGTERM", log), \
+    assert re.search(rf"hook {hook} for path_down #{down['seq']}: timed out after {int(HOOK_TIMEOUT_S * 1000)} ms, killed by SIGTERM", log), \
         log[-3000:]
     assert not alive(sleeper)
     assert group_members(sleeper) == [], f"left of the hook's process group: {group_members(sleeper)}"
