@@ -259,6 +259,9 @@ struct Appliance::Impl {
   void drill_record();
   Result<json> drill(const json& req);
   Result<json> reload(const char* how);
+  Status apply_peers(const std::vector<PeerConfig>& merged, uint64_t now_ns);
+  SaPathSpec sa_spec(const Config& c, const Topology& t, const TopoPath& tp) const;
+  PathSpec monitor_spec(const Config& c, const TopoPath& tp) const;
   std::vector<DrillClass> drill_classes() const;
   struct WorkerFlow {
     dp::FlowRecord f;
@@ -536,12 +539,8 @@ Status Appliance::Impl::esp_start(uint64_t now) {
   out_pending.assign(topo.paths.size(), std::nullopt);
   std::vector<SaAction> all;
   for (const auto& tp : topo.paths) {
-    SaPathSpec spec;
-    spec.path = tp.id;
-    spec.link = path_link(cfg, static_cast<size_t>(topo.ports[tp.port].uplink), tp.peer, tp.endpoint);
-    spec.local = Endpoint{topo.ports[tp.port].addr.addr, cfg.overlay_port};
-    spec.remote = Endpoint{tp.remote, tp.remote_port};
-    spec.esn = cfg.esp.esn;
+    if (tp.removed) continue;
+    SaPathSpec spec = sa_spec(cfg, topo, tp);
     auto e = epochs->next_epoch(spec.local, spec.remote);
     if (!e) return err(fmt::format("path {}: {}", tp.name, e.error().msg));
     spec.start_epoch = *e;
@@ -552,6 +551,26 @@ Status Appliance::Impl::esp_start(uint64_t now) {
   }
   apply_sa_actions(all);
   return Ok{};
+}
+
+SaPathSpec Appliance::Impl::sa_spec(const Config& c, const Topology& t, const TopoPath& tp) const {
+  SaPathSpec spec;
+  spec.path = tp.id;
+  spec.link = path_link(c, static_cast<size_t>(t.ports[tp.port].uplink), tp.peer, tp.endpoint);
+  spec.local = Endpoint{t.ports[tp.port].addr.addr, c.overlay_port};
+  spec.remote = Endpoint{tp.remote, tp.remote_port};
+  spec.esn = c.esp.esn;
+  return spec;
+}
+
+PathSpec Appliance::Impl::monitor_spec(const Config& c, const TopoPath& tp) const {
+  PathSpec spec;
+  spec.id = tp.id;
+  spec.name = tp.name;
+  spec.port = tp.port;
+  spec.state = c.paths.state;
+  spec.window_ns = uint64_t{c.paths.window_s} * 1000 * kNsPerMs;
+  return spec;
 }
 
 // Applies SaTable's actions in their order, then rebuilds the inbound table once. Returns
@@ -731,15 +750,8 @@ Status Appliance::Impl::measure_start(uint64_t now_ns) {
   usable.assign(topo.paths.size(), 1);  // a new state machine takes its link as up
   rev_sa.assign(topo.paths.size(), nullptr);
   measured.assign(topo.paths.size(), PathMeasured{false});
-  for (const auto& tp : topo.paths) {
-    PathSpec spec;
-    spec.id = tp.id;
-    spec.name = tp.name;
-    spec.port = tp.port;
-    spec.state = cfg.paths.state;
-    spec.window_ns = uint64_t{cfg.paths.window_s} * 1000 * kNsPerMs;
-    if (Status st = monitor.add_path(spec, now_ns); !st) return st;
-  }
+  for (const auto& tp : topo.paths)
+    if (Status st = monitor.add_path(monitor_spec(cfg, tp), now_ns); !st) return st;
   return Ok{};
 }
 
@@ -775,6 +787,7 @@ void Appliance::Impl::drain_probes(uint64_t now_ns) {
 // their own counters) and our current inbound SA of each path.
 void Appliance::Impl::feed_counters(uint64_t now_ns) {
   for (const auto& tp : topo.paths) {
+    if (tp.removed) continue;
     uint64_t sent = 0, tx = 0, rx = 0;
     for (const auto& w : workers) {
       const auto& c = w.worker->path_counters()[tp.id];
@@ -795,6 +808,7 @@ void Appliance::Impl::feed_counters(uint64_t now_ns) {
 // one that can again starts probing (the monitor brings it up after hold_up good probes).
 void Appliance::Impl::refresh_usable(uint64_t now_ns) {
   for (const auto& tp : topo.paths) {
+    if (tp.removed) continue;
     const bool u = path_usable(tp);
     if (u == (usable[tp.id] != 0)) continue;
     usable[tp.id] = u;
@@ -870,6 +884,7 @@ std::string Appliance::Impl::down_reason(const TopoPath& tp) const {
 void Appliance::Impl::compile_policy(uint64_t now_ns) {
   policy_in.clear();
   for (const auto& tp : topo.paths) {
+    if (tp.removed) continue;
     PathInput in;
     in.id = tp.id;
     in.peer = tp.peer;
@@ -1219,6 +1234,7 @@ json Appliance::Impl::show_peers() {
   const auto* s = published->current();
   for (size_t pi = 0; pi < cfg.peers.size(); ++pi) {
     const auto& p = cfg.peers[pi];
+    if (p.removed) continue;
     json eps = json::array();
     for (const auto& e : p.endpoints)
       eps.push_back({{"address", e.address.str()}, {"port", e.port ? e.port : cfg.overlay_port}, {"uplinks", e.uplinks}});
@@ -1492,6 +1508,10 @@ Result<json> Appliance::Impl::reload(const char* how) {
   if (!rp) return refuse(rp.error().msg);
   if (rp->events)
     if (Status st = check_hooks(next->events); !st) return refuse(cfg.file + ": " + st.error().msg);
+  // Peers first: the only part that can still fail (a key file, the epoch store, memory), and
+  // it fails before it changes anything.
+  if (rp->peers)
+    if (Status st = apply_peers(merge_peers(cfg.peers, next->peers), mono_ns()); !st) return refuse(st.error().msg);
   json changes = json::array();
   for (const auto& c : rp->changes) changes.push_back(c);
   if (!rp->any()) {
@@ -1501,7 +1521,8 @@ Result<json> Appliance::Impl::reload(const char* how) {
   }
   if (rp->paths) {
     for (const auto& tp : topo.paths)
-      if (Status st = monitor.reconfigure(tp.id, next->paths.state, uint64_t{next->paths.window_s} * 1000 * kNsPerMs); !st)
+      if (!tp.removed)
+        if (Status st = monitor.reconfigure(tp.id, next->paths.state, uint64_t{next->paths.window_s} * 1000 * kNsPerMs); !st)
         return refuse(st.error().msg);  // parse_config checked the same: not expected
     topo.probe_interval_ms = next->paths.probe_interval_ms;
   }
@@ -1510,11 +1531,13 @@ Result<json> Appliance::Impl::reload(const char* how) {
     // classified again on their next packet.
     compiler->reconfigure(next->classes, next->policy,
                           rp->classes ? std::optional<uint32_t>(static_cast<uint32_t>(generation + 1)) : std::nullopt);
-    primary_seen.assign(next->classes.size() * cfg.peers.size(), dp::kNoPathId);
+    primary_seen.assign(next->classes.size() * compiler->n_peers(), dp::kNoPathId);
   }
   if (rp->log_level) log_setup(log_level_from(next->log_level), next->name);
   if (rp->events && event_bus) event_bus->reconfigure(next->events);
   const std::string file = cfg.file;
+  // The running list keeps the tombstones of removed peers: indexes and path ids stay stable.
+  next->peers = merge_peers(cfg.peers, next->peers);
   cfg = std::move(*next);
   cfg.file = file;
   if (rp->classes) drills->set_classes(drill_classes());
@@ -1525,10 +1548,120 @@ Result<json> Appliance::Impl::reload(const char* how) {
   return json{{"applied", true}, {"file", cfg.file}, {"changes", changes}};
 }
 
+// Live reload of peers (docs/config.md "Reloading a changed config"): merged is the running
+// list with tombstones for the removed peers and the new ones appended (merge_peers), so every
+// kept peer and path keeps its index and id, and the workers' flows towards it stay where they
+// are. Everything that can fail is done before anything changes.
+Status Appliance::Impl::apply_peers(const std::vector<PeerConfig>& merged, uint64_t now_ns) {
+  Config mc = cfg;
+  mc.peers = merged;
+  Topology nt = make_topology(mc);
+  nt.probe_interval_ms = topo.probe_interval_ms;
+  if (merged.size() > dp::kMaxPeers || nt.paths.size() > dp::kMaxPaths)
+    return err(fmt::format("the running list of peers would hold {} peers and {} paths with the removed ones, more than "
+                           "{} and {}: restart sdwand to apply this config",
+                           merged.size(), nt.paths.size(), dp::kMaxPeers, dp::kMaxPaths));
+  for (size_t i = 0; i < topo.paths.size(); ++i)
+    if (i >= nt.paths.size() || nt.paths[i].port != topo.paths[i].port || nt.paths[i].peer != topo.paths[i].peer ||
+        nt.paths[i].remote != topo.paths[i].remote || (topo.paths[i].removed && !nt.paths[i].removed))
+      return err(fmt::format("bug: path {} ({}) would change its id", i, topo.paths[i].name));
+  // The new peers' keys and the new paths' first epochs.
+  std::vector<MasterKey> keys;
+  for (size_t pi = cfg.peers.size(); pi < merged.size(); ++pi) {
+    auto k = load_master_key(merged[pi].key_file);
+    if (!k) return err(fmt::format("peer {}: {}", merged[pi].name, k.error().msg));
+    keys.push_back(std::move(*k));
+  }
+  std::vector<SaPathSpec> specs;
+  for (size_t i = topo.paths.size(); i < nt.paths.size(); ++i) {
+    SaPathSpec spec = sa_spec(mc, nt, nt.paths[i]);
+    auto e = epochs->next_epoch(spec.local, spec.remote);
+    if (!e) return err(fmt::format("path {}: {}", nt.paths[i].name, e.error().msg));
+    spec.start_epoch = *e;
+    specs.push_back(spec);
+  }
+  const int socket = static_cast<int>(rte_socket_id()) == SOCKET_ID_ANY ? 0 : static_cast<int>(rte_socket_id());
+  auto rt = build_routes(mc, socket);
+  if (!rt) return rt.error();
+
+  // From here on nothing fails. The removed peers' paths first: their SAs go, their
+  // measurement stops (a later peer with the same endpoints starts again at a newer epoch).
+  std::vector<SaAction> acts;
+  for (const auto& tp : nt.paths)
+    if (tp.removed && tp.id < topo.paths.size() && !topo.paths[tp.id].removed) {
+      auto r = sa_table->remove_path(tp.id);
+      acts.insert(acts.end(), r.begin(), r.end());
+      monitor.remove_path(tp.id);
+      log_info("path {}: removed with its peer", topo.paths[tp.id].name);
+    }
+  const size_t old_paths = topo.paths.size();
+  const uint16_t op = compiler->n_peers();
+  topo = std::move(nt);
+  const size_t n = topo.paths.size();
+  out_sas.resize(n);
+  out_pending.resize(n);
+  usable.resize(n, 1);  // a new state machine takes its link as up (refresh_usable says otherwise)
+  rev_sa.resize(n);
+  measured.resize(n, PathMeasured{false});
+  path_failures.resize(std::max(path_failures.size(), n), 0);
+  const uint64_t now_ms = now_ns / kNsPerMs;
+  for (size_t i = old_paths; i < n; ++i) {
+    const TopoPath& tp = topo.paths[i];
+    PathSpec ms = monitor_spec(mc, tp);
+    if (Status st = monitor.add_path(ms, now_ns); !st) log_error("path {}: {}", tp.name, st.error().msg);
+    neighbors->want(tp.port, tp.l2_target, true, now_ms);
+    auto a = sa_table->add_path(specs[i - old_paths], now_ms);
+    if (!a) {
+      log_error("path {}: {}", tp.name, a.error().msg);
+      continue;
+    }
+    log_info("path {}: added, link {}, starting at epoch {}", tp.name, specs[i - old_paths].link,
+             specs[i - old_paths].start_epoch);
+    acts.insert(acts.end(), a->begin(), a->end());
+  }
+  for (auto& k : keys) {
+    peer_key.push_back(master_keys.size());
+    master_keys.push_back(std::move(k));
+  }
+  routes = std::move(*rt);
+  apply_sa_actions(acts);
+  rebuild_inbound();
+  refresh_rev_sa();
+
+  // The compiler and what the events remember per (class, peer): kept for the kept peers.
+  std::vector<std::string> peer_names, path_names(n);
+  std::vector<bool> removed;
+  for (const auto& p : merged) {
+    peer_names.push_back(p.name);
+    removed.push_back(p.removed);
+  }
+  for (const auto& tp : topo.paths) path_names[tp.id] = tp.name;
+  compiler->set_peers(std::move(peer_names), std::move(removed), std::move(path_names));
+  const uint16_t np = compiler->n_peers();
+  const size_t nc = cfg.classes.size();
+  std::vector<uint16_t> ps(nc * np, dp::kNoPathId);
+  std::vector<ClassSeen> cs(nc * np);
+  for (size_t c = 0; c < nc; ++c)
+    for (uint16_t p = 0; p < op && p < np; ++p) {
+      if (merged[p].removed) continue;
+      if (c * op + p < primary_seen.size()) ps[c * np + p] = primary_seen[c * op + p];
+      if (c * op + p < class_seen.size()) cs[c * np + p] = class_seen[c * op + p];
+    }
+  primary_seen = std::move(ps);
+  class_seen = std::move(cs);
+  cfg.peers = merged;  // drill_setup and the logs below name peers by the running list
+  drill_setup();
+  refresh_usable(now_ns);
+  log_info("peers: {} running ({} removed since start), {} path(s)",
+           std::count_if(merged.begin(), merged.end(), [](const PeerConfig& p) { return !p.removed; }),
+           std::count_if(merged.begin(), merged.end(), [](const PeerConfig& p) { return p.removed; }), n);
+  return Ok{};
+}
+
 void Appliance::Impl::drill_setup() {
   std::vector<DrillPath> dps;
   for (const auto& tp : topo.paths)
-    dps.push_back({tp.id, tp.name, topo.ports[tp.port].name, cfg.peers[tp.peer].name});
+    if (!tp.removed) dps.push_back({tp.id, tp.name, topo.ports[tp.port].name, cfg.peers[tp.peer].name});
   drills.emplace(std::move(dps), drill_classes());
   // Reports outlive the process: one JSON line each beside the epoch store (the state dir).
   const std::filesystem::path es(cfg.esp.epoch_store);
@@ -1555,7 +1688,7 @@ DrillObservation Appliance::Impl::drill_observe(uint64_t now_ns) {
   const uint16_t np = compiler->n_peers();
   obs_up.assign(topo.paths.size(), 0);
   for (const auto& tp : topo.paths)
-    obs_up[tp.id] = usable.size() > tp.id && usable[tp.id] && monitor.state(tp.id) == PathStatus::kUp;
+    obs_up[tp.id] = !tp.removed && usable.size() > tp.id && usable[tp.id] && monitor.state(tp.id) == PathStatus::kUp;
   obs_paths.assign(nc * np, dp::ClassPaths{});
   obs_sla.assign(nc * np, 1);
   for (size_t c = 0; c < nc; ++c)

@@ -53,6 +53,10 @@ struct PeerConfig {
   std::string key_file;              // the peer's 256-bit master key (docs/keys.md "Key file")
   std::vector<EndpointConfig> endpoints;
   std::vector<Prefix4> prefixes;     // networks behind the peer
+  // Never in a file: a live reload that removes a peer keeps it in the running config as a
+  // tombstone (no prefixes, no SAs, no probes), so that every other peer and path keeps its
+  // index and id (control/config/reload.hpp merge_peers).
+  bool removed = false;
   bool operator==(const PeerConfig&) const = default;
 };
 

@@ -21,7 +21,32 @@ std::string names(const std::vector<ClassConfig>& cs) {
 }  // namespace
 
 const char* reload_live_keys() {
-  return "classes, policy, uplinks' cost and bandwidth, paths (probe timers, damping, window), events and log_level";
+  return "classes, policy, peers (added, removed or changed), uplinks' cost and bandwidth, paths (probe timers, "
+         "damping, window), events and log_level";
+}
+
+std::vector<PeerConfig> live_peers(const std::vector<PeerConfig>& running) {
+  std::vector<PeerConfig> out;
+  for (const auto& p : running)
+    if (!p.removed) out.push_back(p);
+  return out;
+}
+
+std::vector<PeerConfig> merge_peers(const std::vector<PeerConfig>& running, const std::vector<PeerConfig>& next) {
+  std::vector<PeerConfig> out = running;
+  for (auto& p : out) {
+    if (p.removed) continue;
+    const auto it = std::find_if(next.begin(), next.end(), [&](const PeerConfig& n) { return n.name == p.name; });
+    if (it != next.end() && *it == p) continue;
+    p.removed = true;
+    p.name += " (removed)";
+    p.prefixes.clear();
+  }
+  for (const auto& n : next) {
+    const bool kept = std::any_of(out.begin(), out.end(), [&](const PeerConfig& p) { return !p.removed && p == n; });
+    if (!kept) out.push_back(n);
+  }
+  return out;
 }
 
 Result<ReloadPlan> plan_reload(const Config& cur, const Config& next) {
@@ -44,7 +69,27 @@ Result<ReloadPlan> plan_reload(const Config& cur, const Config& next) {
       plan.changes.push_back(fmt::format("uplink {}: bandwidth {} -> {} bit/s", a.name, a.bandwidth_bps, b.bandwidth_bps));
     }
   }
-  if (!(cur.peers == next.peers)) return restart("peers (adding, removing or changing a peer live comes with a later release)");
+  {
+    const std::vector<PeerConfig> live = live_peers(cur.peers);
+    for (const auto& p : live) {
+      const auto it = std::find_if(next.peers.begin(), next.peers.end(), [&](const PeerConfig& n) { return n.name == p.name; });
+      if (it == next.peers.end()) {
+        plan.peers_removed.push_back(p.name);
+        plan.changes.push_back("peer " + p.name + ": removed");
+      } else if (!(*it == p)) {
+        plan.peers_removed.push_back(p.name);
+        plan.peers_added.push_back(p.name);
+        plan.changes.push_back("peer " + p.name + ": changed (its paths start again with new SAs)");
+      }
+    }
+    for (const auto& n : next.peers)
+      if (std::none_of(live.begin(), live.end(), [&](const PeerConfig& p) { return p.name == n.name; })) {
+        plan.peers_added.push_back(n.name);
+        plan.changes.push_back("peer " + n.name + ": added");
+      }
+    plan.peers = !plan.peers_added.empty() || !plan.peers_removed.empty();
+    // A reordered list with the same peers changes nothing: indexes stay as they are.
+  }
   if (!(cur.lcores == next.lcores)) return restart("lcores");
   if (cur.idle != next.idle) return restart("idle");
   if (!(cur.dpdk == next.dpdk)) return restart("dpdk");

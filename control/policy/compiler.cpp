@@ -99,6 +99,34 @@ void PolicyCompiler::reconfigure(std::vector<ClassConfig> classes, PolicyConfig 
   policy_.reset();  // the next compile publishes a new policy
 }
 
+void PolicyCompiler::set_peers(std::vector<std::string> peer_names, std::vector<bool> removed,
+                               std::vector<std::string> path_names) {
+  const size_t op = peer_names_.size(), np = std::max(op, peer_names.size());
+  peer_names.resize(np);
+  removed.resize(np, false);
+  std::vector<State> st(classes_.size() * np);
+  std::vector<ClassDecision> dec(classes_.size() * np);
+  for (size_t c = 0; c < classes_.size(); ++c)
+    for (size_t p = 0; p < np; ++p) {
+      ClassDecision& d = dec[c * np + p];
+      if (p < op && !removed[p]) {
+        st[c * np + p] = state_[c * op + p];
+        d = decisions_[c * op + p];
+      }
+      d.cls = static_cast<uint8_t>(c);
+      d.peer = static_cast<uint16_t>(p);
+      d.out.mode = classes_[c].mode;
+    }
+  // Path ids are never reused (a tombstone keeps its paths), so compliant_since_ needs no change.
+  peer_names_ = std::move(peer_names);
+  removed_ = std::move(removed);
+  if (!path_names.empty()) path_names_ = std::move(path_names);
+  state_ = std::move(st);
+  decisions_ = std::move(dec);
+  by_peer_.resize(np);
+  policy_.reset();  // the next compile publishes a new policy
+}
+
 std::string PolicyCompiler::path_name(uint16_t id) const {
   if (id < path_names_.size() && !path_names_[id].empty()) return path_names_[id];
   if (id == dp::kNoPathId) return "none";
@@ -113,6 +141,7 @@ std::optional<uint8_t> PolicyCompiler::class_id(std::string_view name) const {
 
 const ClassDecision* PolicyCompiler::decision(uint8_t cls, uint16_t peer) const noexcept {
   if (!policy_ || cls >= classes_.size() || peer >= peer_names_.size()) return nullptr;
+  if (peer < removed_.size() && removed_[peer]) return nullptr;
   return &decisions_[size_t{cls} * peer_names_.size() + peer];
 }
 
@@ -127,7 +156,7 @@ std::shared_ptr<const dp::Policy> PolicyCompiler::compile(std::span<const PathIn
   changed_ = !policy_;
   for (size_t c = 0; c < classes_.size(); ++c)
     for (size_t p = 0; p < peer_names_.size(); ++p)
-      compile_one(static_cast<uint8_t>(c), static_cast<uint16_t>(p), paths, now_ns);
+      if (p >= removed_.size() || !removed_[p]) compile_one(static_cast<uint8_t>(c), static_cast<uint16_t>(p), paths, now_ns);
   if (changed_) {
     auto pol = std::make_shared<dp::Policy>();
     pol->rules = rules_.rules;

@@ -131,6 +131,12 @@ class PolicyCompiler {
   /// next policy tells the workers to classify flows decided before that generation again.
   void reconfigure(std::vector<ClassConfig> classes, PolicyConfig policy, std::optional<uint32_t> reclassify_gen);
 
+  /// Live reload of peers: peer_names by peer index, at least as many as before (peers are only
+  /// appended; a removed one stays as a tombstone), removed[p] for each tombstone. Every live
+  /// (class, peer) keeps its state; a new peer starts fresh; a tombstone's state is dropped,
+  /// it is compiled no more and decision() says nullptr for it. path_names as in the constructor.
+  void set_peers(std::vector<std::string> peer_names, std::vector<bool> removed, std::vector<std::string> path_names);
+
   /// The class's measured rate (bit/s; 0 unknown) for duplicate's overhead cap towards a peer,
   /// used from the next compile on. sdwand feeds each class's rate over all peers
   /// (ClassRateMeter): the copies of every peer may leave by the same copy uplink.
@@ -193,6 +199,7 @@ class PolicyCompiler {
   std::vector<ClassConfig> classes_;
   PolicyConfig pc_;
   std::vector<std::string> peer_names_, path_names_;
+  std::vector<bool> removed_;              // by peer: a tombstone of a live reload
   std::vector<State> state_;               // [cls * n_peers + peer]
   std::vector<ClassDecision> decisions_;   // [cls * n_peers + peer]
   std::vector<uint64_t> compliant_since_;  // [cls * kMaxPaths + path id]; 0: not compliant

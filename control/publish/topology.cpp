@@ -35,6 +35,7 @@ Topology make_topology(const Config& cfg) {
         p.remote = ep.address;
         p.remote_port = ep.port ? ep.port : cfg.overlay_port;
         p.l2_target = u.address.contains(ep.address) ? ep.address : u.next_hop;
+        p.removed = peer.removed;
         t.peer_paths[pi].push_back(p.id);
         t.paths.push_back(std::move(p));
       }
@@ -59,7 +60,7 @@ Result<std::shared_ptr<const dp::RouteTable>> build_routes(const Config& cfg, in
   if (!rt->add(Prefix4{Ipv4{cfg.lan.address.addr.v & mask}, cfg.lan.address.len}, dp::RouteTarget::encode_local(0)))
     return err("cannot add the LAN route");
   for (size_t i = 0; i < cfg.peers.size(); ++i)
-    for (const auto& pfx : cfg.peers[i].prefixes)
+    for (const auto& pfx : cfg.peers[i].removed ? std::vector<Prefix4>{} : cfg.peers[i].prefixes)
       if (!rt->add(pfx, dp::RouteTarget::encode_peer(static_cast<uint16_t>(i))))
         return err("cannot add route " + pfx.str() + " for peer " + cfg.peers[i].name);
   return std::shared_ptr<const dp::RouteTable>(std::move(rt));

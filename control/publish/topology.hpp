@@ -34,6 +34,7 @@ struct TopoPath {
   Ipv4 remote;
   uint16_t remote_port = 0;
   Ipv4 l2_target;            // whom we ARP for: the endpoint if on-link, else the uplink's next hop
+  bool removed = false;      // its peer was removed by a live reload: never used again, id kept
 };
 
 struct Topology {

@@ -144,3 +144,72 @@ def test_sighup_reloads_and_no_change_is_reported(lab, restore):
         rate = (tx1[name] - tx0[name]) / 2
         assert 15 <= rate <= 25, f"{name}: {rate} probes/s after the reload to 50 ms"
 
+
+
+def add_hub2(cfg):
+    hub = next(p for p in cfg["peers"] if p["name"] == "hub")
+    # Nobody answers at 10.1.1.9: hub2's one path is probed and stays down.
+    cfg["peers"].append({"name": "hub2", "key_file": hub["key_file"],
+                         "endpoints": [{"address": "10.1.1.9", "uplinks": ["isp1"]}],
+                         "prefixes": ["192.168.30.0/24"]})
+
+
+def wait_hub_paths_up(lab, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        paths = [p for p in lab.ctl_json("show", "paths") if p["peer"] == "hub"]
+        if paths and all(p["state"] == "up" for p in paths):
+            return paths
+        time.sleep(0.2)
+    raise AssertionError(f"the hub's paths did not come up: {lab.ctl_json('show', 'paths')}")
+
+
+def test_peers_added_and_removed_live_without_touching_the_other_peers_flows(lab, restore):
+    wait_hub_paths_up(lab)
+    # 1. A peer added under traffic: the hub's voice flow loses nothing and keeps its path.
+    done = stream(lab, secs=6)
+    time.sleep(1.5)
+    before = [f for f in lab.ctl_json("show", "flows") if f.get("dport") == 5004]
+    assert before and before[0].get("path"), before
+    lab.edit(add_hub2)
+    rep = lab.ctl_json("reload")
+    assert rep["applied"] and "peer hub2: added" in rep["changes"], rep
+    time.sleep(0.5)
+    after = [f for f in lab.ctl_json("show", "flows") if f.get("dport") == 5004]
+    sent, received = done()
+    assert sent == received, f"adding a peer cost the hub's voice flow {sent - received} of {sent} packets"
+    assert after and after[0]["path"] == before[0]["path"], (before, after)
+    peers = {p["name"]: p for p in lab.ctl_json("show", "peers")}
+    assert set(peers) == {"hub", "hub2"}, peers
+    assert peers["hub2"]["paths_total"] == 1 and peers["hub2"]["prefixes"] == ["192.168.30.0/24"], peers
+    names = [p["name"] for p in lab.ctl_json("show", "paths")]
+    assert "isp1:hub2" in names and sum(n.endswith(":hub") for n in names) == 3, names
+    assert any(r["path"] == "isp1:hub2" for r in lab.ctl_json("show", "sas")), "hub2's path got its SAs"
+    epochs = {r["path"]: r["epoch"] for r in lab.ctl_json("show", "sas") if r["direction"] == "out"}
+
+    # 2. The hub removed: its paths, SAs and route go; traffic to lan-b has no route now.
+    lab.edit(lambda cfg: cfg.update(peers=[p for p in cfg["peers"] if p["name"] != "hub"]))
+    rep = lab.ctl_json("reload")
+    assert "peer hub: removed" in rep["changes"], rep
+    assert [p["name"] for p in lab.ctl_json("show", "peers")] == ["hub2"]
+    assert [p["name"] for p in lab.ctl_json("show", "paths")] == ["isp1:hub2"]
+    assert all(r["path"] == "isp1:hub2" for r in lab.ctl_json("show", "sas"))
+    no_route0 = lab.ctl_json("show", "stats")["drops"]["no_route"]
+    sent, received = stream(lab, secs=1)()
+    assert received == 0, f"{received} of {sent} packets reached lan-b through a removed peer"
+    assert lab.ctl_json("show", "stats")["drops"]["no_route"] >= no_route0 + sent // 2
+
+    # 3. Back as in the lab's file (hub again, hub2 gone): the hub's paths start again at newer
+    # epochs, come up, and carry the stream.
+    lab.config.write_text(lab.original)
+    rep = lab.ctl_json("reload")
+    assert "peer hub: added" in rep["changes"] and "peer hub2: removed" in rep["changes"], rep
+    assert [p["name"] for p in lab.ctl_json("show", "peers")] == ["hub"]
+    wait_hub_paths_up(lab)
+    again = {r["path"]: r["epoch"] for r in lab.ctl_json("show", "sas") if r["direction"] == "out"}
+    for path, epoch in epochs.items():
+        if path.endswith(":hub"):
+            assert again[path] > epoch, f"{path} restarted at epoch {again[path]}, not above {epoch}"
+    time.sleep(1)
+    sent, received = stream(lab, secs=2)()
+    assert received >= sent * 0.99, f"after the hub came back, {received} of {sent} arrived"

@@ -791,5 +791,46 @@ TEST(Compiler, ReconfigureKeepsTheStateOfClassesThatStay) {
   EXPECT_EQ(pc.compile(lab.p, kSettled + 3 * kSec)->reclassify_gen, 42u);
 }
 
+// Live reload of peers: a kept peer keeps its sticky path (its index does not move), a new peer
+// is compiled from its first inputs, a removed one is compiled no more.
+TEST(Compiler, SetPeersKeepsKeptPeersAndDropsTombstones) {
+  Lab lab;
+  lab[0].rtt_ms = 50;
+  lab[1].rtt_ms = 60;
+  auto pc = compiler({voice_class(), bulk_class()});
+  pc.compile(lab.p, kSec);
+  EXPECT_EQ(pc.compile(lab.p, kSettled)->at(0, 0).primary, 0);
+  lab[1].rtt_ms = 47;  // 6 % better: held by the margin, so a fresh state would pick it
+  EXPECT_EQ(pc.compile(lab.p, kSettled + kSec)->at(0, 0).primary, 0);
+  // A second peer with two paths (ids 3 and 4), appended.
+  std::vector<PathInput> in = lab.p;
+  for (uint16_t i = 0; i < 2; ++i) {
+    PathInput x;
+    x.id = static_cast<uint16_t>(3 + i);
+    x.peer = 1;
+    x.uplink = static_cast<uint8_t>(i);
+    x.up = true;
+    x.rtt_ms = 40.0 - 10 * i;
+    x.jitter_ms = 0;
+    x.loss_pct = 0;
+    in.push_back(x);
+  }
+  pc.set_peers({"hub", "hub2"}, {false, false}, {});
+  auto pol = pc.compile(in, kSettled + 2 * kSec);
+  ASSERT_EQ(pol->n_peers, 2);
+  EXPECT_EQ(pol->at(0, 0).primary, 0) << "hub's voice kept its path through the reload";
+  EXPECT_EQ(pol->at(0, 1).primary, 4) << "hub2 compiled from its own paths";
+  ASSERT_NE(pc.decision(0, 1), nullptr);
+  // hub removed: a tombstone at index 0, hub2 keeps index 1 and its path.
+  std::vector<PathInput> only2(in.begin() + 3, in.end());
+  pc.set_peers({"hub (removed)", "hub2"}, {true, false}, {});
+  pol = pc.compile(only2, kSettled + 3 * kSec);
+  ASSERT_EQ(pol->n_peers, 2);
+  EXPECT_EQ(pc.decision(0, 0), nullptr);
+  EXPECT_EQ(pol->at(0, 0).primary, dp::kNoPathId) << "nothing goes to a removed peer";
+  EXPECT_EQ(pol->at(0, 1).primary, 4);
+  for (const auto& line : pc.explain(0)) EXPECT_EQ(line.find("hub (removed)"), std::string::npos) << line;
+}
+
 }  // namespace
 }  // namespace sdwan::cp

@@ -81,7 +81,6 @@ TEST(Reload, WhatNeedsARestartIsRefusedByName) {
   } cases[] = {
       {"address: 192.168.10.1/24", "address: 192.168.11.1/24", "lan: needs a restart"},
       {"port: af_packet:wan1", "port: af_packet:wan9", "uplinks[0] (isp1): port, address, next_hop or mtu: needs a restart"},
-      {"endpoints: [{address: 10.1.1.2}]", "endpoints: [{address: 10.1.1.3}]", "peers (adding, removing or changing a peer live"},
       {"name: branch1", "name: branch2", "name: branch1 -> branch2: needs a restart"},
   };
   for (const auto& c : cases) {
@@ -93,6 +92,76 @@ TEST(Reload, WhatNeedsARestartIsRefusedByName) {
   auto lc = plan_reload(parse(kBase), parse(std::string(kBase) + "lcores: {control: 0, workers: [1]}\n"));
   ASSERT_FALSE(lc);
   EXPECT_NE(lc.error().msg.find("lcores: needs a restart"), std::string::npos);
+}
+
+constexpr const char* kHub2 =
+    "  - name: hub2\n"
+    "    key_file: /etc/sdwan/master.key\n"
+    "    endpoints: [{address: 10.2.1.2}]\n"
+    "    prefixes: [192.168.30.0/24]\n";
+
+TEST(Reload, PeersAddedRemovedAndChangedApplyLive) {
+  const std::string two = edit(kBase, "classes:\n", std::string(kHub2) + "classes:\n");
+  auto add = plan_reload(parse(kBase), parse(two));
+  ASSERT_TRUE(add) << add.error().msg;
+  EXPECT_TRUE(add->peers);
+  EXPECT_EQ(add->peers_added, std::vector<std::string>{"hub2"});
+  EXPECT_TRUE(add->peers_removed.empty());
+  EXPECT_TRUE(has(*add, "peer hub2: added"));
+
+  auto rm = plan_reload(parse(two), parse(kBase));
+  ASSERT_TRUE(rm) << rm.error().msg;
+  EXPECT_EQ(rm->peers_removed, std::vector<std::string>{"hub2"});
+  EXPECT_TRUE(has(*rm, "peer hub2: removed"));
+
+  auto ch = plan_reload(parse(two), parse(edit(two, "endpoints: [{address: 10.1.1.2}]", "endpoints: [{address: 10.1.1.3}]")));
+  ASSERT_TRUE(ch) << ch.error().msg;
+  EXPECT_EQ(ch->peers_removed, std::vector<std::string>{"hub"});
+  EXPECT_EQ(ch->peers_added, std::vector<std::string>{"hub"});
+  EXPECT_TRUE(has(*ch, "peer hub: changed (its paths start again with new SAs)"));
+
+  // The same peers in another order are no change: indexes stay as they are.
+  const std::string swapped = edit(kBase, "peers:\n", std::string("peers:\n") + kHub2);
+  auto same = plan_reload(parse(two), parse(swapped));
+  ASSERT_TRUE(same) << same.error().msg;
+  EXPECT_FALSE(same->any());
+}
+
+TEST(Reload, MergedPeersKeepIndexesWithTombstones) {
+  const Config one = parse(kBase);
+  const std::string two_text = edit(kBase, "classes:\n", std::string(kHub2) + "classes:\n");
+  const Config two = parse(two_text);
+  // hub2 added: appended.
+  auto m = merge_peers(one.peers, two.peers);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].name, "hub");
+  EXPECT_EQ(m[1].name, "hub2");
+  // hub removed: its tombstone keeps index 0, hub2 stays at 1.
+  const Config only2 = parse(edit(edit(two_text, "  - name: hub\n    key_file: /etc/sdwan/master.key\n    endpoints: [{address: 10.1.1.2}]\n"
+                                                "    prefixes: [192.168.20.0/24]\n", ""), "", ""));
+  auto m2 = merge_peers(m, only2.peers);
+  ASSERT_EQ(m2.size(), 2u);
+  EXPECT_TRUE(m2[0].removed);
+  EXPECT_EQ(m2[0].name, "hub (removed)");
+  EXPECT_TRUE(m2[0].prefixes.empty());
+  EXPECT_FALSE(m2[1].removed);
+  EXPECT_EQ(m2[1].name, "hub2");
+  EXPECT_EQ(live_peers(m2).size(), 1u);
+  // hub back, changed: a new index after the tombstone; merging again changes nothing.
+  const Config back = parse(edit(two_text, "endpoints: [{address: 10.1.1.2}]", "endpoints: [{address: 10.1.1.9}]"));
+  auto m3 = merge_peers(m2, back.peers);
+  ASSERT_EQ(m3.size(), 3u);
+  EXPECT_TRUE(m3[0].removed);
+  EXPECT_EQ(m3[1].name, "hub2");
+  EXPECT_EQ(m3[2].name, "hub");
+  EXPECT_EQ(m3[2].endpoints[0].address.str(), "10.1.1.9");
+  EXPECT_EQ(merge_peers(m3, back.peers), m3);
+  // A plan against the running list with a tombstone sees only the live peers.
+  Config running = back;
+  running.peers = m3;
+  auto p = plan_reload(running, back);
+  ASSERT_TRUE(p) << p.error().msg;
+  EXPECT_FALSE(p->any());
 }
 
 }  // namespace
