@@ -12,6 +12,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "control/config/config.hpp"
@@ -1185,6 +1186,42 @@ TEST(WorkerHandoff, TwoCopiesDecryptedByTwoWorkersAreDeliveredOnce) {
     EXPECT_EQ(p.hub.sum([](const dp::WorkerCounters& c) { return c.handoff_in.load(); }), uint64_t{kN});
     EXPECT_EQ(p.hub.drops(Drop::kHandoffFull), 0u);
   }
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
+TEST(WorkerHandoff, EveryOrderedPairOfWorkersHasItsOwnRing) {
+  auto one = dp::HandoffRings::create(1, 0);
+  ASSERT_NE(one, nullptr);
+  dp::WorkerChannels c1;
+  one->attach(0, c1);
+  EXPECT_EQ(c1.handoff_to[0], nullptr) << "one worker hands nothing over";
+  EXPECT_EQ(c1.handoff_from[0], nullptr);
+  auto three = dp::HandoffRings::create(3, 0);
+  ASSERT_NE(three, nullptr);
+  std::array<dp::WorkerChannels, 3> ch;
+  for (uint16_t w = 0; w < 3; ++w) three->attach(w, ch[w]);
+  std::set<rte_ring*> rings;
+  for (uint16_t a = 0; a < 3; ++a)
+    for (uint16_t b = 0; b < 3; ++b) {
+      EXPECT_EQ(ch[a].handoff_to[b], ch[b].handoff_from[a]) << a << " -> " << b;
+      if (a == b) {
+        EXPECT_EQ(ch[a].handoff_to[b], nullptr);
+        continue;
+      }
+      ASSERT_NE(ch[a].handoff_to[b], nullptr);
+      rings.insert(ch[a].handoff_to[b]);
+    }
+  EXPECT_EQ(rings.size(), 6u);
+  EXPECT_EQ(ch[0].handoff_to[3], nullptr);
+  // What 2 puts in its ring to 1 comes out at 1 from 2, and nowhere else. Packets left in the
+  // rings are freed with them.
+  dp::Handoff h{};
+  h.m = rte_pktmbuf_alloc(pool());
+  ASSERT_NE(h.m, nullptr);
+  h.seq = 42;
+  ASSERT_EQ(rte_ring_sp_enqueue_elem(ch[2].handoff_to[1], &h, sizeof h), 0);
+  for (rte_ring* r : rings) EXPECT_EQ(rte_ring_count(r), r == ch[1].handoff_from[2] ? 1u : 0u);
+  three.reset();
   EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
 }
 
