@@ -201,6 +201,7 @@ struct Appliance::Impl {
   std::shared_ptr<const dp::RouteTable> routes;
   std::unique_ptr<NeighborManager> neighbors;
   std::vector<WorkerSlot> workers;
+  std::unique_ptr<dp::HandoffRings> handoff;  // worker -> worker rings (none with one worker)
   std::atomic<bool> workers_stop{false};
   std::unique_ptr<MgmtServer> mgmt;
   bool eal_up = false;
@@ -462,6 +463,9 @@ Status Appliance::Impl::bring_up() {
   refresh_usable(mono_ns());  // nothing resolved yet: every path starts unusable
   publish();
 
+  // Duplicate and spray packets meet at the worker that owns their stream (docs/policy.md).
+  if (nw > 1 && (handoff = dp::HandoffRings::create(nw, socket)) == nullptr)
+    return err("cannot create the rings between the " + std::to_string(nw) + " workers: " + rte_err());
   workers.resize(nw);
   for (uint16_t w = 0; w < nw; ++w) {
     auto& slot = workers[w];
@@ -475,6 +479,7 @@ Status Appliance::Impl::bring_up() {
                                                      kProbeRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
     if (!slot.ch.to_control_pkts || !slot.ch.to_control_resolve || !slot.ch.from_control_tx || !slot.ch.to_control_probes)
       return err("cannot create the rings of worker " + sfx + ": " + rte_err());
+    if (handoff) handoff->attach(w, slot.ch);
     dp::WorkerConfig wc;
     wc.index = w;
     wc.count = nw;
@@ -1814,7 +1819,7 @@ json Appliance::Impl::show_stats() {
            parked = 0, released = 0, probe_alloc = 0, probe_lost = 0;
   // Duplicate and spray (issue 6): copies sent and de-duplicated, the receiver's reorder buffer.
   uint64_t dup_sent = 0, dup_bytes = 0, dup_no_mbuf = 0, dedup_no_window = 0, ro_held = 0, ro_late = 0,
-           ro_timeouts = 0, ro_skipped = 0, ro_no_buffer = 0;
+           ro_timeouts = 0, ro_skipped = 0, ro_no_buffer = 0, handoff_out = 0, handoff_in = 0;
   for (const auto& slot : workers) {
     const auto& c = slot.worker->counters();
     uint64_t rx = 0, tx = 0;
@@ -1856,6 +1861,8 @@ json Appliance::Impl::show_stats() {
     ro_timeouts += c.reorder_timeouts.load();
     ro_skipped += c.reorder_skipped.load();
     ro_no_buffer += c.reorder_no_buffer.load();
+    handoff_out += c.handoff_out.load();
+    handoff_in += c.handoff_in.load();
   }
   uint64_t esp_enc = 0, esp_enc_b = 0, esp_dec = 0, esp_dec_b = 0;
   std::array<uint64_t, static_cast<size_t>(dp::EspDrop::kCount)> esp_drops{};
@@ -1905,6 +1912,8 @@ json Appliance::Impl::show_stats() {
                    {"reorder_timeouts", ro_timeouts},
                    {"reorder_skipped", ro_skipped},
                    {"reorder_no_buffer", ro_no_buffer},
+                   {"handoff_out", handoff_out},
+                   {"handoff_in", handoff_in},
                    {"path_events", monitor.events().total()},
                    {"snapshot_generation", generation},
                    {"snapshot_build_us_last", publish_ns_last / 1000},
@@ -2009,6 +2018,7 @@ void Appliance::Impl::shutdown() {
     rte_ring_free(slot.ch.to_control_probes);
   }
   workers.clear();
+  handoff.reset();
   for (const auto& p : ports) drv::close_port(p.port_id);
   ports.clear();
   published.reset();

@@ -29,6 +29,7 @@ enum class Drop : uint8_t {
   kTxFull,             // the port's TX queue did not take the packet
   kLocalUnhandled,     // addressed to us but not a protocol we answer; broadcast, multicast
   kDuplicate,          // a copy of a duplicate-class packet already delivered (or older than the window)
+  kHandoffFull,        // a duplicate or spray packet for the worker that owns its stream: that ring was full
   kCount
 };
 
@@ -38,7 +39,8 @@ constexpr std::string_view drop_name(Drop d) noexcept {
       "runt",          "bad_l2",          "bad_ip_header",  "bad_ip_checksum",
       "ttl_expired",   "no_route",        "unresolved",     "no_path",
       "too_big",       "bad_overlay",     "not_for_us",     "ipv6_unsupported",
-      "fragment",      "exception_full",  "tx_full",        "local_unhandled", "duplicate"};
+      "fragment",      "exception_full",  "tx_full",        "local_unhandled", "duplicate",
+      "handoff_full"};
   static_assert(std::size(names) == static_cast<size_t>(Drop::kCount));
   return names[static_cast<size_t>(d)];
 }
@@ -149,6 +151,8 @@ struct alignas(64) WorkerCounters {
   Counter reorder_timeouts;  // gaps given up after the hold time
   Counter reorder_skipped;   // sequence numbers those gaps (and full buffers) skipped: lost or late
   Counter reorder_no_buffer; // sprayed packets delivered unordered: no reorder buffer left
+  Counter handoff_out;       // duplicate and spray packets handed to the worker owning their stream
+  Counter handoff_in;        // ... and taken from the other workers, to de-duplicate or reorder here
   std::array<Counter, kMaxClasses> class_pkts;   // LAN packets sent to a peer, by class
   std::array<Counter, kMaxClasses> class_bytes;  // their inner bytes
   // Failover drills (PathInfo::drill_drop_ppm): what the injected failure dropped.

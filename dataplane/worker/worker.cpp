@@ -61,6 +61,9 @@ constexpr uint32_t kReorderStates = 256;   // (peer, stream) reorder buffers a w
 constexpr uint32_t kReorderSlots = 1024;
 constexpr uint32_t kReorderDefaultHoldUs = 50000;  // when the class gives no hold time (issue 6's cap)
 constexpr int32_t kReorderResync = 1 << 20;        // a sequence jump this large is a restart, not a gap
+// Handoff elements one poll takes from each other worker's ring: half a ring, so a producer that
+// fills it with every burst of its RX queues cannot outrun the owner for long.
+constexpr uint32_t kHandoffPerPoll = HandoffRings::kRingSize / 2;
 
 constexpr uint8_t kCodeNetUnreach = 0;
 constexpr uint8_t kTcpSyn = 0x02;
@@ -280,6 +283,17 @@ struct Worker::Impl {
                   uint64_t now) noexcept;
   void reorder_drain(const Snapshot& s, Reorder& r, uint64_t now) noexcept;
   void reorder_expire(const Snapshot& s, uint64_t now) noexcept;
+  void sequenced(const Snapshot& s, rte_mbuf* m, uint16_t peer, const OverlayHdr& ov, uint8_t port,
+                 uint64_t now) noexcept;
+  // The worker that de-duplicates and reorders (peer, stream): the same on every worker, so both
+  // copies of a packet, and every packet of a spray sequence, meet in one window and one buffer
+  // whichever workers decrypted them. Keyed like dedup_slot (the stream's low bits).
+  uint16_t stream_owner(uint16_t peer, uint8_t stream) const noexcept {
+    const uint32_t key = uint32_t{peer} * kDedupStreams + (stream & (kDedupStreams - 1));
+    return static_cast<uint16_t>((uint64_t{key * 0x9E3779B1u} * cfg.count) >> 32);
+  }
+  void handoff_send(const Handoff* h, const uint16_t* to, uint16_t n) noexcept;
+  uint32_t handoff_receive(const Snapshot& s, uint64_t now) noexcept;
   static bool sendable(const Snapshot& s, uint32_t path) noexcept {
     return path < s.paths.size() && s.paths[path].usable && s.paths[path].up && s.paths[path].sa != nullptr;
   }
@@ -908,6 +922,9 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
   else
     esp_ctr.drop(EspDrop::kUnknownSpi, n);
   for (uint16_t i = kept; i < n; ++i) rte_pktmbuf_free(pkts[i]);
+  Handoff ho[kBurst];
+  uint16_t ho_to[kBurst];
+  uint16_t nho = 0;
   for (uint16_t i = 0; i < kept; ++i) {
     rte_mbuf* m = pkts[i];
     OverlayHdr ov;
@@ -933,18 +950,88 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
       path_ctr[tags[i]].rx_pkts.add();
       path_ctr[tags[i]].rx_bytes.add(rte_pktmbuf_pkt_len(m) - kEthLen);
     }
-    // Both copies count on their paths (each path did carry it); only the first is delivered.
-    if ((ov.flags & kOverlayDuplicated) != 0 && tags[i] < s.paths.size() &&
-        dedup_seen(s.paths[tags[i]].peer, ov.stream, ov.seq)) {
-      drop(m, Drop::kDuplicate);
+    if ((ov.flags & (kOverlayDuplicated | kOverlaySprayed)) == 0 || tags[i] >= s.paths.size()) {
+      deliver(s, m, port, now);
       continue;
     }
-    if ((ov.flags & kOverlaySprayed) != 0 && tags[i] < s.paths.size()) {
-      reorder_in(s, m, s.paths[tags[i]].peer, ov, port, now);
+    // Each path's SA is decrypted by the worker whose RX queue it hashes to, so the copies of one
+    // packet, or the packets of one spray sequence, may reach different workers: all go to the
+    // one that owns their (peer, stream).
+    const uint16_t peer = s.paths[tags[i]].peer;
+    const uint16_t owner = stream_owner(peer, ov.stream);
+    if (owner != cfg.index && cfg.channels.handoff_to[owner] != nullptr) {
+      ho[nho] = Handoff{m, ov.seq, ov.reserved, peer, ov.stream, ov.flags, ov.cls, port};
+      ho_to[nho++] = owner;
       continue;
     }
-    deliver(s, m, port, now);
+    sequenced(s, m, peer, ov, port, now);
   }
+  if (nho != 0) handoff_send(ho, ho_to, nho);
+}
+
+// A duplicate or spray packet of a (peer, stream) this worker owns, decrypted here or handed
+// over by the worker that decrypted it. Both copies of a duplicate counted on their paths (each
+// path did carry it); only the first is delivered.
+void Worker::Impl::sequenced(const Snapshot& s, rte_mbuf* m, uint16_t peer, const OverlayHdr& ov, uint8_t port,
+                             uint64_t now) noexcept {
+  if ((ov.flags & kOverlayDuplicated) != 0 && dedup_seen(peer, ov.stream, ov.seq)) return drop(m, Drop::kDuplicate);
+  if ((ov.flags & kOverlaySprayed) != 0) return reorder_in(s, m, peer, ov, port, now);
+  deliver(s, m, port, now);
+}
+
+// One enqueue burst per owner, in arrival order (spray's buffer does not need it, but it holds
+// fewer packets for it). A full ring drops and counts what did not fit.
+void Worker::Impl::handoff_send(const Handoff* h, const uint16_t* to, uint16_t n) noexcept {
+  static_assert(kBurst <= 64);
+  Handoff batch[kBurst];
+  uint64_t sent_mask = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    if ((sent_mask >> i & 1) != 0) continue;
+    const uint16_t w = to[i];
+    uint16_t k = 0;
+    for (uint16_t j = i; j < n; ++j)
+      if (to[j] == w) {
+        batch[k++] = h[j];
+        sent_mask |= uint64_t{1} << j;
+      }
+    const unsigned sent =
+        rte_ring_sp_enqueue_burst_elem(cfg.channels.handoff_to[w], batch, sizeof(Handoff), k, nullptr);
+    ctr.handoff_out.add(sent);
+    for (unsigned j = sent; j < k; ++j) drop(batch[j].m, Drop::kHandoffFull);
+  }
+}
+
+// What the other workers handed over: up to kHandoffPerPoll from each, in bursts.
+uint32_t Worker::Impl::handoff_receive(const Snapshot& s, uint64_t now) noexcept {
+  uint32_t total = 0;
+  for (uint16_t w = 0; w < cfg.count && w < kMaxWorkers; ++w) {
+    rte_ring* r = cfg.channels.handoff_from[w];
+    if (r == nullptr) continue;
+    for (uint32_t taken = 0; taken < kHandoffPerPoll;) {
+      Handoff h[kBurst];
+      const unsigned k = rte_ring_sc_dequeue_burst_elem(r, h, sizeof(Handoff), kBurst, nullptr);
+      if (k == 0) break;
+      taken += k;
+      ctr.handoff_in.add(k);
+      for (unsigned i = 0; i < k; ++i) {
+        OverlayHdr ov{};
+        ov.cls = h[i].cls;
+        ov.stream = h[i].stream;
+        ov.flags = h[i].flags;
+        ov.reserved = h[i].spray_seq;
+        ov.seq = h[i].seq;
+        // The sender's snapshot named the peer and port; a reload may have shrunk this one's.
+        if (h[i].peer >= kMaxPeers || h[i].port >= s.ports.size()) {
+          drop(h[i].m, Drop::kNoRoute);
+          continue;
+        }
+        sequenced(s, h[i].m, h[i].peer, ov, h[i].port, now);
+      }
+      total += k;
+      if (k < kBurst) break;
+    }
+  }
+  return total;
 }
 
 // An inner packet out of the tunnel (Ethernet header blank) to its destination.
@@ -1225,6 +1312,7 @@ uint32_t Worker::Impl::poll() noexcept {
       rx_wan(*s, q.port, pkts, n, now);
     moved += n;
   }
+  if (cfg.count > 1) moved += handoff_receive(*s, now);
   if (n_parked != 0) release_parked(*s, now);
   if (reorder_holding != 0) reorder_expire(*s, now);
   if (dump_state.load(std::memory_order_acquire) == 1) [[unlikely]] dump_flows();

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "control/config/config.hpp"
@@ -44,14 +45,17 @@ rte_ring* ring(const std::string& name) {
   return rte_ring_create(uniq(name).c_str(), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
 }
 
-uint16_t ring_port(rte_ring* rx, rte_ring* tx) {
-  const int id = rte_eth_from_rings(uniq("ctport").c_str(), &rx, 1, &tx, 1, 0);
+// One RX queue; n_tx TX queues (one per worker: a worker sends on the queue of its index),
+// all into tx (the tests poll the workers from one thread).
+uint16_t ring_port(rte_ring* rx, rte_ring* tx, uint16_t n_tx = 1) {
+  std::vector<rte_ring*> txs(n_tx, tx);
+  const int id = rte_eth_from_rings(uniq("ctport").c_str(), &rx, 1, txs.data(), n_tx, 0);
   EXPECT_GE(id, 0);
   const auto pid = static_cast<uint16_t>(id);
   rte_eth_conf conf{};
-  EXPECT_EQ(rte_eth_dev_configure(pid, 1, 1, &conf), 0);
+  EXPECT_EQ(rte_eth_dev_configure(pid, 1, n_tx, &conf), 0);
   EXPECT_EQ(rte_eth_rx_queue_setup(pid, 0, 1024, 0, nullptr, pool()), 0);
-  EXPECT_EQ(rte_eth_tx_queue_setup(pid, 0, 1024, 0, nullptr), 0);
+  for (uint16_t q = 0; q < n_tx; ++q) EXPECT_EQ(rte_eth_tx_queue_setup(pid, q, 1024, 0, nullptr), 0);
   EXPECT_EQ(rte_eth_dev_start(pid), 0);
   return pid;
 }
@@ -93,7 +97,9 @@ cp::Config make_config(bool edge, bool two_uplinks = false) {
   return c;
 }
 
-// One appliance's dataplane in this process: ports, snapshot, worker, control's rings.
+// One appliance's dataplane in this process: ports, snapshot, worker, control's rings. With two
+// workers (two uplinks only), worker 0 polls the LAN and isp1, worker 1 polls isp2: the SAs of
+// the two paths are decrypted by different workers, as RSS may place them in sdwand.
 struct Node {
   cp::Config cfg;
   cp::Topology topo;
@@ -103,6 +109,9 @@ struct Node {
   dp::Published<dp::Snapshot> pub{nullptr};
   dp::WorkerChannels ch;
   std::unique_ptr<dp::Worker> worker;
+  dp::WorkerChannels ch2;
+  std::unique_ptr<dp::Worker> worker2;  // the second worker, when there are two
+  std::unique_ptr<dp::HandoffRings> handoff;  // theirs, made as sdwand makes them
   rte_ring *lan_in, *lan_out, *up_in, *up_out;
   rte_ring *up2_in = nullptr, *up2_out = nullptr;  // the second uplink, when there is one
   std::vector<rte_ring*> owned;
@@ -110,7 +119,7 @@ struct Node {
   uint64_t gen = 0;
 
   Node(bool edge, rte_ring* uplink_rx = nullptr, rte_ring* uplink_tx = nullptr, rte_ring* uplink2_rx = nullptr,
-       rte_ring* uplink2_tx = nullptr)
+       rte_ring* uplink2_tx = nullptr, uint16_t n_workers = 1)
       : cfg(make_config(edge, uplink2_rx != nullptr)) {
     up2_in = uplink2_rx;
     up2_out = uplink2_tx;
@@ -125,7 +134,7 @@ struct Node {
     std::vector<std::pair<rte_ring*, rte_ring*>> port_rings = {{lan_in, lan_out}, {up_in, up_out}};
     if (up2_in != nullptr) port_rings.emplace_back(up2_in, up2_out);
     for (auto [rx, tx] : port_rings) {
-      const uint16_t pid = ring_port(rx, tx);
+      const uint16_t pid = ring_port(rx, tx, n_workers);
       rte_ether_addr a;
       rte_eth_macaddr_get(pid, &a);
       MacAddr m;
@@ -136,26 +145,46 @@ struct Node {
     for (size_t i = 0; i < topo.ports.size(); ++i) nps.push_back({static_cast<uint8_t>(i), live[i].mac, topo.ports[i].addr});
     nm = std::make_unique<cp::NeighborManager>(nps);
     routes = *cp::build_routes(cfg, 0);
-    ch.to_control_pkts = ring("exc");
-    ch.to_control_resolve = rte_ring_create_elem(uniq("res").c_str(), 8, 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    ch.from_control_tx = ring("ctx");
-    ch.to_control_probes = rte_ring_create_elem(uniq("prb").c_str(), sizeof(dp::ProbeReport), 1024, 0,
-                                                RING_F_SP_ENQ | RING_F_SC_DEQ);
-    owned.insert(owned.end(), {ch.to_control_pkts, ch.to_control_resolve, ch.from_control_tx, ch.to_control_probes});
+    for (dp::WorkerChannels* c : {&ch, &ch2}) {
+      c->to_control_pkts = ring("exc");
+      c->to_control_resolve = rte_ring_create_elem(uniq("res").c_str(), 8, 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      c->from_control_tx = ring("ctx");
+      c->to_control_probes = rte_ring_create_elem(uniq("prb").c_str(), sizeof(dp::ProbeReport), 1024, 0,
+                                                  RING_F_SP_ENQ | RING_F_SC_DEQ);
+      owned.insert(owned.end(), {c->to_control_pkts, c->to_control_resolve, c->from_control_tx, c->to_control_probes});
+      if (n_workers == 1) break;
+    }
+    if (n_workers > 1) {
+      handoff = dp::HandoffRings::create(n_workers, 0);
+      EXPECT_NE(handoff, nullptr);
+      handoff->attach(0, ch);
+      handoff->attach(1, ch2);
+    }
     publish();
     dp::WorkerConfig wc;
+    wc.count = n_workers;
     wc.rx = {{0, 0}, {1, 0}};
-    if (up2_in != nullptr) wc.rx.push_back({2, 0});
+    if (up2_in != nullptr && n_workers == 1) wc.rx.push_back({2, 0});
     wc.snapshot = &pub;
     wc.channels = ch;
     wc.flow_capacity = 4096;
     wc.pool = pool();
     worker = std::make_unique<dp::Worker>(wc);
+    if (n_workers == 2) {
+      EXPECT_NE(up2_in, nullptr) << "two workers need two uplinks";
+      wc.index = 1;
+      wc.rx = {{2, 0}};
+      wc.channels = ch2;
+      worker2 = std::make_unique<dp::Worker>(wc);
+    }
   }
   ~Node() {
     worker.reset();
+    worker2.reset();
+    handoff.reset();
     pub.publish(nullptr);
-    for (rte_ring* r : {lan_in, lan_out, up_in, up_out, up2_in, up2_out, ch.to_control_pkts, ch.from_control_tx}) {
+    for (rte_ring* r : {lan_in, lan_out, up_in, up_out, up2_in, up2_out, ch.to_control_pkts, ch.from_control_tx,
+                        ch2.to_control_pkts, ch2.from_control_tx}) {
       if (r == nullptr) continue;
       void* m;
       while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
@@ -215,7 +244,16 @@ struct Node {
   }
   MacAddr lan_mac() const { return live[0].mac; }
   MacAddr up_mac() const { return live[1].mac; }
-  uint64_t drops(Drop d) const { return worker->counters().drops[static_cast<size_t>(d)].load(); }
+  // Summed over the workers, as show stats does.
+  uint64_t drops(Drop d) const {
+    uint64_t n = worker->counters().drops[static_cast<size_t>(d)].load();
+    if (worker2) n += worker2->counters().drops[static_cast<size_t>(d)].load();
+    return n;
+  }
+  template <class F>
+  uint64_t sum(F&& f) const {
+    return f(worker->counters()) + (worker2 ? f(worker2->counters()) : 0);
+  }
   uint64_t esp_drops(dp::EspDrop d) const { return worker->esp_counters().dropped(d); }
   uint64_t flows_created() const { return worker->counters().flows_created.load(); }
 };
@@ -849,8 +887,8 @@ struct Rings2 {
 struct Pair2 {
   Rings2 wire;
   Node edge{true, wire.h2e1, wire.e2h1, wire.h2e2, wire.e2h2};
-  Node hub{false, wire.e2h1, wire.h2e1, wire.e2h2, wire.h2e2};
-  Pair2() {
+  Node hub;
+  explicit Pair2(uint16_t hub_workers = 1) : hub(false, wire.e2h1, wire.h2e1, wire.e2h2, wire.h2e2, hub_workers) {
     edge.learn(1, ip("10.1.0.1"), kIspE);
     edge.learn(2, ip("10.2.0.1"), kIspE);
     edge.learn(0, ip("192.168.10.2"), kHostA);
@@ -1089,6 +1127,173 @@ TEST(WorkerClasses, DuplicateSendsTwoCopiesAndTheReceiverDeliversOne) {
   EXPECT_EQ(rte_ring_count(p.wire.e2h2), 0u) << "not duplicating: no copy";
   p.hub.worker->poll_once();
   EXPECT_EQ(p.count(p.hub.lan_out), 1u);
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
+// A hub of two workers where each path's SA is decrypted by a different worker (worker 0: isp1,
+// worker 1: isp2). The (peer, stream) of the edge's packets belongs to one of them: the other
+// hands its packets over, so de-duplication and reordering see every packet of the sequence.
+struct TwoWorkerHub : Pair2 {
+  TwoWorkerHub() : Pair2(2) {}
+  // Polls the hub's workers, `first` before the other, until nothing moves.
+  void drain_hub(int first) {
+    dp::Worker* w[2] = {hub.worker.get(), hub.worker2.get()};
+    for (int idle = 0; idle < 3;) {
+      const uint32_t moved = w[first]->poll_once() + w[1 - first]->poll_once();
+      idle = moved == 0 && rte_ring_count(wire.e2h1) == 0 && rte_ring_count(wire.e2h2) == 0 ? idle + 1 : 0;
+    }
+  }
+  // Sends n packets from lan-a to dport, payloads "000", "001"... in bursts of 32.
+  std::vector<std::string> send(int n, uint16_t dport) {
+    std::vector<std::string> sent;
+    for (int i = 0; i < n; ++i) {
+      sent.push_back(fmt::format("{:03}", i));
+      inject(edge.lan_in, from_a(udp(7001, dport, sent.back())));
+      if (i % 32 == 31) edge.worker->poll_once();
+    }
+    while (rte_ring_count(edge.lan_in) != 0) edge.worker->poll_once();
+    return sent;
+  }
+  std::vector<std::string> lan_b() {
+    std::vector<std::string> got;
+    while (auto b = take(hub.lan_out)) got.emplace_back(b->end() - 3, b->end());
+    return got;
+  }
+};
+
+TEST(WorkerHandoff, TwoCopiesDecryptedByTwoWorkersAreDeliveredOnce) {
+  for (int first = 0; first < 2; ++first) {
+    SCOPED_TRACE(fmt::format("hub worker {} polls first", first));
+    TwoWorkerHub p;
+    dp::ClassPaths dup;
+    dup.mode = dp::ClassMode::kDuplicate;
+    dup.primary = 0;
+    dup.secondary = 1;
+    p.set_policy({best(0), dup}, {udp_dport(5005, 1)});
+    constexpr int kN = 200;
+    const auto sent = p.send(kN, 5005);
+    ASSERT_EQ(rte_ring_count(p.wire.e2h1), size_t{kN});
+    ASSERT_EQ(rte_ring_count(p.wire.e2h2), size_t{kN}) << "a copy of each on the other uplink";
+    p.drain_hub(first);
+    EXPECT_EQ(p.hub.worker->esp_counters().dec_pkts.load(), uint64_t{kN}) << "worker 0 decrypted isp1's copies";
+    EXPECT_EQ(p.hub.worker2->esp_counters().dec_pkts.load(), uint64_t{kN}) << "worker 1 decrypted isp2's copies";
+    auto got = p.lan_b();
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, sent) << "every sequence number delivered exactly once";
+    EXPECT_EQ(p.hub.drops(Drop::kDuplicate), uint64_t{kN});
+    EXPECT_EQ(p.hub.sum([](const dp::WorkerCounters& c) { return c.handoff_out.load(); }), uint64_t{kN})
+        << "the worker that does not own the stream hands its copies over";
+    EXPECT_EQ(p.hub.sum([](const dp::WorkerCounters& c) { return c.handoff_in.load(); }), uint64_t{kN});
+    EXPECT_EQ(p.hub.drops(Drop::kHandoffFull), 0u);
+  }
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
+TEST(WorkerHandoff, EveryOrderedPairOfWorkersHasItsOwnRing) {
+  auto one = dp::HandoffRings::create(1, 0);
+  ASSERT_NE(one, nullptr);
+  dp::WorkerChannels c1;
+  one->attach(0, c1);
+  EXPECT_EQ(c1.handoff_to[0], nullptr) << "one worker hands nothing over";
+  EXPECT_EQ(c1.handoff_from[0], nullptr);
+  auto three = dp::HandoffRings::create(3, 0);
+  ASSERT_NE(three, nullptr);
+  std::array<dp::WorkerChannels, 3> ch;
+  for (uint16_t w = 0; w < 3; ++w) three->attach(w, ch[w]);
+  std::set<rte_ring*> rings;
+  for (uint16_t a = 0; a < 3; ++a)
+    for (uint16_t b = 0; b < 3; ++b) {
+      EXPECT_EQ(ch[a].handoff_to[b], ch[b].handoff_from[a]) << a << " -> " << b;
+      if (a == b) {
+        EXPECT_EQ(ch[a].handoff_to[b], nullptr);
+        continue;
+      }
+      ASSERT_NE(ch[a].handoff_to[b], nullptr);
+      rings.insert(ch[a].handoff_to[b]);
+    }
+  EXPECT_EQ(rings.size(), 6u);
+  EXPECT_EQ(ch[0].handoff_to[3], nullptr);
+  // What 2 puts in its ring to 1 comes out at 1 from 2, and nowhere else. Packets left in the
+  // rings are freed with them.
+  dp::Handoff h{};
+  h.m = rte_pktmbuf_alloc(pool());
+  ASSERT_NE(h.m, nullptr);
+  h.seq = 42;
+  ASSERT_EQ(rte_ring_sp_enqueue_elem(ch[2].handoff_to[1], &h, sizeof h), 0);
+  for (rte_ring* r : rings) EXPECT_EQ(rte_ring_count(r), r == ch[1].handoff_from[2] ? 1u : 0u);
+  three.reset();
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
+// The owner not polling while the other worker hands over more than a ring holds: the rest is
+// dropped and counted, never lost silently (nor delivered twice).
+TEST(WorkerHandoff, AFullRingDropsAndCountsWhatDoesNotFit) {
+  TwoWorkerHub p;
+  dp::ClassPaths dup;
+  dup.mode = dp::ClassMode::kDuplicate;
+  dup.primary = 0;
+  dup.secondary = 1;
+  p.set_policy({best(0), dup}, {udp_dport(5005, 1)});
+  constexpr int kN = 600;
+  const auto sent = p.send(kN, 5005);
+  // Each worker alone empties its uplink: one of them owns the stream and keeps its copies, the
+  // other hands all of its copies to it, which is not polling meanwhile.
+  while (rte_ring_count(p.wire.e2h1) != 0) p.hub.worker->poll_once();
+  while (rte_ring_count(p.wire.e2h2) != 0) p.hub.worker2->poll_once();
+  const uint64_t full = p.hub.drops(Drop::kHandoffFull);
+  constexpr uint64_t kHolds = dp::HandoffRings::kRingSize - 1;
+  EXPECT_EQ(full, kN - kHolds);
+  EXPECT_EQ(p.hub.sum([](const dp::WorkerCounters& c) { return c.handoff_out.load(); }), kHolds);
+  p.drain_hub(0);
+  auto got = p.lan_b();
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, sent) << "each packet once: the owner's own copies";
+  EXPECT_EQ(p.hub.drops(Drop::kDuplicate), kHolds);
+}
+
+TEST(WorkerHandoff, SprayedPacketsSplitOverTwoWorkersComeOutInOrder) {
+  for (int first = 0; first < 2; ++first) {
+    SCOPED_TRACE(fmt::format("hub worker {} polls first (its path is the fast one)", first));
+    TwoWorkerHub p;
+    dp::ClassPaths sp;
+    sp.mode = dp::ClassMode::kSpray;
+    sp.lut = {0, 1};
+    p.set_policy({sp}, {});
+    // A hold of a second, so a slow test machine cannot time a gap out.
+    auto hub_pol = std::make_shared<dp::Policy>();
+    hub_pol->n_classes = 1;
+    hub_pol->n_peers = 1;
+    hub_pol->paths = {sp};
+    hub_pol->paths[0].reorder_hold_us = 1'000'000;
+    p.hub.policy = hub_pol;
+    p.hub.publish();
+    constexpr int kN = 300;
+    const auto sent = p.send(kN, 9);
+    ASSERT_EQ(rte_ring_count(p.wire.e2h1), size_t{kN / 2});
+    ASSERT_EQ(rte_ring_count(p.wire.e2h2), size_t{kN / 2});
+    // The first-polled worker's path is ahead: all its packets arrive before any of the other's.
+    // Spray sequence numbers count from 1 and alternate: isp1 carries 1, 3, 5..., isp2 2, 4, 6...
+    rte_ring* slow = first == 0 ? p.wire.e2h2 : p.wire.e2h1;
+    std::vector<Bytes> held_back;
+    while (auto b = take(slow)) held_back.push_back(*b);
+    p.drain_hub(first);
+    auto got = p.lan_b();
+    EXPECT_EQ(got, first == 0 ? std::vector<std::string>{"000"} : std::vector<std::string>{})
+        << "the fast path's packets after the first wait for the slow one's";
+    for (const Bytes& b : held_back) inject(slow, b);
+    p.drain_hub(first);
+    for (auto& x : p.lan_b()) got.push_back(x);
+    EXPECT_EQ(got, sent) << "in the order lan-a sent them, across the two workers";
+    auto sum = [&](dp::Counter dp::WorkerCounters::*c) {
+      return p.hub.sum([c](const dp::WorkerCounters& w) { return (w.*c).load(); });
+    };
+    EXPECT_EQ(sum(&dp::WorkerCounters::reorder_held), static_cast<uint64_t>(kN / 2 - (first == 0 ? 1 : 0)));
+    EXPECT_EQ(sum(&dp::WorkerCounters::reorder_late), 0u);
+    EXPECT_EQ(sum(&dp::WorkerCounters::reorder_skipped), 0u);
+    EXPECT_EQ(sum(&dp::WorkerCounters::reorder_timeouts), 0u);
+    EXPECT_EQ(sum(&dp::WorkerCounters::handoff_out), uint64_t{kN / 2}) << "one worker's half went to the other";
+    EXPECT_EQ(p.hub.drops(Drop::kHandoffFull), 0u);
+  }
   EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
 }
 
