@@ -423,7 +423,9 @@ Status Appliance::Impl::bring_up() {
 
   // One pool for every port: RX rings, TX rings in flight, per-lcore caches and slack for
   // packets parked in the exception rings.
-  const unsigned n_mbufs = static_cast<unsigned>(reqs.size()) * nw * 4096 + nw * 2048 + 8192;
+  // The hand-off rings between workers (duplicate and spray, docs/policy.md) hold packets too.
+  const unsigned n_mbufs = static_cast<unsigned>(reqs.size()) * nw * 4096 + nw * 2048 + 8192 +
+                           (nw > 1 ? nw * (nw - 1u) * dp::HandoffRings::kRingSize : 0u);
   unsigned pool_size = 1;
   while (pool_size - 1 < n_mbufs) pool_size <<= 1;
   const int socket = static_cast<int>(rte_socket_id()) == SOCKET_ID_ANY ? 0 : static_cast<int>(rte_socket_id());
