@@ -2205,6 +2205,8 @@ MetricsData Appliance::Impl::collect_metrics(uint64_t now_ns) {
     x.lcore = workers[w].lcore;
     x.polls = c.polls.load();
     x.busy_polls = c.busy_polls.load();
+    x.handoff_out = c.handoff_out.load();
+    x.handoff_in = c.handoff_in.load();
     x.busy_s = hz > 0 ? static_cast<double>(c.busy_tsc.load()) / hz : 0;
     if (w < busy_rate.size() && busy_rate[w].rate() && hz > 0) x.busy_ratio = std::min(1.0, *busy_rate[w].rate() / hz);
     x.flows = workers[w].worker->flow_count();

@@ -206,6 +206,12 @@ void render_workers(Page& p, const MetricsData& d) {
   for (const auto& w : d.workers) p.sample({{"worker", std::to_string(w.index)}}, w.polls);
   p.family("sdwan_worker_busy_polls_total", "counter", "Iterations of the worker's loop that moved at least one packet.");
   for (const auto& w : d.workers) p.sample({{"worker", std::to_string(w.index)}}, w.busy_polls);
+  p.family("sdwan_worker_handoff_packets_total", "counter",
+           "Duplicate and spray packets handed to the worker that owns their stream (out), or taken from another worker (in).");
+  for (const auto& w : d.workers) {
+    p.sample({{"worker", std::to_string(w.index)}, {"direction", "out"}}, w.handoff_out);
+    p.sample({{"worker", std::to_string(w.index)}, {"direction", "in"}}, w.handoff_in);
+  }
   p.family("sdwan_worker_flows", "gauge", "Flows in the worker's flow cache.");
   for (const auto& w : d.workers) p.sample({{"worker", std::to_string(w.index)}}, w.flows);
   p.family("sdwan_worker_lcore", "gauge", "The DPDK lcore (CPU) the worker runs on.");

@@ -68,6 +68,7 @@ struct MetricsData {
   struct Worker {
     unsigned index = 0, lcore = 0;
     uint64_t polls = 0, busy_polls = 0;
+    uint64_t handoff_out = 0, handoff_in = 0;  ///< duplicate/spray packets passed to / taken from other workers
     double busy_s = 0;                     ///< time spent in polls that moved packets
     std::optional<double> busy_ratio;      ///< share of the last second; nullopt before the first
     uint64_t flows = 0;

@@ -108,6 +108,8 @@ MetricsData sample_data() {
   w.busy_s = 0.5;
   w.busy_ratio = 0.25;
   w.flows = 3;
+  w.handoff_out = 7;
+  w.handoff_in = 5;
   w.drops = {1, 2};
   d.workers = {w};
   d.mempools = {{"sdwan_mbufs", 1000, 250}};
@@ -229,6 +231,8 @@ TEST(MetricsRender, WritesEachFigureInBaseUnitsWithItsLabels) {
             "(absent)");
   EXPECT_EQ(at("sdwan_drops_total{worker=\"0\",reason=\"no_path\"}"), "2");
   EXPECT_EQ(at("sdwan_worker_busy_ratio{worker=\"0\"}"), "0.25");
+  EXPECT_EQ(at("sdwan_worker_handoff_packets_total{worker=\"0\",direction=\"out\"}"), "7");
+  EXPECT_EQ(at("sdwan_worker_handoff_packets_total{worker=\"0\",direction=\"in\"}"), "5");
   EXPECT_EQ(at("sdwan_mempool_use_ratio{pool=\"sdwan_mbufs\"}"), "0.25");
   EXPECT_EQ(at("sdwan_flows_new_per_second{}"), "1.5");
   EXPECT_EQ(at("sdwan_auth_failures_total{}"), "2");
