@@ -105,7 +105,10 @@ class Tcpdump:
         got = re.search(r"(\d+) packets? captured", err)
         seen = re.search(r"(\d+) packets? received by filter", err)
         lost = re.search(r"(\d+) packets? dropped by kernel", err)
-        assert got and seen and lost and got.group(1) == seen.group(1) and lost.group(1) == "0", \
+        # "received by filter" may count a packet or two that arrived after SIGINT stopped the
+        # loop (seen once in CI: 130 received, 129 captured): later than the capture window,
+        # so not lost from it. The kernel must have dropped none.
+        assert got and seen and lost and 0 <= int(seen.group(1)) - int(got.group(1)) <= 2 and lost.group(1) == "0", \
             f"tcpdump on {self.iface} in {self.ns} did not write every packet it saw: {err}"
 
     def kill(self) -> None:
