@@ -21,7 +21,7 @@ std::string names(const std::vector<ClassConfig>& cs) {
 }  // namespace
 
 const char* reload_live_keys() {
-  return "classes, policy, uplinks' cost and bandwidth, paths (probe timers, damping, window), events and log_level";
+  return "classes, policy, uplinks' cost and bandwidth, paths (probe timers, damping, window), events, apps and log_level";
 }
 
 Result<ReloadPlan> plan_reload(const Config& cur, const Config& next) {
@@ -54,6 +54,11 @@ Result<ReloadPlan> plan_reload(const Config& cur, const Config& next) {
   if (cur.overlay_port != next.overlay_port) return restart("overlay_port");
   if (cur.flow_capacity != next.flow_capacity) return restart("flow_capacity");
   if (cur.icmp_errors_per_sec != next.icmp_errors_per_sec) return restart("icmp_errors_per_sec");
+  if (!(cur.host == next.host)) return restart("host");
+  if (!(cur.apps == next.apps)) {
+    plan.apps = true;
+    plan.changes.push_back(fmt::format("apps: {} check(s) -> {}", cur.apps.size(), next.apps.size()));
+  }
   if (!(cur.paths == next.paths)) {
     plan.paths = true;
     plan.changes.push_back(fmt::format("paths: probe interval {} -> {} ms, multiplier {} -> {}, hold_up {} -> {}",

@@ -19,6 +19,7 @@ struct ReloadPlan {
   bool paths = false;                ///< probe interval, multiplier, hold_up, damping, window
   bool log_level = false;
   bool events = false;               ///< event log, ring, hooks and their limits
+  bool apps = false;                 ///< application checks: the checker restarts with the new list
   bool any() const noexcept { return !changes.empty(); }
 };
 
