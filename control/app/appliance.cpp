@@ -1582,8 +1582,8 @@ Result<json> Appliance::Impl::reload(const char* how) {
   if (rp->log_level) log_setup(log_level_from(next->log_level), next->name);
   if (rp->events && event_bus) event_bus->reconfigure(next->events);
   if (rp->apps) {
-    if (next->apps.empty()) apps.reset();
-    else if (apps) apps->reconfigure(next->apps);
+    // reconfigure, never a reset: it does not wait for a check in flight (up to its timeout).
+    if (apps) apps->reconfigure(next->apps);
     else apps = std::make_unique<AppChecker>(next->apps, event_bus.get());
   }
   const std::string file = cfg.file;

@@ -123,58 +123,86 @@ struct AppChecker::Slot {
   std::deque<bool> window;
   Clock::time_point last_end{};
   bool ran = false;
+  bool stop = false;  // under mu_: the check was removed or replaced, or the checker ends
+  bool done = false;  // under mu_: its thread has left loop()
   std::thread th;
 };
 
-AppChecker::AppChecker(const std::vector<AppCheckConfig>& checks, EventBus* bus) : bus_(bus) { start(checks, {}); }
+AppChecker::AppChecker(const std::vector<AppCheckConfig>& checks, EventBus* bus) : bus_(bus) {
+  for (const auto& c : checks) slots_.push_back(make_slot(c, {}));
+  launch();
+}
 
-AppChecker::~AppChecker() { stop_all(); }
-
-void AppChecker::stop_all() {
+AppChecker::~AppChecker() {
   {
     std::lock_guard lk(mu_);
-    stopping_ = true;
+    for (auto& s : slots_) s->stop = true;
+    for (auto& s : retired_) s->stop = true;
   }
   cv_.notify_all();
   for (auto& s : slots_)
     if (s->th.joinable()) s->th.join();
+  reap(true);
 }
 
-void AppChecker::start(const std::vector<AppCheckConfig>& checks, std::vector<std::unique_ptr<Slot>> keep) {
-  std::vector<std::unique_ptr<Slot>> next;
-  for (const auto& c : checks) {
-    std::unique_ptr<Slot> s;
-    for (auto& k : keep)
-      if (k != nullptr && k->cfg == c) s = std::move(k);
-    if (s == nullptr) {
-      s = std::make_unique<Slot>();
-      s->cfg = c;
-      s->st.name = c.name;
-      s->st.type = std::string(app_kind_name(c.kind));
-      s->st.target = c.target;
-      s->st.interval_ms = c.interval_ms;
-      s->st.timeout_ms = c.timeout_ms;
+// A slot for c: with the figures of the old slot of the same settings, if there is one.
+std::unique_ptr<AppChecker::Slot> AppChecker::make_slot(const AppCheckConfig& c,
+                                                        const std::vector<std::unique_ptr<Slot>>& old) const {
+  auto s = std::make_unique<Slot>();
+  s->cfg = c;
+  for (const auto& o : old)
+    if (o->cfg == c) {
+      s->st = o->st;
+      s->window = o->window;
+      s->last_end = o->last_end;
+      s->ran = o->ran;
+      return s;
     }
-    next.push_back(std::move(s));
-  }
+  s->st.name = c.name;
+  s->st.type = std::string(app_kind_name(c.kind));
+  s->st.target = c.target;
+  s->st.interval_ms = c.interval_ms;
+  s->st.timeout_ms = c.timeout_ms;
+  return s;
+}
+
+void AppChecker::launch() {
+  for (auto& s : slots_)
+    if (!s->th.joinable()) s->th = std::thread([this, p = s.get()] { loop(p); });
+}
+
+// Joins the retired threads that are done (all: every one, waiting for checks in flight).
+void AppChecker::reap(bool all) {
+  std::vector<std::unique_ptr<Slot>> finished;
   {
     std::lock_guard lk(mu_);
-    stopping_ = false;
-    slots_ = std::move(next);
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      if (all || (*it)->done) {
+        finished.push_back(std::move(*it));
+        it = retired_.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
-  for (auto& s : slots_) s->th = std::thread([this, p = s.get()] { loop(p); });
+  for (auto& s : finished)
+    if (s->th.joinable()) s->th.join();
 }
 
 void AppChecker::reconfigure(const std::vector<AppCheckConfig>& checks) {
-  stop_all();
-  std::vector<std::unique_ptr<Slot>> old;
   {
     std::lock_guard lk(mu_);
-    old = std::move(slots_);
-    slots_.clear();
+    std::vector<std::unique_ptr<Slot>> next;
+    for (const auto& c : checks) next.push_back(make_slot(c, slots_));
+    for (auto& s : slots_) {
+      s->stop = true;
+      retired_.push_back(std::move(s));
+    }
+    slots_ = std::move(next);
   }
-  for (auto& s : old) s->th = std::thread();
-  start(checks, std::move(old));
+  cv_.notify_all();
+  launch();
+  reap(false);
 }
 
 void AppChecker::loop(Slot* s) {
@@ -183,7 +211,10 @@ void AppChecker::loop(Slot* s) {
   for (;;) {
     {
       std::unique_lock lk(mu_);
-      if (cv_.wait_until(lk, next, [&] { return stopping_; })) return;
+      if (cv_.wait_until(lk, next, [&] { return s->stop; })) {
+        s->done = true;
+        return;
+      }
     }
     const AppResult r = run_app_check(s->cfg);
     record(*s, r);
@@ -197,6 +228,7 @@ void AppChecker::record(Slot& s, const AppResult& r) {
   AppStatus st;
   {
     std::lock_guard lk(mu_);
+    if (s.stop) return;  // removed or replaced while it ran: its figures are no one's now
     AppStatus& a = s.st;
     from = a.state;
     ++a.checks;

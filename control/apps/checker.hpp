@@ -62,23 +62,25 @@ class AppChecker {
   AppChecker& operator=(const AppChecker&) = delete;
 
   /// Replaces the checks (live reload): a check kept with the same settings keeps its figures
-  /// and its schedule runs anew; others start afresh.
+  /// and its schedule runs anew; others start afresh. Never waits for a check in flight: the
+  /// old threads finish theirs unrecorded and are joined later.
   void reconfigure(const std::vector<AppCheckConfig>& checks);
   /// Every check's figures, in config order.
   std::vector<AppStatus> status() const;
 
  private:
   struct Slot;
-  void start(const std::vector<AppCheckConfig>& checks, std::vector<std::unique_ptr<Slot>> keep);
-  void stop_all();
+  std::unique_ptr<Slot> make_slot(const AppCheckConfig& c, const std::vector<std::unique_ptr<Slot>>& old) const;
+  void launch();
+  void reap(bool all);
   void loop(Slot* s);
   void record(Slot& s, const AppResult& r);
 
   EventBus* bus_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;
-  std::vector<std::unique_ptr<Slot>> slots_;
+  std::vector<std::unique_ptr<Slot>> slots_;    // the checks now
+  std::vector<std::unique_ptr<Slot>> retired_;  // told to stop, maybe still in a check
 };
 
 }  // namespace sdwan::cp

@@ -215,3 +215,37 @@ def test_stopped_service_raises_app_failing_then_app_ok(lab):
         assert e["latency_ms"] > 0, e
     apps = lab.apps()
     assert all(a["state"] == "ok" and a["success_pct"] < 100 for a in apps.values()), apps
+
+
+def test_reload_applies_changed_checks_live(lab):
+    import yaml
+    cfg_file = Path(lab.status["appliances"]["edge"]["config"])
+    original = cfg_file.read_text()
+    before = lab.apps()
+    try:
+        cfg = yaml.safe_load(original)
+        cfg["apps"] = [a for a in cfg["apps"] if a["name"] == "web-b"] + [
+            {"name": "ssh-b", "type": "tcp", "target": "192.168.20.2:22", "interval_ms": 1000, "timeout_ms": 500}]
+        cfg_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        r = lab.ctl_json("reload")
+        assert r["applied"] and "apps: 2 check(s) -> 2" in r["changes"], r
+        after = lab.apps()
+        assert list(after) == ["web-b", "ssh-b"], after
+        assert after["web-b"]["checks"] >= before["web-b"]["checks"], "an unchanged check keeps its figures"
+        assert after["ssh-b"]["state"] == "unknown" and after["ssh-b"]["checks"] == 0, after["ssh-b"]
+        # Nothing listens on lan-b's port 22: the new check fails, refused, within two of its intervals.
+        deadline = time.monotonic() + 2 * 1.0 + 3
+        while time.monotonic() < deadline and lab.apps()["ssh-b"]["state"] != "failing":
+            time.sleep(0.1)
+        ssh = lab.apps()["ssh-b"]
+        assert ssh["state"] == "failing" and "refused" in ssh["last_error"], ssh
+        # A broken apps entry is refused whole; the running checks stay.
+        cfg["apps"].append({"name": "bad", "type": "tcp", "target": "10.9.9.9:80"})
+        cfg_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        bad = lab.lab("ctl", "edge", "reload", check=False)
+        assert bad.returncode != 0 and "expected a service behind a peer" in bad.stderr, bad.stderr
+        assert list(lab.apps()) == ["web-b", "ssh-b"]
+    finally:
+        cfg_file.write_text(original)
+        lab.lab("ctl", "edge", "reload", check=False)
+    assert list(lab.apps()) == ["web-b", "web-b-tcp"]
