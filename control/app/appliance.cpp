@@ -32,6 +32,7 @@
 
 #include "control/app/log.hpp"
 #include "control/app/service.hpp"
+#include "control/apps/checker.hpp"
 #include "control/drill/drill.hpp"
 #include "control/config/reload.hpp"
 #include "control/esp/derive.hpp"
@@ -40,6 +41,7 @@
 #include "control/esp/keys.hpp"
 #include "control/esp/sa_table.hpp"
 #include "control/events/event_bus.hpp"
+#include "control/host/host_stack.hpp"
 #include "control/measure/measure.hpp"
 #include "control/metrics/exchange.hpp"
 #include "control/metrics/host.hpp"
@@ -293,6 +295,13 @@ struct Appliance::Impl {
   std::vector<uint64_t> path_failures;                    // by path id: up -> down or damped
   uint64_t path_events_seen = 0;                          // monitor.events().total() last counted
 
+  // The host port's kernel side (control/host) and the application checks (control/apps):
+  // the checks run from the host stack, so through the host port and the overlay.
+  std::optional<HostStackPlan> host_plan;                 // set once the kernel side is configured
+  std::unique_ptr<AppChecker> apps;
+  Status host_stack_start();
+  json show_apps();
+
   Status bring_up();
   Status esp_prepare();
   Status esp_start(uint64_t now);
@@ -443,6 +452,7 @@ Status Appliance::Impl::bring_up() {
     live.push_back({op->port_id, op->mac, ls.up});
     ports.push_back(std::move(*op));
   }
+  if (Status st = host_stack_start(); !st) return st;
 
   std::vector<NeighborPort> nps;
   for (size_t i = 0; i < topo.ports.size(); ++i) nps.push_back({static_cast<uint8_t>(i), live[i].mac, topo.ports[i].addr});
@@ -451,7 +461,7 @@ Status Appliance::Impl::bring_up() {
   for (const auto& tp : topo.paths) neighbors->want(tp.port, tp.l2_target, true, now);
   // Every uplink's next hop too, even when all its endpoints are on-link: show uplinks
   // reports it, and an operator reads an unresolved gateway as a broken uplink.
-  for (size_t i = 1; i < topo.ports.size(); ++i)
+  for (size_t i = 1; i <= cfg.uplinks.size(); ++i)
     neighbors->want(static_cast<uint8_t>(i), cfg.uplinks[static_cast<size_t>(topo.ports[i].uplink)].next_hop, true, now);
 
   auto rt = build_routes(cfg, socket);
@@ -500,10 +510,65 @@ Status Appliance::Impl::bring_up() {
     if (rte_eal_remote_launch(worker_main, &slot, slot.lcore) != 0)
       return err("cannot launch a worker on lcore " + std::to_string(slot.lcore));
   workers_launched = true;
+  if (!cfg.apps.empty()) apps = std::make_unique<AppChecker>(cfg.apps, event_bus.get());
   log_info("{} {} up: {} uplink(s), {} peer(s), {} path(s), {} worker(s), idle {}, probes every {} ms", role_name(cfg.role),
            cfg.name, cfg.uplinks.size(), cfg.peers.size(), topo.paths.size(), nw,
            cfg.idle == dp::IdlePolicy::kBusy ? "busy" : "adaptive", topo.probe_interval_ms);
   return Ok{};
+}
+
+// The host port's kernel side: the LAN address, routes to the LAN and every peer prefix through
+// the tap (docs/host.md); the kernel's other ports (af_packet, af_xdp) kept from answering for it.
+Status Appliance::Impl::host_stack_start() {
+  if (!cfg.host.on()) return Ok{};
+  const size_t h = topo.ports.size() - 1;  // make_topology puts it last
+  for (size_t i = 0; i < h; ++i) {
+    auto spec = drv::PortSpec::parse(topo.ports[i].spec);
+    if (spec && (spec->kind == drv::PortKind::kAfPacket || spec->kind == drv::PortKind::kAfXdp))
+      if (Status st = keep_kernel_off(spec->arg); !st) log_warn("host port: {}", st.error().msg);
+  }
+  HostStackPlan hp;
+  hp.iface = cfg.host.iface();
+  hp.addr = cfg.lan.address.addr;
+  hp.mtu = cfg.lan.mtu;
+  const uint32_t mask = ~uint32_t{0} << (32 - cfg.lan.address.len);
+  hp.routes.push_back(Prefix4{Ipv4{cfg.lan.address.addr.v & mask}, cfg.lan.address.len});
+  for (const auto& p : cfg.peers) hp.routes.insert(hp.routes.end(), p.prefixes.begin(), p.prefixes.end());
+  auto macs = host_stack_up(hp);
+  if (!macs) return err("host port " + cfg.host.port + ": " + macs.error().msg);
+  live[h].host_mac = macs->kernel;
+  live[h].mac = macs->gateway;  // the dataplane's side of the tap, as the kernel sees it
+  host_plan = std::move(hp);
+  log_info("host port {}: {}/32 on {} (mac {}), {} route(s) via {} (dataplane mac {})", cfg.host.port,
+           cfg.lan.address.addr.str(), cfg.host.iface(), macs->kernel.str(), host_plan->routes.size(),
+           kHostGateway.str(), macs->gateway.str());
+  return Ok{};
+}
+
+json Appliance::Impl::show_apps() {
+  json out = json::array();
+  if (!apps) return out;
+  for (const AppStatus& a : apps->status()) {
+    const auto opt = [](const std::optional<double>& v) { return v ? json(std::round(*v * 1000.0) / 1000.0) : json(nullptr); };
+    out.push_back({{"name", a.name},
+                   {"type", a.type},
+                   {"target", a.target},
+                   {"state", a.state},
+                   {"interval_ms", a.interval_ms},
+                   {"timeout_ms", a.timeout_ms},
+                   {"latency_ms", opt(a.latency_ms)},
+                   {"last_ms", opt(a.last_ms)},
+                   {"success_pct", opt(a.success_pct)},
+                   {"window", a.window_checks},
+                   {"checks", a.checks},
+                   {"ok", a.ok},
+                   {"failed", a.failed},
+                   {"consecutive_failures", a.consecutive_failures},
+                   {"last_error", a.last_error.empty() ? json(nullptr) : json(a.last_error)},
+                   {"http_status", a.http_status ? json(*a.http_status) : json(nullptr)},
+                   {"age_s", opt(a.age_s)}});
+  }
+  return out;
 }
 
 Status Appliance::Impl::esp_prepare() {
@@ -1183,9 +1248,11 @@ Result<json> Appliance::Impl::handle(const json& req) {
     if (what == "classes") return show_classes();
     if (what == "flows") return show_flows(req);
     if (what == "drills") return show_drills();
+    if (what == "apps") return show_apps();
     if (what == "version") return json{{"name", cfg.name}, {"role", role_name(cfg.role)}, {"version", version()}};
     return err("cannot show \"" + what +
-               "\" (expected: ports, uplinks, peers, paths, events, hooks, classes, flows, drills, stats, neighbors, sas, version)");
+               "\" (expected: ports, uplinks, peers, paths, events, hooks, classes, flows, drills, apps, stats, neighbors, sas, "
+               "version)");
   } catch (const std::exception& e) {
     return err(std::string("bad request: ") + e.what());
   }
@@ -1218,7 +1285,7 @@ json Appliance::Impl::show_ports() {
 
 json Appliance::Impl::show_uplinks() {
   json out = json::array();
-  for (size_t i = 1; i < topo.ports.size(); ++i) {
+  for (size_t i = 1; i <= cfg.uplinks.size(); ++i) {
     const auto& u = cfg.uplinks[static_cast<size_t>(topo.ports[i].uplink)];
     const auto mac = neighbors->lookup(static_cast<uint8_t>(i), u.next_hop);
     const bool link = live[i].link_up;
@@ -1542,6 +1609,11 @@ Result<json> Appliance::Impl::reload(const char* how) {
   }
   if (rp->log_level) log_setup(log_level_from(next->log_level), next->name);
   if (rp->events && event_bus) event_bus->reconfigure(next->events);
+  if (rp->apps) {
+    // reconfigure, never a reset: it does not wait for a check in flight (up to its timeout).
+    if (apps) apps->reconfigure(next->apps);
+    else apps = std::make_unique<AppChecker>(next->apps, event_bus.get());
+  }
   const std::string file = cfg.file;
   // The running list keeps the tombstones of removed peers: indexes and path ids stay stable.
   next->peers = merge_peers(cfg.peers, next->peers);
@@ -1631,6 +1703,12 @@ Status Appliance::Impl::apply_peers(const std::vector<PeerConfig>& merged, uint6
     master_keys.push_back(std::move(k));
   }
   routes = std::move(*rt);
+  if (host_plan) {  // the host stack's routes follow: the LAN subnet and every live peer's prefixes
+    std::vector<Prefix4> hr(host_plan->routes.begin(), host_plan->routes.begin() + 1);
+    for (const auto& p : merged)
+      if (!p.removed) hr.insert(hr.end(), p.prefixes.begin(), p.prefixes.end());
+    host_stack_reroute(*host_plan, hr);
+  }
   apply_sa_actions(acts);
   rebuild_inbound();
   refresh_rev_sa();
@@ -1817,7 +1895,7 @@ json Appliance::Impl::show_stats() {
   json ws = json::array();
   json drops = json::object();
   for (size_t d = 0; d < static_cast<size_t>(dp::Drop::kCount); ++d) drops[std::string(dp::drop_name(static_cast<dp::Drop>(d)))] = 0;
-  uint64_t enc = 0, dec = 0, arp = 0, echo = 0, icmp = 0, icmp_rl = 0, mss = 0, flows_new = 0, flow_full = 0, ctl = 0,
+  uint64_t enc = 0, dec = 0, arp = 0, echo = 0, to_host = 0, icmp = 0, icmp_rl = 0, mss = 0, flows_new = 0, flow_full = 0, ctl = 0,
            parked = 0, released = 0, probe_alloc = 0, probe_lost = 0;
   // Duplicate and spray (issue 6): copies sent and de-duplicated, the receiver's reorder buffer.
   uint64_t dup_sent = 0, dup_bytes = 0, dup_no_mbuf = 0, dedup_no_window = 0, ro_held = 0, ro_late = 0,
@@ -1844,6 +1922,7 @@ json Appliance::Impl::show_stats() {
     dec += c.decapsulated.load();
     arp += c.arp_to_control.load();
     echo += c.icmp_echo_replied.load();
+    to_host += c.to_host.load();
     icmp += c.icmp_errors_sent.load();
     icmp_rl += c.icmp_errors_ratelimited.load();
     mss += c.mss_clamped.load();
@@ -1892,6 +1971,7 @@ json Appliance::Impl::show_stats() {
                    {"arp_replies_sent", arp_replies},
                    {"arp_requests_sent", arp_requests},
                    {"icmp_echo_replied", echo},
+                   {"to_host", to_host},
                    {"icmp_errors_sent", icmp},
                    {"icmp_errors_ratelimited", icmp_rl},
                    {"mss_clamped", mss},
@@ -1999,6 +2079,8 @@ void Appliance::Impl::shutdown() {
   }
   // Socket first, so clients see the daemon go away before anything else does.
   mgmt.reset();
+  // The checks emit events: they end before the bus does.
+  apps.reset();
   // Then the hooks (ended, reaped) and the event log (written out).
   event_bus.reset();
   telemetry_detach();
@@ -2021,6 +2103,8 @@ void Appliance::Impl::shutdown() {
   }
   workers.clear();
   handoff.reset();
+  if (host_plan) host_stack_down(*host_plan);
+  host_plan.reset();
   for (const auto& p : ports) drv::close_port(p.port_id);
   ports.clear();
   published.reset();
@@ -2077,6 +2161,10 @@ MetricsData Appliance::Impl::collect_metrics(uint64_t now_ns) {
   d.uptime_s = static_cast<double>(mono_ms() - started_ms) / 1e3;
   d.snapshots = generation;
   const double hz = static_cast<double>(rte_get_tsc_hz());
+  if (apps)
+    for (const AppStatus& a : apps->status())
+      d.apps.push_back({a.name, a.type, a.target, a.state != "unknown", a.state == "ok", a.latency_ms, a.success_pct,
+                        a.ok, a.failed});
 
   for (const auto& tp : topo.paths) {
     const auto m = monitor.metrics(tp.id, now_ns);
@@ -2116,7 +2204,7 @@ MetricsData Appliance::Impl::collect_metrics(uint64_t now_ns) {
     rte_eth_stats_get(ports[i].port_id, &st);
     MetricsData::Port x;
     x.name = topo.ports[i].name;
-    x.uplink = i != 0;
+    x.uplink = topo.ports[i].role == dp::PortRole::kUplink;
     x.link_up = live[i].link_up;
     x.rx_pkts = st.ipackets;
     x.rx_bytes = st.ibytes;
@@ -2128,7 +2216,7 @@ MetricsData Appliance::Impl::collect_metrics(uint64_t now_ns) {
     x.tx_errors = st.oerrors;
     d.ports.push_back(std::move(x));
   }
-  for (size_t i = 1; i < topo.ports.size(); ++i) {
+  for (size_t i = 1; i <= cfg.uplinks.size(); ++i) {
     const auto& u = cfg.uplinks[static_cast<size_t>(topo.ports[i].uplink)];
     MetricsData::Uplink x;
     x.name = u.name;
@@ -2217,6 +2305,7 @@ MetricsData Appliance::Impl::collect_metrics(uint64_t now_ns) {
     d.encapsulated += c.encapsulated.load();
     d.decapsulated += c.decapsulated.load();
     d.icmp_echo_replied += c.icmp_echo_replied.load();
+    d.to_host += c.to_host.load();
     d.icmp_errors_sent += c.icmp_errors_sent.load();
     d.mss_clamped += c.mss_clamped.load();
     d.dup_sent += c.dup_sent();

@@ -545,6 +545,23 @@ void show_drills(const json& data) {
   });
 }
 
+void show_apps(const json& data) {
+  print_rows(expect_list(data, "apps"), {
+      {"APP", "name", Kind::kText},
+      {"TYPE", "type", Kind::kText},
+      {"TARGET", "target", Kind::kText},
+      {"STATE", "state", Kind::kText},
+      {"LATENCY_MS", "latency_ms", Kind::kMs},
+      {"SUCCESS%", "success_pct", Kind::kPct},
+      {"OF", "window", Kind::kText},
+      {"CHECKS", "checks", Kind::kCount},
+      {"FAILED", "failed", Kind::kCount},
+      {"FAILS_IN_ROW", "consecutive_failures", Kind::kText},
+      {"LAST", "age_s", Kind::kAge},
+      {"ERROR", "last_error", Kind::kText},
+  });
+}
+
 struct Thing {
   const char* name;
   const char* help;
@@ -561,6 +578,7 @@ constexpr Thing kThings[] = {
     {"classes", "traffic classes per peer: mode, chosen paths, SLA met, why, traffic", show_classes},
     {"flows", "the workers' flows: 5-tuple, class, path, uplink, traffic, age (at most 10,000)", show_flows},
     {"drills", "failover drill reports, oldest first (sdwanctl drill), the running one last", show_drills},
+    {"apps", "application checks (TCP connect, HTTP GET through the overlay): state, latency, success rate", show_apps},
     {"neighbors", "ARP entries: address, MAC, state (next hops are permanent)", show_neighbors},
     {"sas", "ESP SAs: path, direction, SPI, epoch, state, traffic, drops (never keys)", show_sas},
     {"stats", "daemon, worker, counter, drop and ESP statistics", show_stats},

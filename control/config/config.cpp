@@ -54,6 +54,11 @@ constexpr uint64_t kMinEventRing = 10, kMaxEventRing = 100000;
 constexpr uint64_t kMinHookTimeoutMs = 100, kMaxHookTimeoutMs = 3600000;
 constexpr uint64_t kMaxHookConcurrent = 64;
 constexpr uint64_t kMaxHookQueue = 100000;
+constexpr size_t kMaxIfName = 15;                  // IFNAMSIZ without the NUL
+constexpr size_t kMaxApps = 64;
+constexpr uint64_t kMinAppIntervalMs = 500, kMaxAppIntervalMs = 3600000;
+constexpr uint64_t kMinAppTimeoutMs = 100;
+constexpr size_t kMaxAppPath = 1024;
 constexpr uint64_t kMaxHookOutput = 1048576;       // per run, kept in memory for show hooks
 constexpr size_t kMaxHooksPerType = 16;
 constexpr size_t kMaxHookArgs = 64;
@@ -373,7 +378,8 @@ class Walker {
   Config walk(const Val& root) {
     const Fields f(root, "",
                    {"name", "role", "lan", "uplinks", "peers", "lcores", "idle", "overlay_port", "flow_capacity",
-                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt", "metrics", "esp", "paths", "classes", "policy", "events"});
+                    "icmp_errors_per_sec", "log_level", "dpdk", "mgmt", "metrics", "esp", "paths", "classes", "policy", "events",
+                    "host", "apps"});
     c_.role = read_choice<Role>(f.need("role"), "role", {{"edge", Role::kEdge}, {"hub", Role::kHub}});
     c_.name = std::string(role_name(c_.role));
     if (auto n = f.get("name")) c_.name = read_name(*n, "name", kMaxName);
@@ -405,6 +411,8 @@ class Walker {
     finish_classes(f.get("classes"));
     if (auto n = f.get("policy")) policy(*n);
     if (auto n = f.get("events")) events(*n);
+    if (auto n = f.get("host")) host(*n);
+    if (auto n = f.get("apps")) apps(*n);
     return std::move(c_);
   }
 
@@ -701,6 +709,93 @@ class Walker {
                       });
       if (!ok) fail(*g, "mgmt.group", fmt::format("expected {}, got {}", what, quoted(v)));
       c_.mgmt.group = v;
+    }
+  }
+
+  // The host port: a named tap only, since sdwand configures its kernel side by name.
+  void host(const Val& n) {
+    const Fields f(n, "host", {"port"});
+    const Val v = f.need("port");
+    const std::string s = port(v, "host.port");
+    const auto spec = drv::PortSpec::parse(s);
+    if (!spec || spec->kind != drv::PortKind::kTap || spec->arg.empty() || spec->arg.size() > kMaxIfName)
+      fail(v, "host.port",
+           fmt::format("expected tap:NAME with a kernel interface name of 1 to {} characters (sdwand configures "
+                       "that interface), got {}",
+                       kMaxIfName, quoted(s)));
+    c_.host.port = s;
+  }
+
+  // Application checks: each target must lie behind a peer (the check runs through the
+  // overlay) and the host port must be on (the checks run from the host stack).
+  void apps(const Val& n) {
+    const auto items = read_list(n, "apps", 0, kMaxApps, "checks");
+    if (!items.empty() && !c_.host.on())
+      fail(n, "apps", "checks run from the appliance's host stack: they need host.port (e.g. host: {port: tap:sdwan0})");
+    for (size_t i = 0; i < items.size(); ++i) {
+      const std::string base = index_key("apps", i);
+      const Fields f(items[i], base, {"name", "type", "target", "interval_ms", "timeout_ms", "expect_status"});
+      AppCheckConfig a;
+      const Val name = f.need("name");
+      a.name = read_name(name, f.key("name"), kMaxName);
+      for (size_t j = 0; j < c_.apps.size(); ++j)
+        if (c_.apps[j].name == a.name)
+          fail(name, f.key("name"), fmt::format("expected a unique check name, got {} (apps[{}] has it)", quoted(a.name), j));
+      a.kind = read_choice<AppCheckConfig::Kind>(f.need("type"), f.key("type"),
+                                                 {{"tcp", AppCheckConfig::Kind::kTcp}, {"http", AppCheckConfig::Kind::kHttp}});
+      const Val t = f.need("target");
+      const bool http = a.kind == AppCheckConfig::Kind::kHttp;
+      const std::string what = http ? "a URL like http://192.168.20.2:8080/health (plain http, an IPv4 address)"
+                                    : "an IPv4 address and TCP port like 192.168.20.2:443";
+      a.target = read_scalar(t, f.key("target"), what);
+      std::string_view rest = a.target;
+      if (http) {
+        if (!rest.starts_with("http://")) fail(t, f.key("target"), fmt::format("expected {}, got {}", what, quoted(a.target)));
+        rest.remove_prefix(7);
+        const size_t slash = rest.find('/');
+        if (slash != std::string_view::npos) {
+          a.path = std::string(rest.substr(slash));
+          rest = rest.substr(0, slash);
+        }
+        const bool path_ok = a.path.size() <= kMaxAppPath && std::all_of(a.path.begin(), a.path.end(), [](char c) {
+                               return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+                             });
+        if (!path_ok) fail(t, f.key("target"), fmt::format("expected {}, got {}", what, quoted(a.target)));
+      }
+      const size_t colon = rest.rfind(':');
+      const auto addr = Ipv4::parse(colon == std::string_view::npos ? rest : rest.substr(0, colon));
+      std::optional<uint64_t> port_v = http ? std::optional<uint64_t>(80) : std::nullopt;
+      if (colon != std::string_view::npos) port_v = parse_uint(rest.substr(colon + 1));
+      if (!addr || !port_v || *port_v == 0 || *port_v > 65535)
+        fail(t, f.key("target"), fmt::format("expected {}, got {}", what, quoted(a.target)));
+      a.address = *addr;
+      a.port = static_cast<uint16_t>(*port_v);
+      bool behind_peer = false;
+      std::vector<std::string> nets;
+      for (const auto& p : c_.peers)
+        for (const auto& pfx : p.prefixes) {
+          behind_peer = behind_peer || pfx.contains(a.address);
+          nets.push_back(pfx.str());
+        }
+      if (!behind_peer)
+        fail(t, f.key("target"),
+             fmt::format("expected a service behind a peer (an address inside {}), got {}", join(nets, " or "),
+                         quoted(a.target)));
+      if (auto v = f.get("interval_ms"))
+        a.interval_ms = static_cast<uint32_t>(read_uint(*v, f.key("interval_ms"), kMinAppIntervalMs, kMaxAppIntervalMs));
+      if (auto v = f.get("timeout_ms")) {
+        a.timeout_ms = static_cast<uint32_t>(read_uint(*v, f.key("timeout_ms"), kMinAppTimeoutMs, kMaxAppIntervalMs));
+        if (a.timeout_ms >= a.interval_ms)
+          fail(*v, f.key("timeout_ms"),
+               fmt::format("expected less than interval_ms ({}), got {}", a.interval_ms, quoted(v->Scalar())));
+      } else {
+        a.timeout_ms = std::min<uint32_t>(a.timeout_ms, a.interval_ms / 2);
+      }
+      if (auto v = f.get("expect_status")) {
+        if (!http) fail(*v, f.key("expect_status"), "expected no expect_status on a tcp check (http only)");
+        a.expect_status = static_cast<uint16_t>(read_uint(*v, f.key("expect_status"), 100, 599, "an HTTP status"));
+      }
+      c_.apps.push_back(std::move(a));
     }
   }
 
@@ -1136,6 +1231,8 @@ uint16_t path_link(const Config& c, size_t uplink, size_t peer, size_t endpoint)
   const Endpoint remote{e.address, e.port ? e.port : c.overlay_port};
   return default_link(local, remote);
 }
+
+std::string_view app_kind_name(AppCheckConfig::Kind k) { return k == AppCheckConfig::Kind::kHttp ? "http" : "tcp"; }
 
 std::string_view role_name(Role r) {
   switch (r) {

@@ -172,6 +172,35 @@ struct PolicyConfig {
   bool operator==(const PolicyConfig&) const = default;
 };
 
+/// The exception path to the appliance's own host stack (docs/host.md): a tap (DPDK net_tap)
+/// in sdwand's network namespace whose kernel side gets the LAN address and routes to the LAN
+/// and every peer prefix. Its traffic to peers is ESP like all overlay traffic.
+struct HostConfig {
+  std::string port;                  // "tap:NAME"; empty: no host port
+  bool on() const noexcept { return !port.empty(); }
+  /// The kernel interface's name (NAME of tap:NAME); "" when off.
+  std::string iface() const { return port.size() > 4 ? port.substr(4) : std::string(); }
+  bool operator==(const HostConfig&) const = default;
+};
+
+/// One application reachability check (docs/apps.md): run from the host stack through the
+/// overlay to a service behind a peer.
+struct AppCheckConfig {
+  enum class Kind : uint8_t { kTcp, kHttp };
+  std::string name;
+  Kind kind = Kind::kTcp;
+  std::string target;                // as written: "192.168.20.2:8080" or "http://192.168.20.2:8080/health"
+  Ipv4 address;                      // the service's address (inside a peer's prefixes)
+  uint16_t port = 0;
+  std::string path = "/";            // http: the request path
+  uint32_t interval_ms = 10000;      // one check this often
+  uint32_t timeout_ms = 2000;        // a check not done by then failed (< interval_ms)
+  std::optional<uint16_t> expect_status;  // http: the status that counts as up; nullopt: any 2xx or 3xx
+  bool operator==(const AppCheckConfig&) const = default;
+};
+
+std::string_view app_kind_name(AppCheckConfig::Kind k);
+
 struct Config {
   std::string file;                  // where it was read from
   std::string name;                  // appliance name; default: the role's name
@@ -191,6 +220,8 @@ struct Config {
   std::vector<ClassConfig> classes;
   PolicyConfig policy;
   EventsConfig events;               // event log, ring, hooks (docs/events.md)
+  HostConfig host;                   // the host stack's exception path; off unless given
+  std::vector<AppCheckConfig> apps;  // application reachability checks (need host)
   uint16_t overlay_port = 4500;
   uint32_t flow_capacity = 65536;    // per worker
   uint32_t icmp_errors_per_sec = 100;

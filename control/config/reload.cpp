@@ -22,7 +22,7 @@ std::string names(const std::vector<ClassConfig>& cs) {
 
 const char* reload_live_keys() {
   return "classes, policy, peers (added, removed or changed), uplinks' cost and bandwidth, paths (probe timers, "
-         "damping, window), events and log_level";
+         "damping, window), events, apps and log_level";
 }
 
 std::vector<PeerConfig> live_peers(const std::vector<PeerConfig>& running) {
@@ -99,6 +99,11 @@ Result<ReloadPlan> plan_reload(const Config& cur, const Config& next) {
   if (cur.overlay_port != next.overlay_port) return restart("overlay_port");
   if (cur.flow_capacity != next.flow_capacity) return restart("flow_capacity");
   if (cur.icmp_errors_per_sec != next.icmp_errors_per_sec) return restart("icmp_errors_per_sec");
+  if (!(cur.host == next.host)) return restart("host");
+  if (!(cur.apps == next.apps)) {
+    plan.apps = true;
+    plan.changes.push_back(fmt::format("apps: {} check(s) -> {}", cur.apps.size(), next.apps.size()));
+  }
   if (!(cur.paths == next.paths)) {
     plan.paths = true;
     plan.changes.push_back(fmt::format("paths: probe interval {} -> {} ms, multiplier {} -> {}, hold_up {} -> {}",

@@ -21,6 +21,7 @@ struct ReloadPlan {
   bool events = false;               ///< event log, ring, hooks and their limits
   bool peers = false;                ///< peers added, removed or changed (a change is a removal and an addition)
   std::vector<std::string> peers_added, peers_removed;  ///< by name; a changed peer is in both
+  bool apps = false;                 ///< application checks: the checker restarts with the new list
   bool any() const noexcept { return !changes.empty(); }
 };
 

@@ -342,6 +342,8 @@ void render_sessions(Page& p, const MetricsData& d) {
       {"sdwan_encapsulated_packets_total", "LAN packets sent into the overlay.", d.encapsulated},
       {"sdwan_decapsulated_packets_total", "Overlay packets delivered to the LAN.", d.decapsulated},
       {"sdwan_icmp_echo_replied_total", "ICMP echo requests to the appliance answered.", d.icmp_echo_replied},
+      {"sdwan_host_port_delivered_packets_total",
+       "Packets for the LAN address handed to the host stack through the host port.", d.to_host},
       {"sdwan_icmp_errors_sent_total", "ICMP errors the appliance sent (time exceeded, unreachable, too big).",
        d.icmp_errors_sent},
       {"sdwan_mss_clamped_total", "TCP SYNs whose MSS was lowered to fit the tunnel.", d.mss_clamped},
@@ -355,6 +357,24 @@ void render_sessions(Page& p, const MetricsData& d) {
   for (const Counter& c : counters) {
     p.family(c.name, "counter", c.help);
     p.sample({}, c.value);
+  }
+}
+
+void render_apps(Page& p, const MetricsData& d) {
+  p.family("sdwan_app_up", "gauge", "1 when the application check's last run succeeded (no sample before the first).");
+  for (const auto& a : d.apps)
+    if (a.known) p.sample({{"app", a.name}, {"type", a.type}}, a.up);
+  p.family("sdwan_app_check_latency_seconds", "gauge",
+           "The last successful check's duration: the TCP connect, or the whole HTTP GET.");
+  for (const auto& a : d.apps) p.sample({{"app", a.name}, {"type", a.type}}, scaled(a.latency_ms, 1e-3));
+  p.family("sdwan_app_success_ratio", "gauge", "Share of the last 20 checks that succeeded, 0..1.");
+  for (const auto& a : d.apps)
+    p.sample({{"app", a.name}, {"type", a.type}},
+             a.success_pct ? std::optional<double>(*a.success_pct / 100.0) : std::nullopt);
+  p.family("sdwan_app_checks_total", "counter", "Application checks run, by result.");
+  for (const auto& a : d.apps) {
+    p.sample({{"app", a.name}, {"type", a.type}, {"result", "ok"}}, a.ok);
+    p.sample({{"app", a.name}, {"type", a.type}, {"result", "failed"}}, a.failed);
   }
 }
 
@@ -432,6 +452,7 @@ std::string render_prometheus(const MetricsData& d) {
   render_esp(p, d);
   render_workers(p, d);
   render_sessions(p, d);
+  render_apps(p, d);
   render_host(p, d);
   return p.take();
 }

@@ -83,6 +83,16 @@ struct MetricsData {
     uint64_t size_bytes = 0, avail_bytes = 0;
   };
 
+  /// An application check (control/apps, docs/apps.md).
+  struct App {
+    std::string name, type, target;
+    bool known = false, up = false;        ///< known: at least one check ran; up: the last one succeeded
+    std::optional<double> latency_ms;      ///< the last successful check's
+    std::optional<double> success_pct;     ///< over the last AppStatus::kWindow checks
+    uint64_t ok = 0, failed = 0;
+  };
+  std::vector<App> apps;
+
   std::string name, role, version;
   double uptime_s = 0;
   double collect_s = 0;                    ///< how long the control thread took to fill this
@@ -110,6 +120,7 @@ struct MetricsData {
 
   // Other worker counters, summed.
   uint64_t encapsulated = 0, decapsulated = 0, icmp_echo_replied = 0, icmp_errors_sent = 0, mss_clamped = 0;
+  uint64_t to_host = 0;                    ///< packets for the LAN address handed to the host stack
   uint64_t dup_sent = 0, probe_reports_lost = 0, control_tx_dropped = 0;
 
   // The host.

@@ -13,6 +13,8 @@ Topology make_topology(const Config& cfg) {
     const auto& u = cfg.uplinks[i];
     t.ports.push_back({u.name, u.port, dp::PortRole::kUplink, u.address, u.mtu, static_cast<int>(i)});
   }
+  // The host stack's address is the LAN address: what the LAN and the peers reach it by.
+  if (cfg.host.on()) t.ports.push_back({"host", cfg.host.port, dp::PortRole::kHost, Prefix4{cfg.lan.address.addr, 32}, cfg.lan.mtu, -1});
   t.peer_paths.resize(cfg.peers.size());
   for (size_t pi = 0; pi < cfg.peers.size(); ++pi) {
     const auto& peer = cfg.peers[pi];
@@ -90,6 +92,10 @@ std::unique_ptr<dp::Snapshot> build_snapshot(const Topology& t, const std::vecto
     pi.prefix_len = tp.addr.len;
     pi.mtu = tp.mtu;
     pi.link_up = i < live.size() && live[i].link_up;
+    if (tp.role == dp::PortRole::kHost) {
+      pi.host_mac = i < live.size() ? live[i].host_mac : MacAddr{};
+      s->host_port = static_cast<uint8_t>(i);
+    }
     s->ports.push_back(pi);
   }
   for (const auto& tp : t.paths) {

@@ -14,7 +14,8 @@
 
 namespace sdwan::cp {
 
-/// A port by index: 0 is the LAN, 1.. are the uplinks in config order.
+/// A port by index: 0 is the LAN, 1.. are the uplinks in config order, then the host port
+/// (role kHost) when the config has one: test the role, not the index, for "an uplink".
 struct TopoPort {
   std::string name;          // "lan", or the uplink's name
   std::string spec;
@@ -56,6 +57,7 @@ struct PortLive {
   uint16_t port_id = 0;
   MacAddr mac;
   bool link_up = false;
+  MacAddr host_mac;          // host port: its kernel interface's MAC
 };
 
 /// Why a path is not usable ("" when it is).

@@ -132,6 +132,7 @@ struct alignas(64) WorkerCounters {
   Counter decapsulated;    // overlay -> LAN
   Counter arp_to_control;  // ARP frames handed to the control thread
   Counter icmp_echo_replied;
+  Counter to_host;         // packets for the LAN address handed to the host stack (host port)
   Counter icmp_errors_sent;
   Counter icmp_errors_ratelimited;
   Counter mss_clamped;

@@ -19,8 +19,13 @@ namespace sdwan::dp {
 constexpr uint32_t kMaxPathsPerPeer = 16;
 constexpr uint32_t kMaxUplinks = 4;
 
-/// What a port is for.
-enum class PortRole : uint8_t { kLan, kUplink };
+/// What a port is for. kHost: the exception path to the appliance's own host stack (a tap in
+/// its network namespace): what it sends is forwarded like LAN traffic, what comes for the LAN
+/// address and the dataplane does not answer goes to it (docs/host.md). Never an uplink.
+enum class PortRole : uint8_t { kLan, kUplink, kHost };
+
+/// Snapshot::host_port when there is no host port.
+constexpr uint8_t kNoHostPort = 0xff;
 
 /// Idle behaviour of a worker with empty queues.
 enum class IdlePolicy : uint8_t { kBusy, kAdaptive };
@@ -35,6 +40,7 @@ struct PortInfo {
   uint8_t prefix_len = 0;
   uint16_t mtu = 1500;   // L3 MTU
   bool link_up = true;
+  MacAddr host_mac;      // kHost: the kernel interface's MAC, where frames to the host stack go
 };
 
 /// One path: (uplink, peer endpoint). Outer headers come ready from control.
@@ -144,6 +150,7 @@ struct Snapshot {
   uint64_t generation = 0;
   std::vector<PortInfo> ports;            // index = port index
   uint8_t lan_port = 0;                   // port index of the LAN port
+  uint8_t host_port = kNoHostPort;        // port index of the host port (PortRole::kHost), if any
   std::vector<PathInfo> paths;            // index = path id
   std::vector<PeerInfo> peers;            // index = peer index
   std::shared_ptr<const RouteTable> routes;

@@ -320,6 +320,7 @@ struct Worker::Impl {
   void icmp_error(const Snapshot& s, rte_mbuf* m, const HeaderView& hv, uint8_t type, uint8_t code, uint16_t mtu,
                   uint8_t in_port, uint64_t now) noexcept;
   void to_control(rte_mbuf* m, uint8_t port) noexcept;
+  void to_host(const Snapshot& s, rte_mbuf* m, const HeaderView& hv) noexcept;
   [[gnu::cold]] bool park(rte_mbuf* m, uint32_t ip, uint16_t l3_off, uint8_t port, uint64_t now) noexcept;
   void release_parked(const Snapshot& s, uint64_t now) noexcept;
   void send_lan(const Snapshot& s, rte_mbuf* m, uint16_t l3_off, uint8_t lan, const MacAddr& mac) noexcept;
@@ -471,7 +472,33 @@ void Worker::Impl::local_in(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint
     forward(s, m, rhv, in_port, false, now);
     return;
   }
+  // The rest for the LAN address belongs to the host stack, when there is one: from the LAN,
+  // the host itself, or decrypted out of the overlay. Never cleartext that came in on an
+  // uplink (wan_front's non-ESP packets): the host is reached through the tunnel only.
+  if (s.host_port != kNoHostPort && hv.dst4 == s.ports[s.lan_port].addr.v &&
+      (from_overlay || s.ports[in_port].role != PortRole::kUplink)) {
+    to_host(s, m, hv);
+    return;
+  }
   drop(m, hv.fragment ? Drop::kFragment : Drop::kLocalUnhandled);
+}
+
+// Local delivery, not routing: no TTL decrement; a fragment goes too (the kernel reassembles).
+void Worker::Impl::to_host(const Snapshot& s, rte_mbuf* m, const HeaderView& hv) noexcept {
+  const PortInfo& hp = s.ports[s.host_port];
+  const uint32_t want = hv.l3_off + hv.ip_len;
+  if (rte_pktmbuf_data_len(m) > want) rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_data_len(m) - want));
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+  if (hv.l3_off != kEthLen) {  // VLAN-tagged in, untagged to the tap
+    f = reinterpret_cast<uint8_t*>(rte_pktmbuf_adj(m, static_cast<uint16_t>(hv.l3_off - kEthLen)));
+    if (f == nullptr) return drop(m, Drop::kRunt);
+  }
+  std::memcpy(f, hp.host_mac.b.data(), 6);
+  std::memcpy(f + 6, hp.mac.b.data(), 6);
+  f[12] = 0x08;
+  f[13] = 0x00;
+  ctr.to_host.add();
+  tx(s, s.host_port, m);
 }
 
 void Worker::Impl::forward(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint8_t in_port, bool from_overlay,
@@ -1306,10 +1333,12 @@ uint32_t Worker::Impl::poll() noexcept {
     for (uint16_t i = 0; i < n; ++i) bytes += rte_pktmbuf_pkt_len(pkts[i]);
     ctr.ports[q.port].rx_pkts.add(n);
     ctr.ports[q.port].rx_bytes.add(bytes);
-    if (pi.role == PortRole::kLan)
-      rx_lan(*s, q.port, pkts, n, now);
-    else
+    // The host port's packets are the host stack's, forwarded like the LAN's (route -> LAN or
+    // ESP to a peer): nothing but an uplink's goes through rx_wan.
+    if (pi.role == PortRole::kUplink)
       rx_wan(*s, q.port, pkts, n, now);
+    else
+      rx_lan(*s, q.port, pkts, n, now);
     moved += n;
   }
   if (cfg.count > 1) moved += handoff_receive(*s, now);

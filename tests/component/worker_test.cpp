@@ -97,6 +97,9 @@ cp::Config make_config(bool edge, bool two_uplinks = false) {
   return c;
 }
 
+// The host port's kernel side (the tap interface's MAC): where frames for the host stack go.
+const MacAddr kKernelMac = MacAddr{{0x02, 0, 0, 0, 0x77, 0x77}};
+
 // One appliance's dataplane in this process: ports, snapshot, worker, control's rings. With two
 // workers (two uplinks only), worker 0 polls the LAN and isp1, worker 1 polls isp2: the SAs of
 // the two paths are decrypted by different workers, as RSS may place them in sdwand.
@@ -114,15 +117,18 @@ struct Node {
   std::unique_ptr<dp::HandoffRings> handoff;  // theirs, made as sdwand makes them
   rte_ring *lan_in, *lan_out, *up_in, *up_out;
   rte_ring *up2_in = nullptr, *up2_out = nullptr;  // the second uplink, when there is one
+  rte_ring *host_in = nullptr, *host_out = nullptr;  // the host port (its tap's kernel side), when there is one
+  uint8_t host_port = 0;
   std::vector<rte_ring*> owned;
   cp::SnapshotSas sas;
   uint64_t gen = 0;
 
   Node(bool edge, rte_ring* uplink_rx = nullptr, rte_ring* uplink_tx = nullptr, rte_ring* uplink2_rx = nullptr,
-       rte_ring* uplink2_tx = nullptr, uint16_t n_workers = 1)
+       rte_ring* uplink2_tx = nullptr, uint16_t n_workers = 1, bool host = false)
       : cfg(make_config(edge, uplink2_rx != nullptr)) {
     up2_in = uplink2_rx;
     up2_out = uplink2_tx;
+    if (host) cfg.host.port = "tap:h0";
     topo = cp::make_topology(cfg);
     lan_in = ring("lin");
     lan_out = ring("lout");
@@ -133,6 +139,13 @@ struct Node {
     if (!uplink_tx) owned.push_back(up_out);
     std::vector<std::pair<rte_ring*, rte_ring*>> port_rings = {{lan_in, lan_out}, {up_in, up_out}};
     if (up2_in != nullptr) port_rings.emplace_back(up2_in, up2_out);
+    if (host) {
+      host_in = ring("hin");
+      host_out = ring("hout");
+      owned.insert(owned.end(), {host_in, host_out});
+      host_port = static_cast<uint8_t>(port_rings.size());
+      port_rings.emplace_back(host_in, host_out);
+    }
     for (auto [rx, tx] : port_rings) {
       const uint16_t pid = ring_port(rx, tx, n_workers);
       rte_ether_addr a;
@@ -141,6 +154,7 @@ struct Node {
       std::memcpy(m.b.data(), a.addr_bytes, 6);
       live.push_back({pid, m, true});
     }
+    if (host) live[host_port].host_mac = kKernelMac;
     std::vector<cp::NeighborPort> nps;
     for (size_t i = 0; i < topo.ports.size(); ++i) nps.push_back({static_cast<uint8_t>(i), live[i].mac, topo.ports[i].addr});
     nm = std::make_unique<cp::NeighborManager>(nps);
@@ -165,6 +179,7 @@ struct Node {
     wc.count = n_workers;
     wc.rx = {{0, 0}, {1, 0}};
     if (up2_in != nullptr && n_workers == 1) wc.rx.push_back({2, 0});
+    if (host) wc.rx.push_back({host_port, 0});
     wc.snapshot = &pub;
     wc.channels = ch;
     wc.flow_capacity = 4096;
@@ -183,8 +198,8 @@ struct Node {
     worker2.reset();
     handoff.reset();
     pub.publish(nullptr);
-    for (rte_ring* r : {lan_in, lan_out, up_in, up_out, up2_in, up2_out, ch.to_control_pkts, ch.from_control_tx,
-                        ch2.to_control_pkts, ch2.from_control_tx}) {
+    for (rte_ring* r : {lan_in, lan_out, up_in, up_out, up2_in, up2_out, host_in, host_out, ch.to_control_pkts,
+                        ch.from_control_tx, ch2.to_control_pkts, ch2.from_control_tx}) {
       if (r == nullptr) continue;
       void* m;
       while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
@@ -1352,6 +1367,128 @@ TEST(WorkerDrills, PartialLossDropsAboutItsShare) {
   EXPECT_NEAR(lost, 0.20, 0.03) << sent << " of " << kN << " sent";
   EXPECT_EQ(p.edge.worker->counters().drill_lost[0].load(), static_cast<uint64_t>(kN) - sent);
   EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
+}  // namespace
+}  // namespace sdwan::test
+
+namespace sdwan::test {
+namespace {
+
+// The host port (docs/host.md): an edge whose kernel reaches the LAN and the overlay through it.
+struct HostPair {
+  Rings wire;
+  Node edge{true, wire.h2e, wire.e2h, nullptr, nullptr, 1, true};
+  Node hub{false, wire.e2h, wire.h2e};
+  HostPair() {
+    edge.learn(1, ip("10.1.0.1"), kIspE);
+    edge.learn(0, ip("192.168.10.2"), kHostA);
+    hub.learn(1, ip("10.1.1.1"), kIspH);
+    hub.learn(0, ip("192.168.20.2"), kHostB);
+    edge.install_sas(kSpiEdgeToHub, 0x11, kSpiHubToEdge, 0x22);
+    hub.install_sas(kSpiHubToEdge, 0x22, kSpiEdgeToHub, 0x11);
+  }
+  uint64_t to_host() const { return edge.worker->counters().to_host.load(); }
+};
+
+Bytes tcp_to(MacAddr dst_mac, MacAddr src_mac, const char* src, const char* dst, uint16_t dport) {
+  return eth_ipv4(dst_mac, src_mac, ip(src), ip(dst), tcp_syn(ip(src), ip(dst), 40000, dport, 1460), {.proto = 6});
+}
+
+TEST(WorkerHost, TheHostPortIsNoUplinkAndHasNoPath) {
+  HostPair p;
+  auto s = cp::build_snapshot(p.edge.topo, p.edge.live, *p.edge.nm, p.edge.routes, 1);
+  ASSERT_EQ(s->ports.size(), 3u);
+  EXPECT_EQ(s->host_port, 2);
+  EXPECT_EQ(s->ports[2].role, dp::PortRole::kHost);
+  EXPECT_EQ(s->ports[2].addr, ip("192.168.10.1"));
+  EXPECT_EQ(s->ports[2].host_mac, kKernelMac);
+  for (const auto& path : s->paths) EXPECT_EQ(path.port, 1);
+}
+
+TEST(WorkerHost, ForTheLanAddressFromTheLanGoesToTheHostUnchanged) {
+  HostPair p;
+  const Bytes in = tcp_to(p.edge.lan_mac(), kHostA, "192.168.10.2", "192.168.10.1", 22);
+  inject(p.edge.lan_in, in);
+  // Pings are still the dataplane's to answer.
+  inject(p.edge.lan_in, eth_ipv4(p.edge.lan_mac(), kHostA, ip("192.168.10.2"), ip("192.168.10.1"), icmp_echo(7, 1),
+                                 {.proto = 1}));
+  p.edge.worker->poll_once();
+  auto h = take(p.edge.host_out);
+  ASSERT_TRUE(h);
+  const Bytes& b = *h;
+  ASSERT_EQ(b.size(), in.size());
+  EXPECT_EQ(0, std::memcmp(b.data(), kKernelMac.b.data(), 6)) << "to the kernel interface's MAC";
+  EXPECT_EQ(0, std::memcmp(b.data() + 6, p.edge.live[p.edge.host_port].mac.b.data(), 6));
+  EXPECT_EQ(0, std::memcmp(b.data() + 12, in.data() + 12, in.size() - 12)) << "local delivery: TTL and all untouched";
+  EXPECT_FALSE(take(p.edge.host_out)) << "the echo request is not the host's";
+  auto echo = take(p.edge.lan_out);
+  ASSERT_TRUE(echo);
+  EXPECT_EQ((*echo)[34], 0) << "echo reply from the dataplane";
+  EXPECT_EQ(p.to_host(), 1u);
+  EXPECT_EQ(p.edge.drops(Drop::kLocalUnhandled), 0u);
+}
+
+TEST(WorkerHost, TheHostsPacketsReachThePeerAsEspOnlyAndTheAnswerComesBack) {
+  HostPair p;
+  const std::string marker = "HOST-STACK-must-never-be-seen-on-the-wan";
+  inject(p.edge.host_in, eth_ipv4(p.edge.live[p.edge.host_port].mac, kKernelMac, ip("192.168.10.1"),
+                                  ip("192.168.20.2"), udp(5555, 8080, marker)));
+  p.edge.worker->poll_once();
+  auto w = take(p.edge.up_out);
+  ASSERT_TRUE(w);
+  EXPECT_FALSE(contains(*w, marker)) << "encrypted";
+  EXPECT_EQ(get16(*w, 36), 4500);
+  ASSERT_TRUE(open_edge_to_hub(*w)) << "ESP with the edge -> hub SA";
+  EXPECT_FALSE(take(p.edge.up_out));
+  EXPECT_FALSE(take(p.edge.lan_out));
+  inject(p.hub.up_in, *w);
+  p.hub.worker->poll_once();
+  auto at_b = take(p.hub.lan_out);
+  ASSERT_TRUE(at_b);
+  EXPECT_EQ(get32(*at_b, 26), ip("192.168.10.1").v);
+  EXPECT_TRUE(contains(*at_b, marker));
+  // lan-b answers the edge's LAN address: through the overlay, decrypted, to the host port.
+  inject(p.hub.lan_in, eth_ipv4(p.hub.lan_mac(), kHostB, ip("192.168.20.2"), ip("192.168.10.1"), udp(8080, 5555, "reply")));
+  p.hub.worker->poll_once();
+  p.edge.worker->poll_once();
+  auto back = take(p.edge.host_out);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(0, std::memcmp(back->data(), kKernelMac.b.data(), 6));
+  EXPECT_EQ(get32(*back, 30), ip("192.168.10.1").v);
+  EXPECT_TRUE(contains(*back, "reply"));
+  EXPECT_EQ(p.to_host(), 1u);
+  // And the host reaches the LAN too (replies to management sessions).
+  inject(p.edge.host_in, eth_ipv4(p.edge.live[p.edge.host_port].mac, kKernelMac, ip("192.168.10.1"),
+                                  ip("192.168.10.2"), udp(22, 40000, "ssh")));
+  p.edge.worker->poll_once();
+  auto to_a = take(p.edge.lan_out);
+  ASSERT_TRUE(to_a);
+  EXPECT_EQ(0, std::memcmp(to_a->data(), kHostA.b.data(), 6));
+  EXPECT_FALSE(take(p.edge.up_out));
+}
+
+TEST(WorkerHost, CleartextFromAnUplinkNeverReachesTheHost) {
+  HostPair p;
+  // To the uplink's own address (what the uplink accepts besides ESP and pings).
+  inject(p.edge.up_in, tcp_to(p.edge.up_mac(), kIspE, "10.1.0.1", "10.1.0.2", 22));
+  // To the LAN address, through the uplink in the clear.
+  inject(p.edge.up_in, tcp_to(p.edge.up_mac(), kIspE, "10.1.0.1", "192.168.10.1", 22));
+  p.edge.worker->poll_once();
+  EXPECT_FALSE(take(p.edge.host_out));
+  EXPECT_FALSE(take(p.edge.lan_out));
+  EXPECT_EQ(p.to_host(), 0u);
+  EXPECT_EQ(p.edge.drops(Drop::kLocalUnhandled), 1u);
+  EXPECT_EQ(p.edge.drops(Drop::kNotForUs), 1u);
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
+TEST(WorkerHost, WithoutAHostPortTheLanAddressStaysUnhandled) {
+  Pair p;
+  inject(p.edge.lan_in, tcp_to(p.edge.lan_mac(), kHostA, "192.168.10.2", "192.168.10.1", 22));
+  p.edge.worker->poll_once();
+  EXPECT_EQ(p.edge.drops(Drop::kLocalUnhandled), 1u);
+  EXPECT_EQ(p.edge.worker->counters().to_host.load(), 0u);
 }
 
 }  // namespace

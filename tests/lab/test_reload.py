@@ -9,6 +9,7 @@ and the traffic as they were.
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -164,6 +165,13 @@ def wait_hub_paths_up(lab, timeout=15):
     raise AssertionError(f"the hub's paths did not come up: {lab.ctl_json('show', 'paths')}")
 
 
+def host_routes(lab) -> set[str]:
+    """The edge host stack's routes through its host port (docs/host.md)."""
+    out = subprocess.run(["ip", "netns", "exec", lab.ns("edge"), "ip", "-4", "route", "show", "dev", "sdwan0"],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
 def test_peers_added_and_removed_live_without_touching_the_other_peers_flows(lab, restore):
     wait_hub_paths_up(lab)
     # 1. A peer added under traffic: the hub's voice flow loses nothing and keeps its path.
@@ -186,14 +194,19 @@ def test_peers_added_and_removed_live_without_touching_the_other_peers_flows(lab
     assert "isp1:hub2" in names and sum(n.endswith(":hub") for n in names) == 3, names
     assert any(r["path"] == "isp1:hub2" for r in lab.ctl_json("show", "sas")), "hub2's path got its SAs"
     epochs = {r["path"]: r["epoch"] for r in lab.ctl_json("show", "sas") if r["direction"] == "out"}
+    assert {"192.168.20.0/24", "192.168.30.0/24"} <= host_routes(lab), host_routes(lab)
 
     # 2. The hub removed: its paths, SAs and route go; traffic to lan-b has no route now.
-    lab.edit(lambda cfg: cfg.update(peers=[p for p in cfg["peers"] if p["name"] != "hub"]))
+    def drop_hub(cfg):
+        cfg["peers"] = [p for p in cfg["peers"] if p["name"] != "hub"]
+        cfg.pop("apps", None)  # its check of a service behind the hub goes with it (config.md: apps)
+    lab.edit(drop_hub)
     rep = lab.ctl_json("reload")
     assert "peer hub: removed" in rep["changes"], rep
     assert [p["name"] for p in lab.ctl_json("show", "peers")] == ["hub2"]
     assert [p["name"] for p in lab.ctl_json("show", "paths")] == ["isp1:hub2"]
     assert all(r["path"] == "isp1:hub2" for r in lab.ctl_json("show", "sas"))
+    assert "192.168.20.0/24" not in host_routes(lab) and "192.168.30.0/24" in host_routes(lab), host_routes(lab)
     no_route0 = lab.ctl_json("show", "stats")["drops"]["no_route"]
     sent, received = stream(lab, secs=1)()
     assert received == 0, f"{received} of {sent} packets reached lan-b through a removed peer"
@@ -205,6 +218,7 @@ def test_peers_added_and_removed_live_without_touching_the_other_peers_flows(lab
     rep = lab.ctl_json("reload")
     assert "peer hub: added" in rep["changes"] and "peer hub2: removed" in rep["changes"], rep
     assert [p["name"] for p in lab.ctl_json("show", "peers")] == ["hub"]
+    assert "192.168.20.0/24" in host_routes(lab) and "192.168.30.0/24" not in host_routes(lab), host_routes(lab)
     wait_hub_paths_up(lab)
     again = {r["path"]: r["epoch"] for r in lab.ctl_json("show", "sas") if r["direction"] == "out"}
     for path, epoch in epochs.items():

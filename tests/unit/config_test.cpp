@@ -96,7 +96,7 @@ TEST(Config, BaseIsValid) {
 TEST(Config, RejectsEachMistakeWithFileLineKeyAndExpectation) {
   const std::string top_keys =
       "name, role, lan, uplinks, peers, lcores, idle, overlay_port, flow_capacity, icmp_errors_per_sec, log_level, "
-      "dpdk, mgmt, metrics, esp, paths, classes, policy, events";
+      "dpdk, mgmt, metrics, esp, paths, classes, policy, events, host, apps";
   const std::string name_rule = "characters a-z, 0-9, '_' or '-'";
   const std::string unicast = "a unicast IPv4 address (not 0.0.0.0/8, 127.0.0.0/8, multicast or reserved)";
   const std::vector<Broken> cases = {
@@ -1091,6 +1091,82 @@ TEST(Config, EventsMistakesNameLineAndKey) {
        "edge.yaml:27: events.hooks.sa_rekey[0][1]: expected an argument (a string), got a mapping"},
       {"hook type twice", append("events:\n  hooks:\n    app_ok: [/bin/a]\n    app_ok: [/bin/b]\n"),
        "edge.yaml:27: events.hooks.app_ok: duplicate key (first on line 26)"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_config(c.yaml, "edge.yaml");
+    ASSERT_FALSE(r.ok()) << c.name;
+    EXPECT_EQ(r.error().msg, c.expected) << c.name;
+  }
+}
+
+TEST(Config, HostPortAndAppChecksAreRead) {
+  auto c = parse_config(append("host: {port: tap:sdwan0}\n"
+                               "apps:\n"
+                               "  - {name: web, type: http, target: http://192.168.20.2:8080/health, expect_status: 204}\n"
+                               "  - {name: db, type: tcp, target: 192.168.20.5:5432, interval_ms: 1000}\n"
+                               "  - {name: root, type: http, target: http://192.168.20.9, timeout_ms: 300}\n"),
+                        "edge.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().msg;
+  EXPECT_EQ(c->host.port, "tap:sdwan0");
+  EXPECT_EQ(c->host.iface(), "sdwan0");
+  ASSERT_EQ(c->apps.size(), 3u);
+  EXPECT_EQ(c->apps[0].kind, AppCheckConfig::Kind::kHttp);
+  EXPECT_EQ(c->apps[0].address.str(), "192.168.20.2");
+  EXPECT_EQ(c->apps[0].port, 8080);
+  EXPECT_EQ(c->apps[0].path, "/health");
+  EXPECT_EQ(c->apps[0].expect_status, 204);
+  EXPECT_EQ(c->apps[0].interval_ms, 10000u);
+  EXPECT_EQ(c->apps[0].timeout_ms, 2000u);
+  EXPECT_EQ(c->apps[1].kind, AppCheckConfig::Kind::kTcp);
+  EXPECT_EQ(c->apps[1].port, 5432);
+  EXPECT_EQ(c->apps[1].timeout_ms, 500u);  // half the interval when that is below the default
+  EXPECT_EQ(c->apps[2].port, 80);
+  EXPECT_EQ(c->apps[2].path, "/");
+  EXPECT_EQ(c->apps[2].timeout_ms, 300u);
+  auto none = parse_config(base(), "edge.yaml");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->host.on());
+  EXPECT_TRUE(none->apps.empty());
+}
+
+TEST(Config, HostAndAppsMistakesNameLineAndKey) {
+  const std::string host = "host: {port: tap:sdwan0}\n";
+  const Broken cases[] = {
+      {"host not a tap", append("host: {port: af_packet:eth9}\n"),
+       "edge.yaml:24: host.port: expected tap:NAME with a kernel interface name of 1 to 15 characters (sdwand "
+       "configures that interface), got \"af_packet:eth9\""},
+      {"host tap unnamed", append("host: {port: tap}\n"),
+       "edge.yaml:24: host.port: expected tap:NAME with a kernel interface name of 1 to 15 characters (sdwand "
+       "configures that interface), got \"tap\""},
+      {"host port reused", append("host: {port: \"tap:wan1\"}\n"),
+       "edge.yaml:24: host.port: expected a device no other port uses, got \"tap:wan1\" (uplinks[0].port already "
+       "uses it)"},
+      {"apps without host", append("apps:\n  - {name: a, type: tcp, target: 192.168.20.2:80}\n"),
+       "edge.yaml:25: apps: checks run from the appliance's host stack: they need host.port (e.g. host: {port: "
+       "tap:sdwan0})"},
+      {"app type", append(host + "apps:\n  - {name: a, type: icmp, target: 192.168.20.2:80}\n"),
+       "edge.yaml:26: apps[0].type: expected tcp or http, got \"icmp\""},
+      {"tcp target without port", append(host + "apps:\n  - {name: a, type: tcp, target: 192.168.20.2}\n"),
+       "edge.yaml:26: apps[0].target: expected an IPv4 address and TCP port like 192.168.20.2:443, got "
+       "\"192.168.20.2\""},
+      {"https", append(host + "apps:\n  - {name: a, type: http, target: \"https://192.168.20.2/\"}\n"),
+       "edge.yaml:26: apps[0].target: expected a URL like http://192.168.20.2:8080/health (plain http, an IPv4 "
+       "address), got \"https://192.168.20.2/\""},
+      {"target not behind a peer", append(host + "apps:\n  - {name: a, type: tcp, target: 10.9.9.9:80}\n"),
+       "edge.yaml:26: apps[0].target: expected a service behind a peer (an address inside 192.168.20.0/24), got "
+       "\"10.9.9.9:80\""},
+      {"timeout not below interval",
+       append(host + "apps:\n  - {name: a, type: tcp, target: 192.168.20.2:80, interval_ms: 1000, timeout_ms: 1000}\n"),
+       "edge.yaml:26: apps[0].timeout_ms: expected less than interval_ms (1000), got \"1000\""},
+      {"interval too short", append(host + "apps:\n  - {name: a, type: tcp, target: 192.168.20.2:80, interval_ms: 10}\n"),
+       "edge.yaml:26: apps[0].interval_ms: expected an integer from 500 to 3600000, got \"10\""},
+      {"expect_status on tcp",
+       append(host + "apps:\n  - {name: a, type: tcp, target: 192.168.20.2:80, expect_status: 200}\n"),
+       "edge.yaml:26: apps[0].expect_status: expected no expect_status on a tcp check (http only)"},
+      {"name twice",
+       append(host + "apps:\n  - {name: a, type: tcp, target: 192.168.20.2:80}\n  - {name: a, type: tcp, target: "
+                     "192.168.20.2:81}\n"),
+       "edge.yaml:27: apps[1].name: expected a unique check name, got \"a\" (apps[0] has it)"},
   };
   for (const auto& c : cases) {
     auto r = parse_config(c.yaml, "edge.yaml");

@@ -35,6 +35,8 @@ MetricsData sample_data() {
   d.version = "0.1.0";
   d.uptime_s = 12.5;
   d.snapshots = 7;
+  d.apps.push_back({"web-b", "http", "http://192.168.20.2:8080/", true, true, 1.5, 95.0, 19, 1});
+  d.apps.push_back({"db", "tcp", "192.168.20.5:5432", false, false, std::nullopt, std::nullopt, 0, 0});
   MetricsData::Path a;
   a.name = "isp1:hub";
   a.uplink = "isp1";
@@ -134,7 +136,7 @@ std::map<std::string, std::string> check_page(const std::string& page) {
   static const std::regex kLabel(R"re(([a-z_][a-z0-9_]*)="((?:[^"\\]|\\.)*)")re");
   static const std::set<std::string> kLabels = {"path", "uplink", "peer", "class", "worker", "port", "reason",
                                                 "direction", "state", "spi", "pool", "dir", "name", "role",
-                                                "version"};
+                                                "version", "app", "type", "result"};
   std::map<std::string, std::string> series;
   std::set<std::string> families;
   std::string help, type, family;
@@ -249,6 +251,16 @@ TEST(MetricsRender, EscapesLabelValuesAndKeepsEmptyFamilies) {
   EXPECT_NE(page.find("# TYPE sdwan_path_rtt_seconds gauge\n# HELP"), std::string::npos);
   EXPECT_EQ(page.find("\nsdwan_flows_new_per_second "), std::string::npos);  // unknown before a second sample
   check_page(page);
+}
+
+TEST(MetricsRender, AppChecksInPrometheusUnits) {
+  const std::string page = render_prometheus(sample_data());
+  EXPECT_NE(page.find("sdwan_app_up{app=\"web-b\",type=\"http\"} 1\n"), std::string::npos) << page;
+  EXPECT_EQ(page.find("sdwan_app_up{app=\"db\""), std::string::npos) << "no sample before the first check";
+  EXPECT_NE(page.find("sdwan_app_check_latency_seconds{app=\"web-b\",type=\"http\"} 0.0015\n"), std::string::npos) << page;
+  EXPECT_NE(page.find("sdwan_app_success_ratio{app=\"web-b\",type=\"http\"} 0.95\n"), std::string::npos) << page;
+  EXPECT_NE(page.find("sdwan_app_checks_total{app=\"web-b\",type=\"http\",result=\"failed\"} 1\n"), std::string::npos)
+      << page;
 }
 
 // docs/metrics.md lists every family the page has, with its type and labels, and nothing else.

@@ -164,5 +164,20 @@ TEST(Reload, MergedPeersKeepIndexesWithTombstones) {
   EXPECT_FALSE(p->any());
 }
 
+TEST(Reload, AppsApplyLiveTheHostPortNeedsARestart) {
+  const std::string host = std::string(kBase) + "host: {port: tap:sdwan0}\n";
+  const std::string one = host + "apps: [{name: web, type: tcp, target: 192.168.20.2:80}]\n";
+  auto p = plan_reload(parse(host), parse(one));
+  ASSERT_TRUE(p) << p.error().msg;
+  EXPECT_TRUE(p->apps);
+  EXPECT_TRUE(has(*p, "apps: 0 check(s) -> 1"));
+  auto same = plan_reload(parse(one), parse(one));
+  ASSERT_TRUE(same);
+  EXPECT_FALSE(same->any());
+  auto h = plan_reload(parse(kBase), parse(host));
+  ASSERT_FALSE(h);
+  EXPECT_NE(h.error().msg.find("host: needs a restart"), std::string::npos) << h.error().msg;
+}
+
 }  // namespace
 }  // namespace sdwan::cp
