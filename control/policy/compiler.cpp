@@ -61,6 +61,7 @@ PolicyCompiler::PolicyCompiler(std::vector<ClassConfig> classes, PolicyConfig po
       d.out.mode = classes_[c].mode;
     }
   compliant_since_.assign(classes_.size() * dp::kMaxPaths, 0);
+  lapsed_.assign(classes_.size() * dp::kMaxPaths, 0);
   by_peer_.resize(peer_names_.size());
 }
 
@@ -70,6 +71,7 @@ void PolicyCompiler::reconfigure(std::vector<ClassConfig> classes, PolicyConfig 
   std::vector<State> st(classes.size() * np);
   std::vector<ClassDecision> dec(classes.size() * np);
   std::vector<uint64_t> since(classes.size() * dp::kMaxPaths, 0);
+  std::vector<uint8_t> lapsed(classes.size() * dp::kMaxPaths, 0);
   for (size_t c = 0; c < classes.size(); ++c) {
     const auto old = std::find_if(classes_.begin(), classes_.end(), [&](const ClassConfig& o) {
       return o.name == classes[c].name && o.mode == classes[c].mode;
@@ -85,9 +87,12 @@ void PolicyCompiler::reconfigure(std::vector<ClassConfig> classes, PolicyConfig 
       d.peer = static_cast<uint16_t>(p);
       d.out.mode = classes[c].mode;
     }
-    if (old != classes_.end())
+    if (old != classes_.end()) {
       std::copy_n(compliant_since_.begin() + static_cast<ptrdiff_t>(oc * dp::kMaxPaths), dp::kMaxPaths,
                   since.begin() + static_cast<ptrdiff_t>(c * dp::kMaxPaths));
+      std::copy_n(lapsed_.begin() + static_cast<ptrdiff_t>(oc * dp::kMaxPaths), dp::kMaxPaths,
+                  lapsed.begin() + static_cast<ptrdiff_t>(c * dp::kMaxPaths));
+    }
   }
   classes_ = std::move(classes);
   pc_ = policy;
@@ -95,6 +100,7 @@ void PolicyCompiler::reconfigure(std::vector<ClassConfig> classes, PolicyConfig 
   state_ = std::move(st);
   decisions_ = std::move(dec);
   compliant_since_ = std::move(since);
+  lapsed_ = std::move(lapsed);
   if (reclassify_gen) reclassify_gen_ = *reclassify_gen;
   policy_.reset();  // the next compile publishes a new policy
 }
@@ -347,11 +353,19 @@ void PolicyCompiler::compile_one(uint8_t cls, uint16_t peer, std::span<const Pat
     if (!p.up) pd.verdict = Verdict::kDown;
     pd.compliant = p.up && !violated;
     uint64_t& since = compliant_since_[size_t{cls} * dp::kMaxPaths + p.id];
-    if (!pd.compliant) since = 0;
-    else if (since == 0) since = std::max<uint64_t>(now_ns, 1);  // 0 means not compliant
+    uint8_t& lapsed = lapsed_[size_t{cls} * dp::kMaxPaths + p.id];
+    if (!pd.compliant) {
+      if (since != 0) lapsed = 1;  // it complied and stopped: its next streak is a recovery
+      since = 0;
+    } else if (since == 0) {
+      since = std::max<uint64_t>(now_ns, 1);  // 0 means not compliant
+    }
     pd.compliant_since_ns = since;
     if (pd.compliant) pd.verdict = Verdict::kStandby;
-    const bool recovering = pd.compliant && now_ns - since < failback_ns && !member(p.id);
+    // Failback waits only for a path that complied before: one that comes up for the first time
+    // (at start, or newly added) is not recovering, so a class does not sit on the first path up
+    // (the metered one, say) for failback_stable_ms after start.
+    const bool recovering = pd.compliant && lapsed && now_ns - since < failback_ns && !member(p.id);
     evals_.push_back({k, p.up, pd.compliant, recovering, p.metered, pd.score, excess});
     d.paths.push_back(pd);
   }

@@ -203,6 +203,9 @@ class PolicyCompiler {
   std::vector<State> state_;               // [cls * n_peers + peer]
   std::vector<ClassDecision> decisions_;   // [cls * n_peers + peer]
   std::vector<uint64_t> compliant_since_;  // [cls * kMaxPaths + path id]; 0: not compliant
+  // [cls * kMaxPaths + path id]: the path has complied before its current streak, so this one
+  // is a recovery (failback waits failback_stable_ms); a path's first streak is none.
+  std::vector<uint8_t> lapsed_;
   std::vector<std::vector<size_t>> by_peer_;  // input indexes per peer, rebuilt per compile
   std::vector<Eval> evals_, pool_, scratch_, weights_tmp_;
   std::vector<MaglevPath> weights_;

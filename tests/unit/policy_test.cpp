@@ -599,6 +599,22 @@ TEST(Compiler, MovesAtOnceWhenTheCurrentPathGoesDownOrBreaksTheSla) {
   EXPECT_EQ(pc.compile(lab.p, kSettled + 2)->at(0, 0).primary, 2);
 }
 
+// At start the paths come up one by one: the first up (here the metered isp3) must not keep a
+// class for failback_stable_ms, since a path that comes up for the first time is no recovery.
+TEST(Compiler, APathUpForTheFirstTimeIsNoRecovery) {
+  Lab lab;
+  lab[0].up = lab[1].up = false;
+  auto pc = compiler({voice_class(), bulk_class()});
+  auto pol = pc.compile(lab.p, kSec);
+  EXPECT_EQ(pol->at(0, 0).primary, 2) << "isp3 is all there is";
+  lab[0].up = lab[1].up = true;
+  pol = pc.compile(lab.p, kSec + 100 * kMsNs);
+  EXPECT_EQ(pol->at(0, 0).primary, 0) << "isp1 at once, not after the failback time";
+  EXPECT_TRUE(in_lut(pol->at(1, 0), 0) && in_lut(pol->at(1, 0), 1));
+  EXPECT_FALSE(in_lut(pol->at(1, 0), 2)) << "bulk leaves the metered isp3 at once";
+  EXPECT_NE(pc.decision(0, 0)->paths[0].verdict, Verdict::kRecovering);
+}
+
 TEST(Compiler, FailbackWaitsUntilTheRecoveredPathHasBeenStable) {
   Lab lab;
   auto pc = compiler({voice_class()});
