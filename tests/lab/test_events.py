@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labkit import BUILD, LAB, REPO, TAG, lab_cmd, module_sweep  # noqa: F401 (autouse fixture)
+from labkit import BUILD, TAG, lab_cmd, lab_script_with, module_sweep  # noqa: F401 (autouse fixture)
 
 SDWANCTL = Path(os.environ.get("SDWANCTL", Path(BUILD) / "control" / "cli" / "sdwanctl"))
 HOOK_TIMEOUT_S = 10.0  # long enough for path_up to come while the hook sleeps, even on a loaded CI box
@@ -57,19 +56,13 @@ def write_hooks(d: Path) -> dict[str, Path]:
 
 
 def lab_script(root: Path, hooks: dict[str, Path]) -> Path:
-    (root / "scripts").mkdir(parents=True)
-    (root / "tests" / "configs").mkdir(parents=True)
-    script = root / "scripts" / "lab"
-    shutil.copy2(LAB, script)
-    for a in ("edge", "hub"):
-        cfg = yaml.safe_load((REPO / "tests" / "configs" / f"{a}.yaml").read_text())
+    def edit(cfg, a):
         cfg["esp"] = dict(cfg.get("esp") or {}, lifetime={"seconds": SA_SECONDS})
         if a == "edge":
             cfg["events"] = dict(cfg.get("events") or {}, hook_timeout_ms=int(HOOK_TIMEOUT_S * 1000),
                                  hook_kill_grace_ms=int(KILL_GRACE_S * 1000),
                                  hooks={"*": [str(hooks["record"])], "path_down": [str(hooks["sleep"])]})
-        (root / "tests" / "configs" / f"{a}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return script
+    return lab_script_with(root, edit)
 
 
 class EventsLab:
