@@ -73,7 +73,11 @@ def test_blackout_drill_reports_the_loss_a_receiver_on_lan_b_counted(lab):
           f"{voice['rerouted_ms']} ms, lost {voice['lost']} (receiver: {lost_rx} of {sent})")
     assert rep["state"] == "completed" and rep["action"] == "blackout" and rep["name"] == uplink
     assert rep["paths"] == [path]
-    assert rep["detection_ms"] is not None and 150 <= rep["detection_ms"] <= 600, rep
+    # The early-down rule (docs/measurement.md) takes a path down once nothing came back for
+    # 2 x interval (200 ms in the lab). Probe replies return every interval, so the last one may
+    # have arrived up to 100 ms before the drill began: 100 ms is the earliest honest detection.
+    # Anything earlier would be a path measured down before the failure existed.
+    assert rep["detection_ms"] is not None and 100 <= rep["detection_ms"] <= 600, rep
     assert voice["affected"] and voice["rerouted_ms"] is not None and voice["rerouted_ms"] <= 700, voice
     assert lost_rx > 50, f"the blackout cost the stream only {lost_rx} packets: was it on {path}?"
     assert abs(voice["lost"] - lost_rx) <= max(2, 0.01 * lost_rx), (voice, lost_rx)
