@@ -1,6 +1,6 @@
 // bench_memory: what one random cache-line read costs on this machine as the memory touched
 // grows, with 32 reads in flight (as the flow cache's burst lookups have them) and one at a
-// time. The flow cache of 1,000,000 flows is 144 MiB: its two lines per lookup cost what this
+// time. The flow cache of 1,000,000 flows (2^21 slots) is 64 MiB of buckets: its line per lookup costs what this
 // says at that size (bench/RESULTS.md, "Why the targets are not met"). Transparent huge pages
 // are asked for, as the flow cache does. Never a test: figures only.
 #include <sys/mman.h>

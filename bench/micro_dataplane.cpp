@@ -148,10 +148,7 @@ void BM_FlowCacheHit(benchmark::State& state) {
         cache->lookup_burst(keys, hashes, kBurst, found);
       }
     }
-    for (uint32_t i = 0; i < kBurst; ++i) {
-      found[i]->last_tsc = now;
-      found[i]->pkts++;
-    }
+    for (uint32_t i = 0; i < kBurst; ++i) cache->touch(found[i], now, 64);
     ++now;
     pos = (pos + kBurst) & (kPackets - 1);
   }
@@ -201,8 +198,7 @@ void BM_FlowHitPathChoice(benchmark::State& state) {
       uint32_t second = kNoPathId;
       if (c.mode == ClassMode::kSpray) path = c.lut[spray_next++ % c.lut.size()];
       else if (c.mode == ClassMode::kDuplicate && c.duplicating && c.secondary != path) second = c.secondary;
-      e->last_tsc = pos;
-      e->pkts++;
+      cache->touch(e, pos, 64);
       sum += path + second;
     }
     pos = (pos + kBurst) & (kPackets - 1);

@@ -1220,7 +1220,7 @@ int main_(int argc, char** argv) {
     std::printf("memory: peak RSS %s KiB; hugepages held by this process %lu MiB (DPDK heap in use %lu MiB)\n",
                 commas(uint64_t(peak_rss_kb())).c_str(), static_cast<unsigned long>(hugepage_bytes() >> 20),
                 static_cast<unsigned long>(dpdk_heap_in_use() >> 20));
-    std::printf("memory for %s flows: flow cache of one worker %s slots x %.0f B = %.1f MiB (signature lines + entries)\n",
+    std::printf("memory for %s flows: flow cache of one worker %s slots x %.0f B = %.1f MiB (32-byte entries, two to a line, and 24 bytes of totals)\n",
                 commas(max_flows).c_str(), commas(flow_cache_slots).c_str(),
                 double(flow_cache_bytes) / double(std::max<uint64_t>(1, flow_cache_slots)), double(flow_cache_bytes) / (1 << 20));
     if (a.memory)

@@ -13,7 +13,7 @@
 namespace sdwan::dp {
 namespace {
 
-constexpr uint32_t kMinCapacity = FlowCache::kSlots;
+constexpr uint32_t kMinCapacity = 2 * FlowCache::kSlots;  // two buckets: every key has an alternative
 constexpr uint32_t kMaxCapacity = 1u << 28;
 constexpr size_t kHugePage = 2u << 20;
 constexpr uint32_t kHashSeed = 0x9e3779b9u;
@@ -30,24 +30,33 @@ void* alloc_table(size_t bytes) noexcept {
 
 }  // namespace
 
-FlowCache::Group FlowCache::empty_group_{};
+FlowCache::Bucket FlowCache::empty_bucket_{};
 
 uint32_t FlowCache::slots_for(uint32_t capacity) noexcept {
   return capacity <= kMinCapacity ? kMinCapacity : capacity >= kMaxCapacity ? kMaxCapacity : std::bit_ceil(capacity);
 }
 
-FlowCache::FlowCache(uint32_t capacity) {
-  const uint32_t n_buckets = slots_for(capacity) / kSlots;
-  auto* groups = static_cast<Group*>(alloc_table(size_t{n_buckets} * sizeof(Group)));
-  if (!groups) return;
-  // Only the signatures need to start empty; entries are written when their slot is filled.
-  for (uint32_t b = 0; b < n_buckets; ++b) groups[b].head = Bucket{};
-  groups_ = groups;
-  mask_ = n_buckets - 1;
+FlowCache::FlowCache(uint32_t capacity, uint32_t tick_shift) : shift_(tick_shift < 32 ? tick_shift : 31) {
+  const uint32_t slots = slots_for(capacity);
+  auto* buckets = static_cast<Bucket*>(alloc_table(size_t{slots} * sizeof(FlowEntry)));
+  auto* cold = static_cast<Cold*>(alloc_table(size_t{slots} * sizeof(Cold)));
+  if (!buckets || !cold) {
+    std::free(buckets);
+    std::free(cold);
+    return;
+  }
+  // Only the meta bytes need to start empty; the rest is written when a slot is filled.
+  std::memset(static_cast<void*>(buckets), 0, size_t{slots} * sizeof(FlowEntry));
+  buckets_ = buckets;
+  cold_ = cold;
+  mask_ = slots / kSlots - 1;
 }
 
 FlowCache::~FlowCache() {
-  if (ok()) std::free(groups_);
+  if (ok()) {
+    std::free(buckets_);
+    std::free(cold_);
+  }
 }
 
 uint32_t FlowCache::hash(const FlowKey& k) noexcept {
@@ -68,142 +77,156 @@ void FlowCache::hash_burst(const FlowKey* keys, uint32_t n, uint32_t* out) noexc
   for (uint32_t i = 0; i < n; ++i) out[i] = hash(keys[i]);
 }
 
-[[gnu::always_inline]] inline uint16_t FlowCache::signature(uint32_t hash) noexcept {
-  // 0 marks an empty slot, so the one signature that would collide with it is moved to 1.
-  const auto s = static_cast<uint16_t>(hash >> 16);
-  return s ? s : 1;
+uint32_t FlowCache::idle_ticks(uint64_t idle_tsc) const noexcept {
+  const uint64_t t = idle_tsc >> shift_;
+  return t >= INT32_MAX ? INT32_MAX : static_cast<uint32_t>(t);
 }
 
-[[gnu::always_inline]] inline uint32_t FlowCache::alt_bucket(uint32_t bucket, uint16_t sig) const noexcept {
-  // An xor makes the pair symmetric (either bucket and the signature give the other one, so
-  // entries can move without reading their key); forcing it odd keeps the two distinct.
-  return (bucket ^ (((sig * 0x9e3779b1u) >> 8) | 1u)) & mask_;
-}
-
-// Bit i set when slot i holds sig.
-[[gnu::always_inline]] inline uint32_t FlowCache::match_mask(uint32_t bucket, uint16_t sig) const noexcept {
-  const Bucket& b = groups_[bucket].head;
-#if defined(__SSE2__)
-  const __m128i sigs = _mm_load_si128(reinterpret_cast<const __m128i*>(b.sig));
-  const __m128i eq = _mm_cmpeq_epi16(sigs, _mm_set1_epi16(static_cast<short>(sig)));
-  // Packing the 16-bit lanes to bytes leaves one mask bit per slot.
-  return static_cast<uint32_t>(_mm_movemask_epi8(_mm_packs_epi16(eq, _mm_setzero_si128())));
-#else
-  uint32_t m = 0;
-  for (uint32_t s = 0; s < kSlots; ++s) m |= uint32_t{b.sig[s] == sig} << s;
-  return m;
-#endif
-}
-
-[[gnu::always_inline]] inline FlowEntry* FlowCache::find_matches(uint32_t bucket, const FlowKey& k, uint32_t matches) noexcept {
-  while (matches) {
-    FlowEntry* e = &groups_[bucket].slot[std::countr_zero(matches)];
-    if (e->key == k) return e;
-    matches &= matches - 1;
+// A slot's first 16 bytes are the key's 13, cls, flags and meta; the key's pad is zero. So the
+// first word compares whole, and the second under a mask of the key's 5 bytes and meta's used
+// bit, which the probe word sets: an empty slot never matches, whatever it held before.
+[[gnu::always_inline]] inline FlowEntry* FlowCache::find_in(uint32_t bucket, const FlowKey& k) noexcept {
+  static_assert(offsetof(FlowEntry, meta) == 15 && offsetof(FlowEntry, proto) == 12);
+  constexpr uint64_t kMask = 0x800000ffffffffffull;
+  uint64_t kw[2];
+  std::memcpy(kw, &k, sizeof kw);
+  const uint64_t want = kw[1] | uint64_t{kUsed} << 56;
+  FlowEntry* slots = buckets_[bucket].slot;
+  for (uint32_t s = 0; s < kSlots; ++s) {
+    uint64_t w[2];
+    std::memcpy(w, &slots[s], sizeof w);
+    if (w[0] == kw[0] && ((w[1] ^ want) & kMask) == 0) return &slots[s];
   }
   return nullptr;
 }
 
-[[gnu::always_inline]] inline FlowEntry* FlowCache::find_in(uint32_t bucket, const FlowKey& k, uint16_t sig) noexcept {
-  return find_matches(bucket, k, match_mask(bucket, sig));
-}
-
 FlowEntry* FlowCache::lookup(const FlowKey& k, uint32_t hash) noexcept {
   const uint32_t b = hash & mask_;
-  const uint16_t sig = signature(hash);
-  if (FlowEntry* e = find_in(b, k, sig)) return e;
-  if (groups_[b].head.spilled == 0) return nullptr;
-  return find_in(alt_bucket(b, sig), k, sig);
+  if (FlowEntry* e = find_in(b, k)) return e;
+  if (spilled(b) == 0) return nullptr;
+  return find_in(alt_bucket(b, hash), k);
 }
 
-void FlowCache::probe_burst(const uint32_t* hashes, uint32_t n, uint32_t* matches) noexcept {
+void FlowCache::finish_burst(const FlowKey* keys, const uint32_t* hashes, uint32_t n, FlowEntry** out) noexcept {
+  // Keys that spilled are looked for in their primary first, then all together in their
+  // alternatives (prefetched in the first pass), so those second misses overlap too.
+  uint32_t again[kMaxBurst];
+  uint32_t n_again = 0;
   for (uint32_t i = 0; i < n; ++i) {
     const uint32_t b = hashes[i] & mask_;
-    matches[i] = match_mask(b, signature(hashes[i]));
-    // The first match is almost always the only one and the right one. On a miss, the slot
-    // an insert would take is fetched for writing, as a new flow usually follows.
-    if (matches[i]) {
-      __builtin_prefetch(&groups_[b].slot[std::countr_zero(matches[i])], 1, 3);
-    } else if (const uint32_t free = match_mask(b, 0)) {
-      __builtin_prefetch(&groups_[b].slot[std::countr_zero(free)], 1, 3);
+    out[i] = find_in(b, keys[i]);
+    if (out[i] == nullptr && spilled(b) != 0) {
+      __builtin_prefetch(&buckets_[alt_bucket(b, hashes[i])], 1, 3);
+      again[n_again++] = i;
     }
   }
-}
-
-FlowEntry* FlowCache::finish(const FlowKey& k, uint32_t hash, uint32_t matches) noexcept {
-  const uint32_t b = hash & mask_;
-  FlowEntry* e = find_matches(b, k, matches);
-  if (!e && groups_[b].head.spilled != 0) e = find_in(alt_bucket(b, signature(hash)), k, signature(hash));
-  return e;
+  for (uint32_t j = 0; j < n_again; ++j) {
+    const uint32_t i = again[j];
+    out[i] = find_in(alt_bucket(hashes[i] & mask_, hashes[i]), keys[i]);
+  }
 }
 
 void FlowCache::lookup_burst(const FlowKey* keys, const uint32_t* hashes, uint32_t n,
                              FlowEntry** out) noexcept {
-  constexpr uint32_t kChunk = 64;
-  uint32_t matches[kChunk];
-  for (uint32_t base = 0; base < n; base += kChunk) {
-    const uint32_t m = n - base < kChunk ? n - base : kChunk;
+  for (uint32_t base = 0; base < n; base += kMaxBurst) {
+    const uint32_t m = n - base < kMaxBurst ? n - base : kMaxBurst;
     prefetch_burst(hashes + base, m);
-    probe_burst(hashes + base, m, matches);
-    for (uint32_t i = 0; i < m; ++i) out[base + i] = finish(keys[base + i], hashes[base + i], matches[i]);
+    finish_burst(keys + base, hashes + base, m, out + base);
   }
 }
 
+void FlowCache::add_spill(uint32_t bucket, int delta) noexcept {
+  uint8_t& meta = buckets_[bucket].slot[0].meta;
+  const uint32_t n = meta & kSpillMask;
+  if (n == kSpillMax) return;  // saturated: stays (a miss in this bucket reads the alternative too)
+  meta = static_cast<uint8_t>((meta & ~kSpillMask) | static_cast<uint32_t>(static_cast<int>(n) + delta));
+}
+
+void FlowCache::fold(FlowEntry* e) noexcept {
+  Cold& c = cold_[index_of(e)];
+  c.pkts += e->pkts;
+  c.bytes += e->bytes;
+  e->pkts = 0;
+  e->bytes = 0;
+}
+
+FlowStats FlowCache::stats(const FlowEntry& e, uint64_t now) const noexcept {
+  const Cold& c = cold_[index_of(&e)];
+  FlowStats st;
+  st.pkts = c.pkts + e.pkts;
+  st.bytes = c.bytes + e.bytes;
+  st.first_tsc = c.first_tsc;
+  const int64_t back = int64_t{age(e, now)} * (int64_t{1} << shift_);
+  st.last_tsc = static_cast<uint64_t>(static_cast<int64_t>(now & ~((uint64_t{1} << shift_) - 1)) - back);
+  return st;
+}
+
 void FlowCache::remove_slot(uint32_t bucket, uint32_t slot) noexcept {
-  const uint32_t primary = groups_[bucket].slot[slot].hash & mask_;
-  if (primary != bucket) --groups_[primary].head.spilled;
-  groups_[bucket].head.sig[slot] = 0;
+  FlowEntry& e = buckets_[bucket].slot[slot];
+  if ((e.meta & kAway) != 0) add_spill(hash(e.key()) & mask_, -1);
+  e.meta &= kSpillMask;  // slot 0 keeps its bucket's spill count
   size_.store(size_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
 FlowEntry* FlowCache::fill_slot(uint32_t bucket, uint32_t slot, const FlowKey& k, uint32_t hash,
                                 uint64_t now) noexcept {
   const uint32_t primary = hash & mask_;
-  if (primary != bucket) ++groups_[primary].head.spilled;
-  groups_[bucket].head.sig[slot] = signature(hash);
-  FlowEntry* e = &groups_[bucket].slot[slot];
-  *e = FlowEntry{};
-  e->key = k;
-  e->hash = hash;
-  e->first_tsc = now;
-  e->last_tsc = now;
+  FlowEntry* e = &buckets_[bucket].slot[slot];
+  const uint8_t keep = e->meta & kSpillMask;
+  std::memcpy(static_cast<void*>(e), &k, 13);
+  e->cls = 0;
+  e->flags = 0;
+  e->meta = static_cast<uint8_t>(keep | kUsed | (primary != bucket ? kAway : 0));
+  e->path = 0;
+  e->pkts = 0;
+  e->gen = 0;
+  e->last = tick(now);
+  e->bytes = 0;
+  if (primary != bucket) add_spill(primary, +1);
+  cold_[index_of(e)] = Cold{0, 0, now};
   size_.store(size_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   return e;
 }
 
 int FlowCache::free_slot(uint32_t bucket) const noexcept {
-  const uint32_t free = match_mask(bucket, 0);
-  return free ? std::countr_zero(free) : -1;
+  for (uint32_t s = 0; s < kSlots; ++s)
+    if (!used(buckets_[bucket].slot[s])) return static_cast<int>(s);
+  return -1;
 }
 
 void FlowCache::move_slot(uint32_t from_bucket, uint32_t from_slot, uint32_t to_bucket,
                           uint32_t to_slot) noexcept {
-  FlowEntry& from = groups_[from_bucket].slot[from_slot];
-  const uint32_t primary = from.hash & mask_;
-  if (primary == from_bucket) {
-    ++groups_[primary].head.spilled;
+  FlowEntry& from = buckets_[from_bucket].slot[from_slot];
+  FlowEntry& to = buckets_[to_bucket].slot[to_slot];
+  const uint32_t primary = hash(from.key()) & mask_;
+  const uint8_t to_keep = to.meta & kSpillMask;
+  const uint8_t from_keep = from.meta & kSpillMask;
+  const bool away = primary != to_bucket;
+  to = from;
+  to.meta = static_cast<uint8_t>(to_keep | kUsed | (away ? kAway : 0));
+  from.meta = from_keep;
+  cold_[index_of(&to)] = cold_[index_of(&from)];
+  // From primary to alternative, or back.
+  if (away) {
+    add_spill(primary, +1);
   } else {
-    --groups_[primary].head.spilled;
+    add_spill(primary, -1);
   }
-  groups_[to_bucket].slot[to_slot] = from;
-  groups_[to_bucket].head.sig[to_slot] = groups_[from_bucket].head.sig[from_slot];
-  groups_[from_bucket].head.sig[from_slot] = 0;
 }
 
 // Breadth-first search for the shortest chain of moves (each entry to its other bucket) that
 // ends in a free slot, then the moves from the far end back, freeing a slot in a root bucket.
-// Only reached when both buckets of a new key are full, so its cost (at most 146 bucket
-// reads) is paid by rare inserts at high load, and it lifts the fill of a table from about
-// 94% to over 99%.
+// Only reached when both buckets of a new key are full, so its cost (at most 62 bucket reads,
+// each entry's hash recomputed from its key) is paid by rare inserts at high load.
 bool FlowCache::make_room(const uint32_t (&roots)[2], uint32_t n_roots, uint32_t* bucket,
                           uint32_t* slot) noexcept {
   struct Node {
     uint32_t bucket;
-    int16_t parent;       // index in the queue, -1 for a root
-    uint16_t parent_slot; // slot of the parent whose entry would move into this bucket
+    int16_t parent;        // index in the queue, -1 for a root
+    uint16_t parent_slot;  // slot of the parent whose entry would move into this bucket
   };
-  constexpr uint32_t kDepth = 2;
-  constexpr uint32_t kMaxNodes = 2 + 2 * kSlots + 2 * kSlots * kSlots;
+  constexpr uint32_t kDepth = 4;
+  constexpr uint32_t kMaxNodes = 2 + 4 + 8 + 16 + 32;  // 2 roots x 2 slots per level, kDepth levels
   Node q[kMaxNodes];
   uint32_t n = 0;
   for (uint32_t r = 0; r < n_roots; ++r) q[n++] = Node{roots[r], -1, 0};
@@ -214,7 +237,7 @@ bool FlowCache::make_room(const uint32_t (&roots)[2], uint32_t n_roots, uint32_t
     for (uint32_t i = level_begin; i < level_end; ++i) {
       const uint32_t b = q[i].bucket;
       for (uint32_t s = 0; s < kSlots; ++s) {
-        const uint32_t other = alt_bucket(b, groups_[b].head.sig[s]);
+        const uint32_t other = alt_bucket(b, hash(buckets_[b].slot[s].key()));
         const int free = other == b ? -1 : free_slot(other);
         if (free >= 0) {
           uint32_t to_bucket = other;
@@ -230,7 +253,7 @@ bool FlowCache::make_room(const uint32_t (&roots)[2], uint32_t n_roots, uint32_t
           *slot = to_slot;
           return true;
         }
-        if (depth < kDepth) q[n++] = Node{other, static_cast<int16_t>(i), static_cast<uint16_t>(s)};
+        if (depth < kDepth && n < kMaxNodes) q[n++] = Node{other, static_cast<int16_t>(i), static_cast<uint16_t>(s)};
       }
     }
     level_begin = level_end;
@@ -242,8 +265,7 @@ FlowEntry* FlowCache::insert(const FlowKey& k, uint32_t hash, uint64_t now, uint
   if (!ok()) return nullptr;
   if (FlowEntry* e = lookup(k, hash)) return e;
   const uint32_t b = hash & mask_;
-  const uint16_t sig = signature(hash);
-  const uint32_t a = alt_bucket(b, sig);
+  const uint32_t a = alt_bucket(b, hash);
   const uint32_t candidates[2] = {b, a};
   const uint32_t n_candidates = a == b ? 1 : 2;
 
@@ -261,18 +283,18 @@ FlowEntry* FlowCache::insert(const FlowKey& k, uint32_t hash, uint64_t now, uint
   // it is idle, so a burst of new flows cannot push out flows that are still active.
   uint32_t victim_bucket = b;
   uint32_t victim_slot = 0;
-  uint64_t oldest = UINT64_MAX;
+  int32_t oldest = INT32_MIN;
   for (uint32_t c = 0; c < n_candidates; ++c) {
     for (uint32_t s = 0; s < kSlots; ++s) {
-      const uint64_t last = groups_[candidates[c]].slot[s].last_tsc;
-      if (last < oldest) {
-        oldest = last;
+      const int32_t a_ge = age(buckets_[candidates[c]].slot[s], now);
+      if (a_ge > oldest) {
+        oldest = a_ge;
         victim_bucket = candidates[c];
         victim_slot = s;
       }
     }
   }
-  if (now < oldest || now - oldest <= idle_tsc) return nullptr;
+  if (!idle_for(oldest, idle_ticks(idle_tsc))) return nullptr;
   remove_slot(victim_bucket, victim_slot);
   return fill_slot(victim_bucket, victim_slot, k, hash, now);
 }
@@ -280,24 +302,22 @@ FlowEntry* FlowCache::insert(const FlowKey& k, uint32_t hash, uint64_t now, uint
 bool FlowCache::erase(const FlowKey& k, uint32_t hash) noexcept {
   FlowEntry* e = ok() ? lookup(k, hash) : nullptr;
   if (!e) return false;
-  const auto b = static_cast<uint32_t>((reinterpret_cast<const char*>(e) - reinterpret_cast<const char*>(groups_)) /
-                                       static_cast<ptrdiff_t>(sizeof(Group)));
-  remove_slot(b, static_cast<uint32_t>(e - groups_[b].slot));
+  const uint32_t i = index_of(e);
+  remove_slot(i / kSlots, i % kSlots);
   return true;
 }
 
 uint32_t FlowCache::expire(uint64_t now, uint64_t idle_tsc, uint32_t max_buckets) noexcept {
   if (!ok()) return 0;
   uint32_t removed = 0;
+  const uint32_t idle = idle_ticks(idle_tsc);
   const uint32_t n = max_buckets > mask_ ? mask_ + 1 : max_buckets;
   for (uint32_t i = 0; i < n; ++i) {
     const uint32_t b = cursor_;
     cursor_ = (cursor_ + 1) & mask_;
-    // Occupied slots only: the complement of the free ones.
-    for (uint32_t used = ~match_mask(b, 0) & ((1u << kSlots) - 1); used != 0; used &= used - 1) {
-      const auto s = static_cast<uint32_t>(std::countr_zero(used));
-      const uint64_t last = groups_[b].slot[s].last_tsc;
-      if (now > last && now - last > idle_tsc) {
+    for (uint32_t s = 0; s < kSlots; ++s) {
+      const FlowEntry& e = buckets_[b].slot[s];
+      if (used(e) && idle_for(age(e, now), idle)) {
         remove_slot(b, s);
         ++removed;
       }
