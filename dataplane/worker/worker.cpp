@@ -280,6 +280,8 @@ struct Worker::Impl {
   void to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m) noexcept;
   bool dedup_seen(uint16_t peer, uint8_t stream, uint64_t seq) noexcept;
   void deliver(const Snapshot& s, rte_mbuf* m, uint8_t port, uint64_t now) noexcept;
+  void deliver_burst(const Snapshot& s, rte_mbuf** pkts, uint16_t n, uint8_t port, uint64_t now) noexcept;
+  bool wan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint32_t hop) noexcept;
   void reorder_in(const Snapshot& s, rte_mbuf* m, uint16_t peer, const OverlayHdr& ov, uint8_t port,
                   uint64_t now) noexcept;
   void reorder_drain(const Snapshot& s, Reorder& r, uint64_t now) noexcept;
@@ -948,6 +950,9 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
   Handoff ho[kBurst];
   uint16_t ho_to[kBurst];
   uint16_t nho = 0;
+  // Inner packets due for delivery now, in arrival order: delivered as one burst at the end.
+  rte_mbuf* out[kBurst];
+  uint16_t nout = 0;
   for (uint16_t i = 0; i < kept; ++i) {
     rte_mbuf* m = pkts[i];
     OverlayHdr ov;
@@ -974,7 +979,7 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
       path_ctr[tags[i]].rx_bytes.add(rte_pktmbuf_pkt_len(m) - kEthLen);
     }
     if ((ov.flags & (kOverlayDuplicated | kOverlaySprayed)) == 0 || tags[i] >= s.paths.size()) {
-      deliver(s, m, port, now);
+      out[nout++] = m;
       continue;
     }
     // Each path's SA is decrypted by the worker whose RX queue it hashes to, so the copies of one
@@ -987,9 +992,19 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
       ho_to[nho++] = owner;
       continue;
     }
-    sequenced(s, m, peer, ov, port, now);
+    // sequenced(), with a duplicate's first copy joining the burst.
+    if ((ov.flags & kOverlayDuplicated) != 0 && dedup_seen(peer, ov.stream, ov.seq)) {
+      drop(m, Drop::kDuplicate);
+      continue;
+    }
+    if ((ov.flags & kOverlaySprayed) != 0) {
+      reorder_in(s, m, peer, ov, port, now);
+      continue;
+    }
+    out[nout++] = m;
   }
   if (nho != 0) handoff_send(ho, ho_to, nho);
+  if (nout != 0) deliver_burst(s, out, nout, port, now);
 }
 
 // A duplicate or spray packet of a (peer, stream) this worker owns, decrypted here or handed
@@ -1065,6 +1080,57 @@ void Worker::Impl::deliver(const Snapshot& s, rte_mbuf* m, uint8_t port, uint64_
   if (ihv.l3 != L3::kIpv4) return drop(m, Drop::kIpv6Unsupported);
   ctr.decapsulated.add();
   forward(s, m, ihv, port, true, now);
+}
+
+// deliver() for a burst, in stages as rx_lan does: parse every inner packet, route them all in
+// one LPM bulk lookup, then send each by wan_fast when it goes straight to a LAN host whose
+// address is resolved, else by the general forward().
+void Worker::Impl::deliver_burst(const Snapshot& s, rte_mbuf** pkts, uint16_t n, uint8_t port, uint64_t now) noexcept {
+  HeaderView hv[kBurst];
+  rte_mbuf* ok[kBurst];
+  uint32_t dsts[kBurst], hops[kBurst];
+  uint16_t nk = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    const ParseError ie = parse_mbuf(m, &hv[nk]);
+    if (ie != ParseError::kOk) {
+      drop(m, drop_for(ie));
+      continue;
+    }
+    if (hv[nk].l3 != L3::kIpv4) {
+      drop(m, Drop::kIpv6Unsupported);
+      continue;
+    }
+    dsts[nk] = hv[nk].dst4;
+    ok[nk++] = m;
+  }
+  ctr.decapsulated.add(nk);
+  const rte_lpm* lpm = s.routes != nullptr ? s.routes->raw() : nullptr;
+  if (lpm != nullptr && nk != 0)
+    rte_lpm_lookup_bulk(lpm, dsts, hops, nk);
+  else
+    std::fill_n(hops, nk, 0u);
+  for (uint16_t i = 0; i < nk; ++i)
+    if (!wan_fast(s, ok[i], hv[i], hops[i])) forward(s, ok[i], hv[i], port, true, now);
+}
+
+// forward(), to_lan() and send_lan() for an inner packet to a resolved host on a LAN port, when
+// nothing asks for more (not ours, not a broadcast, TTL above 1, fits the port). Does exactly
+// what they do then; false, packet untouched but for Ethernet padding trimmed, for anything else.
+bool Worker::Impl::wan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint32_t hop) noexcept {
+  if ((hop & RTE_LPM_LOOKUP_SUCCESS) == 0 || (hop & RouteTarget::kLocal) == 0) return false;
+  if (hv.ttl <= 1 || hv.dst4 == 0xffffffffu || (hv.dst4 >> 28) >= 0xe || is_ours(s, hv.dst4)) return false;
+  const auto lan = static_cast<uint8_t>(hop & 0xff);
+  if (lan >= s.ports.size()) return false;
+  const PortInfo& p = s.ports[lan];
+  const uint32_t mask = p.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - p.prefix_len);
+  if ((p.prefix_len < 31 && (hv.dst4 & ~mask) == ~mask) || hv.ip_len > p.mtu) return false;
+  const MacAddr* mac = s.neighbors.lookup(lan, Ipv4{hv.dst4});
+  if (mac == nullptr) return false;
+  const uint32_t want = hv.l3_off + hv.ip_len;
+  if (rte_pktmbuf_data_len(m) > want) rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_data_len(m) - want));
+  send_lan(s, m, hv.l3_off, lan, *mac);
+  return true;
 }
 
 // A sprayed packet: delivered at once when it is the one due (and the ones held behind it
