@@ -33,6 +33,10 @@ TIMEOUT_MS = 1000
 EDGE_LAN = "192.168.10.1"
 SERVICE = "192.168.20.2:8080"
 MGMT_PORT = 2222
+# The check the reload test adds: its first run is one interval after the reload, and the test
+# must see it `unknown` first, after a reload and a `show apps` through scripts/lab (a Python
+# start-up each, a second or more on a loaded machine).
+SSH_INTERVAL_MS = 3000
 ISP_LINKS = (("isp1", "isp1-e"), ("isp2", "isp2-e"), ("isp3", "isp3-e"))
 _counter = iter(range(8800, 8900))
 
@@ -187,9 +191,12 @@ def test_stopped_service_raises_app_failing_then_app_ok(lab):
     lab.wait_apps("ok", 5 * INTERVAL_MS / 1000 + 10)
     bound = 2 * INTERVAL_MS / 1000
     seen = {e["seq"] for e in lab.events("app_failing") + lab.events("app_ok")}
+    # The service stops (starts) somewhere inside `scripts/lab app stop` (start, which waits for
+    # it to listen): the upper bounds run from the end of the call, so that its own time on a
+    # loaded machine is not counted against the checks.
     try:
-        t_stop = time.time()
         assert lab.lab("app", "stop").stdout.strip() == "stopped"
+        t_stop = time.time()
         fails = {}
         deadline = time.monotonic() + bound + 5
         while time.monotonic() < deadline and len(fails) < 2:
@@ -202,8 +209,8 @@ def test_stopped_service_raises_app_failing_then_app_ok(lab):
         apps = lab.apps()
         assert all(a["state"] == "failing" and a["consecutive_failures"] >= 1 for a in apps.values()), apps
     finally:
-        t_start = time.time()
         lab.lab("app", "start")
+        t_start = time.time()
     oks = {}
     deadline = time.monotonic() + bound + 5
     while time.monotonic() < deadline and len(oks) < 2:
@@ -225,16 +232,20 @@ def test_reload_applies_changed_checks_live(lab):
     try:
         cfg = yaml.safe_load(original)
         cfg["apps"] = [a for a in cfg["apps"] if a["name"] == "web-b"] + [
-            {"name": "ssh-b", "type": "tcp", "target": "192.168.20.2:22", "interval_ms": 1000, "timeout_ms": 500}]
+            {"name": "ssh-b", "type": "tcp", "target": "192.168.20.2:22", "interval_ms": SSH_INTERVAL_MS,
+             "timeout_ms": 500}]
         cfg_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        t_reload = time.monotonic()
         r = lab.ctl_json("reload")
         assert r["applied"] and "apps: 2 check(s) -> 2" in r["changes"], r
         after = lab.apps()
+        took = time.monotonic() - t_reload
         assert list(after) == ["web-b", "ssh-b"], after
         assert after["web-b"]["checks"] >= before["web-b"]["checks"], "an unchanged check keeps its figures"
-        assert after["ssh-b"]["state"] == "unknown" and after["ssh-b"]["checks"] == 0, after["ssh-b"]
+        assert after["ssh-b"]["state"] == "unknown" and after["ssh-b"]["checks"] == 0, (
+            f"{took:.2f} s after the reload (its first check is due after {SSH_INTERVAL_MS} ms): {after['ssh-b']}")
         # Nothing listens on lan-b's port 22: the new check fails, refused, within two of its intervals.
-        deadline = time.monotonic() + 2 * 1.0 + 3
+        deadline = time.monotonic() + 2 * SSH_INTERVAL_MS / 1000 + 3
         while time.monotonic() < deadline and lab.apps()["ssh-b"]["state"] != "failing":
             time.sleep(0.1)
         ssh = lab.apps()["ssh-b"]

@@ -215,6 +215,11 @@ def test_counters_move_with_lab_traffic(lab):
         return total(b, name, **labels) - total(a, name, **labels)
 
     lan_rx = delta(e0, e1, "sdwan_port_rx_packets_total", port="lan")
+    # The host port is forwarded like the LAN port (docs/host.md): the edge's app check web-b
+    # (every 10 s, docs/apps.md) is encapsulated too, and counted on port="host".
+    assert any(n == "sdwan_port_rx_packets_total" and ("port", "host") in ls for n, ls in e1), \
+        "no host port counters on the edge's page"
+    host_rx = delta(e0, e1, "sdwan_port_rx_packets_total", port="host")
     enc = delta(e0, e1, "sdwan_encapsulated_packets_total")
     cls_pkts = delta(e0, e1, "sdwan_class_packets_total")
     cls_bytes = delta(e0, e1, "sdwan_class_bytes_total")
@@ -223,7 +228,7 @@ def test_counters_move_with_lab_traffic(lab):
     esp_out = delta(e0, e1, "sdwan_esp_packets_total", direction="out")
     sa_out = delta(e0, e1, "sdwan_sa_packets_total", direction="out")
     dec_hub = delta(h0, h1, "sdwan_decapsulated_packets_total")
-    figures = dict(lan_rx=lan_rx, enc=enc, cls_pkts=cls_pkts, cls_bytes=cls_bytes, path_tx=path_tx,
+    figures = dict(lan_rx=lan_rx, host_rx=host_rx, enc=enc, cls_pkts=cls_pkts, cls_bytes=cls_bytes, path_tx=path_tx,
                    path_tx_bytes=path_tx_bytes, esp_out=esp_out, sa_out=sa_out, dec_hub=dec_hub,
                    iperf_bytes=iperf_bytes)
     for k in ("lan_rx", "enc", "cls_pkts", "path_tx", "esp_out", "sa_out", "dec_hub"):
@@ -231,9 +236,9 @@ def test_counters_move_with_lab_traffic(lab):
     # Inner bytes include the IP and TCP headers iperf3's count leaves out.
     for k in ("cls_bytes", "path_tx_bytes"):
         assert figures[k] >= iperf_bytes, f"{k} grew by less than iperf3 sent: {figures}"
-    # Everything the LAN port took for the hub was encapsulated, give or take ARP and the
-    # odd packet in flight between the two scrapes.
-    assert enc <= lan_rx, figures
+    # Everything the LAN and host ports took for the hub was encapsulated, give or take ARP and
+    # the odd packet in flight between the two scrapes; nothing else was.
+    assert enc <= lan_rx + host_rx, figures
     assert delta(e0, e1, "sdwan_flows_created_total") >= 2, figures  # the ICMP flow and iperf3's
     assert total(e1, "sdwan_auth_failures_total") == 0
     assert total(e1, "sdwan_tunnel_failures_total") == 0

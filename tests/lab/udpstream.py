@@ -19,7 +19,8 @@ namespace (`ip netns exec NS /usr/bin/python3 tests/lab/udpstream.py ...`).
         Accepts TCP connections and discards what they send, until killed.
     tcpflows --dst IP --port P --flows N --sport-base B --seconds S [--rate-bps R] [--rst]
         N TCP connections from source ports B .. B + N - 1 (so their 5-tuples, and so their
-        hash, are the same on every run), each sending R bytes/s in 1 kB writes for S s.
+        hash, are the same on every run), each sending R bytes/s in 1 kB writes for S s;
+        SIGTERM or SIGINT ends them early, the same way.
         --rst closes them with a reset (SO_LINGER 0), leaving no TIME_WAIT on the ports.
         Prints one JSON line: connections made, bytes sent.
 
@@ -265,7 +266,10 @@ def cmd_tcpflows(a: argparse.Namespace) -> int:
     every = max(0.005, 1000 / max(1, a.rate_bps))  # one 1 kB write per connection this often
     start = time.monotonic()
     k = 0
-    while time.monotonic() - start < a.seconds:
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    while not stop and time.monotonic() - start < a.seconds:
         for s in conns:
             try:
                 sent += s.send(chunk)
