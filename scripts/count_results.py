@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """Count individual test cases across meson test runs.
 
-    count_results.py clean DIR...           remove result files a previous run left behind
-    count_results.py count LABEL=DIR...     print failed cases, a line per run, then the total
-    count_results.py targets DIR SUITE...   the ninja targets the tests of those suites need
+    count_results.py clean DIR[,LOGBASE]...         remove result files a previous run left behind
+    count_results.py count LABEL=DIR[,LOGBASE]...   print failed cases, a line per run, then the total
+    count_results.py targets DIR SUITE...           the ninja targets the tests of those suites need
 
-Meson's testlog.json is the list of test programs and their verdicts. A program's cases come
+LOGBASE is the --logbase a `meson test` run was given (default testlog), so several runs of
+one build directory are counted apart. Meson's LOGBASE.json is the list of test programs and
+their verdicts. A program's cases come
 from the JUnit XML that meson builds (it folds in GoogleTest's XML for protocol 'gtest') or,
 for programs that write their own JUnit file (pytest --junitxml=PATH), from that file. A
 program with no per-case results counts as one case. A program that exits non-zero although
@@ -34,10 +36,17 @@ def junitxml_path(command):
     return None
 
 
-def clean(build_dir):
+def split_spec(spec):
+    """DIR[,LOGBASE] -> (DIR, LOGBASE)."""
+    build_dir, _, logbase = spec.partition(",")
+    return build_dir, logbase or "testlog"
+
+
+def clean(spec):
     """Deletes what a crashed run could leave stale: meson's logs and per-test XML files."""
+    build_dir, logbase = split_spec(spec)
     logs = os.path.join(build_dir, "meson-logs")
-    for name in ("testlog.json", "testlog.junit.xml", "testlog.txt"):
+    for name in (logbase + ".json", logbase + ".junit.xml", logbase + ".txt"):
         try:
             os.unlink(os.path.join(logs, name))
         except FileNotFoundError:
@@ -129,20 +138,21 @@ def cases_of(suites):
             yield (f"{cls}.{name}" if cls else name), case_verdict(case), failure_excerpt(case)
 
 
-def count_run(build_dir):
+def count_run(spec):
     """Returns (passed, failed, skipped, [failed or skipped case names])."""
+    build_dir, logbase = split_spec(spec)
     logs = os.path.join(build_dir, "meson-logs")
     passed = failed = skipped = 0
     bad = []
     try:
-        with open(os.path.join(logs, "testlog.json")) as f:
+        with open(os.path.join(logs, logbase + ".json")) as f:
             programs = [json.loads(line) for line in f if line.strip()]
     except (FileNotFoundError, json.JSONDecodeError) as e:
         return 0, 1, 0, [f"no test results in {logs} ({e.__class__.__name__})"]
 
     gtest_suites = {}
     try:
-        root = ET.parse(os.path.join(logs, "testlog.junit.xml")).getroot()
+        root = ET.parse(os.path.join(logs, logbase + ".junit.xml")).getroot()
         names = sorted((p["name"] for p in programs), key=len, reverse=True)
         for suite in root.iter("testsuite"):
             # meson names a folded-in GoogleTest suite "PROJECT.TEST NAME.GTEST SUITE"
