@@ -834,10 +834,10 @@ static void for_each_prefetched(rte_mbuf** pkts, uint16_t n, F&& f) noexcept {
 }
 
 // In stages over the burst ("bursts through every stage"), so the misses of a stage overlap and
-// its code stays hot: parse every packet; hash every flow and look the lot up at once (buckets,
-// then entries, prefetched for all before any is read) and route every destination in one LPM
-// bulk lookup; then send each in order, by lan_fast when its flow is established, else by the
-// general forward().
+// its code stays hot: parse every packet; hash every flow and prefetch its bucket, route every
+// destination in one LPM bulk lookup while they come, then compare the keys of the lot (keys
+// that spilled get their alternative bucket in a second pass); then send each in order, by
+// lan_fast when its flow is established, else by the general forward().
 void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
   HeaderView hv[kBurst];
   rte_mbuf* ok[kBurst];
