@@ -298,7 +298,9 @@ def test_jitter_spreads_rtts_uniformly(wan, baseline_ms):
     standard deviation of n uniform draws has a relative standard error of about
     sqrt(0.8/n)/2 (kurtosis 1.8), 3.2 % for n = 200, so +-15 % is more than 4.5 standard
     errors; a normal distribution with sigma = j would give 10 ms and fail. The range must fill
-    most of the 2j band and stay inside it (plus 2 ms of slack for late release)."""
+    most of the 2j band and stay inside it (plus 2 ms of slack for late release; the README's
+    measurements also show single frames 1 to 5 ms late a few times in 10,000, the vCPU being
+    descheduled, so one sample of the 200 may be up to 6 ms over, never two)."""
     j, d, n = 10.0, 20.0, 200
     wan.set("set", "dir=up", f"delay={d:g}ms", f"jitter={j:g}ms")
     rtts, sent = ping_rtts(wan.ha, HOST_B, n, 0.02)
@@ -311,7 +313,9 @@ def test_jitter_spreads_rtts_uniformly(wan, baseline_ms):
           f"range [{lo:.3f}, {hi:.3f}] ms")
     assert abs(sd - want) <= 0.15 * want, f"RTT sd {sd:.3f} ms, expected {want:.3f} +- 15 %"
     assert abs(mean - d) <= 1.5, f"mean added delay {mean:.3f} ms, expected {d} +- 1.5"
-    assert lo >= d - j - 0.5 and hi <= d + j + 2.0, f"range [{lo:.3f}, {hi:.3f}] ms"
+    second = sorted(rtts)[-2] - baseline_ms
+    assert lo >= d - j - 0.5 and second <= d + j + 2.0 and hi <= d + j + 6.0, \
+        f"range [{lo:.3f}, {hi:.3f}] ms, second largest {second:.3f} ms"
     assert hi - lo >= 1.6 * j, f"range {hi - lo:.3f} ms fills too little of the 2j band"
 
 
