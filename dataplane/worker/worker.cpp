@@ -272,7 +272,11 @@ struct Worker::Impl {
 
   uint32_t poll() noexcept;
   void rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
-  bool lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e, uint32_t hop, uint64_t now) noexcept;
+  bool lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e, uint64_t now) noexcept;
+  // e's path was chosen in snapshot s and its class decides per flow: lan_fast's case.
+  static bool decided(const Snapshot& s, const FlowEntry* e) noexcept {
+    return e != nullptr && e->gen == s.generation && (e->flags & kFlowPerPacket) == 0;
+  }
   void rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
   bool rx_front(rte_mbuf* m, uint8_t port, HeaderView* hv) noexcept;
   bool wan_front(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept;
@@ -857,39 +861,39 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
     keys[i] = flow_key(hv[i]);
     dsts[i] = hv[i].dst4;
   }
-  // The flow cache's miss (one line per lookup) gets the route lookups behind it.
   FlowCache::hash_burst(keys, nk, hashes);
   flows.prefetch_burst(hashes, nk);
-  const rte_lpm* lpm = s.routes != nullptr ? s.routes->raw() : nullptr;
-  if (lpm != nullptr && nk != 0)
-    rte_lpm_lookup_bulk(lpm, dsts, hops, nk);
-  else
-    std::fill_n(hops, nk, 0u);
   FlowEntry* found[kBurst];
   static_assert(kBurst <= FlowCache::kMaxBurst);
   flows.finish_burst(keys, hashes, nk, found);
+  // A flow decided in this snapshot was routed to its path's peer in this snapshot (routes
+  // change only with the generation): only a burst with another packet needs the routes.
+  bool route = false;
+  for (uint16_t i = 0; i < nk; ++i) route |= !decided(s, found[i]);
+  const rte_lpm* lpm = route && s.routes != nullptr ? s.routes->raw() : nullptr;
+  if (lpm != nullptr && nk != 0) rte_lpm_lookup_bulk(lpm, dsts, hops, nk);
   flows_moved = false;
   for (uint16_t i = 0; i < nk; ++i) {
     // An insert may have moved entries since the burst's lookup: look again (the bucket is hot).
     FlowEntry* e = flows_moved ? flows.lookup(keys[i], hashes[i]) : found[i];
-    if (lan_fast(s, ok[i], hv[i], e, hops[i], now)) continue;
+    if (lan_fast(s, ok[i], hv[i], e, now)) continue;
     const FlowHint fh{keys[i], hashes[i], e};
     forward(s, ok[i], hv[i], port, false, now, &fh, lpm != nullptr ? &hops[i] : nullptr);
   }
 }
 
 // forward() and to_peer() for a packet of an established flow: the flow's decision is from this
-// snapshot and its class decides per flow (best, balance), the route is a peer's, and nothing
-// asks for more (TTL above 1, no SYN to clamp, fits the path). Does exactly what they do then,
-// with less looking up; false, packet untouched, for anything else.
-bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e, uint32_t hop,
-                            uint64_t now) noexcept {
-  if (e == nullptr || e->gen != s.generation || (e->flags & kFlowPerPacket) != 0) return false;
-  if ((hop & RTE_LPM_LOOKUP_SUCCESS) == 0 || (hop & RouteTarget::kLocal) != 0) return false;
-  const auto peer = static_cast<uint16_t>(hop & 0xffffff);
-  if (peer >= s.peers.size() || hv.ttl <= 1 || (hv.proto == IPPROTO_TCP && (hv.tcp_flags & kTcpSyn) != 0)) return false;
-  if (hv.dst4 == 0xffffffffu || (hv.dst4 >> 28) >= 0xe || is_ours(s, hv.dst4)) return false;
+// snapshot and its class decides per flow (best, balance), and nothing asks for more (TTL above
+// 1, no SYN to clamp, fits the path). Does exactly what they do then, with less looking up;
+// false, packet untouched, for anything else. No route lookup: the decision was made in this
+// snapshot by to_peer, which forward() reaches only for a destination that is not ours, not a
+// broadcast and routed to a peer, and the snapshot's routes and addresses are what they were
+// then; so the destination still goes to the path's peer.
+bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e, uint64_t now) noexcept {
+  if (!decided(s, e)) return false;
   const PathInfo& p = s.paths[e->path];
+  const uint16_t peer = p.peer;
+  if (peer >= s.peers.size() || hv.ttl <= 1 || (hv.proto == IPPROTO_TCP && (hv.tcp_flags & kTcpSyn) != 0)) return false;
   // A drill on the path (drill_hit) and the MTU are to_peer's to handle.
   if (hv.ip_len > tunnel_max_inner(p.mtu) || p.drill_drop_ppm != 0) return false;
   const uint32_t want = hv.l3_off + hv.ip_len;

@@ -820,6 +820,28 @@ TEST(Worker, APathThatGoesDownInANewSnapshotStopsCarryingTraffic) {
   EXPECT_EQ(p.edge.drops(Drop::kNoPath), 1u);
 }
 
+// An established flow skips the route lookup while its decision is from the snapshot in use
+// (lan_fast): a new snapshot whose routes no longer reach the peer must still stop it.
+TEST(Worker, AnEstablishedFlowFollowsARouteChangeInTheNextSnapshot) {
+  Pair p;
+  for (const char* payload : {"a", "b"}) {
+    inject(p.edge.lan_in, from_a(udp(1, 2, payload)));
+    p.edge.worker->poll_once();
+    ASSERT_TRUE(take(p.edge.up_out)) << payload;
+  }
+  cp::Config cfg = p.edge.cfg;
+  cfg.peers[0].prefixes.clear();
+  p.edge.routes = *cp::build_routes(cfg, 0);
+  p.edge.publish();
+  inject(p.edge.lan_in, from_a(udp(1, 2, "c")));
+  p.edge.worker->poll_once();
+  EXPECT_FALSE(take(p.edge.up_out)) << "the flow's old path is not its route any more";
+  EXPECT_EQ(p.edge.drops(Drop::kNoRoute), 1u);
+  auto r = take(p.edge.lan_out);
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)[34], 3) << "destination unreachable";
+}
+
 TEST(Worker, ProbesAreSentInTheSaReflectedAtOnceAndReportedWithFourTimestamps) {
   Pair p;
   p.edge.topo.probe_interval_ms = 5;
