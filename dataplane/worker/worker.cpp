@@ -893,7 +893,7 @@ bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, Flow
   if (!decided(s, e)) return false;
   const PathInfo& p = s.paths[e->path];
   const uint16_t peer = p.peer;
-  if (peer >= s.peers.size() || hv.ttl <= 1 || (hv.proto == IPPROTO_TCP && (hv.tcp_flags & kTcpSyn) != 0)) return false;
+  if (peer >= kMaxPeers || hv.ttl <= 1 || (hv.proto == IPPROTO_TCP && (hv.tcp_flags & kTcpSyn) != 0)) return false;
   // A drill on the path (drill_hit) and the MTU are to_peer's to handle.
   if (hv.ip_len > tunnel_max_inner(p.mtu) || p.drill_drop_ppm != 0) return false;
   const uint32_t want = hv.l3_off + hv.ip_len;
@@ -925,6 +925,10 @@ void Worker::Impl::rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
 // An uplink accepts only what is addressed to it: ESP in UDP on the overlay port (true: the
 // caller decrypts it in a burst), or ICMP echo; everything else is dropped and counted.
 bool Worker::Impl::wan_front(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept {
+  // What nearly every frame is, ESP in UDP to us, in one look (what the walk below would find).
+  if (m->nb_segs == 1 && ipv4_udp_to(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m),
+                                     s.ports[port].addr.v, s.overlay_port)) [[likely]]
+    return true;
   HeaderView hv;
   if (!rx_front(m, port, &hv)) return false;
   if (hv.dst4 != s.ports[port].addr.v) {
@@ -962,10 +966,11 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
   // Inner packets due for delivery now, in arrival order: delivered as one burst at the end.
   rte_mbuf* out[kBurst];
   uint16_t nout = 0;
+  const size_t n_paths = s.paths.size();
   for (uint16_t i = 0; i < kept; ++i) {
     rte_mbuf* m = pkts[i];
     OverlayHdr ov;
-    if (tags[i] < s.paths.size() && drill_hit(s.paths[tags[i]])) [[unlikely]] {
+    if (tags[i] < n_paths && drill_hit(s.paths[tags[i]])) [[unlikely]] {
       ctr.drill_rx_dropped.add();
       const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
       if (nh[i] == kEspNextOverlay && rte_pktmbuf_data_len(m) >= sizeof(OverlayHdr) &&
@@ -974,7 +979,7 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
       rte_pktmbuf_free(m);
       continue;
     }
-    if (nh[i] == kEspNextOverlay && tags[i] < s.paths.size() && rte_pktmbuf_data_len(m) != 0 &&
+    if (nh[i] == kEspNextOverlay && tags[i] < n_paths && rte_pktmbuf_data_len(m) != 0 &&
         *rte_pktmbuf_mtod(m, const uint8_t*) == (kOverlayVersion << 4 | static_cast<uint8_t>(OverlayType::kProbe))) {
       on_probe(s, m, tags[i], sas[i], now);
       continue;
@@ -987,7 +992,7 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
       path_ctr[tags[i]].rx_pkts.add();
       path_ctr[tags[i]].rx_bytes.add(rte_pktmbuf_pkt_len(m) - kEthLen);
     }
-    if ((ov.flags & (kOverlayDuplicated | kOverlaySprayed)) == 0 || tags[i] >= s.paths.size()) {
+    if ((ov.flags & (kOverlayDuplicated | kOverlaySprayed)) == 0 || tags[i] >= n_paths) {
       out[nout++] = m;
       continue;
     }
@@ -995,7 +1000,7 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
     // packet, or the packets of one spray sequence, may reach different workers: all go to the
     // one that owns their (peer, stream).
     const uint16_t peer = s.paths[tags[i]].peer;
-    const uint16_t owner = stream_owner(peer, ov.stream);
+    const uint16_t owner = cfg.count > 1 ? stream_owner(peer, ov.stream) : cfg.index;
     if (owner != cfg.index && cfg.channels.handoff_to[owner] != nullptr) {
       ho[nho] = Handoff{m, ov.seq, ov.reserved, peer, ov.stream, ov.flags, ov.cls, port};
       ho_to[nho++] = owner;

@@ -168,6 +168,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(er == (verify ? e : e2));
     if (er == ParseError::kOk) FUZZ_CHECK(same_view(ref, verify ? hv : nocheck));
   }
+  // The uplink's one look for ESP agrees with the walk, for the frame's own address and port.
+  if (len >= 38) {
+    const uint32_t dst = be::load32(data + 30);
+    const uint16_t dport = be::load16(data + 36);
+    const bool want = e == ParseError::kOk && hv.l3 == L3::kIpv4 && hv.l3_off == 14 && hv.l4_off == 34 &&
+                      hv.proto == kProtoUdp && !hv.fragment && hv.ip_len >= 28 && hv.dst4 == dst && hv.dport == dport;
+    FUZZ_CHECK(ipv4_udp_to(data, len, dst, dport) == want);
+  }
   if (e == ParseError::kOk) {
     check_view(hv, len);
     FUZZ_CHECK(e2 == ParseError::kOk && same_view(hv, nocheck));

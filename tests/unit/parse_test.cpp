@@ -331,6 +331,7 @@ TEST(ParseFrame, FastPathAgreesWithTheWalk) {
     f[16] = static_cast<uint8_t>(total >> 8);
     f[17] = static_cast<uint8_t>(total);
     if (i % 3 != 0) f[20] = f[21] = 0;  // mostly unfragmented
+    if (i % 5 != 0) f[23] = kProtoUdp;  // mostly UDP, as ipv4_udp_to wants
     if (i % 2 == 0) {  // mostly a good checksum
       f[24] = f[25] = 0;
       const uint16_t c = inet_checksum(f.data() + 14, 20);
@@ -338,7 +339,7 @@ TEST(ParseFrame, FastPathAgreesWithTheWalk) {
     }
     frames.push_back(std::move(f));
   }
-  int fast = 0;
+  int fast = 0, udp_to = 0;
   for (const auto& f : frames) {
     // The checksum verdict is RFC 1071's, as inet_checksum computes it.
     if (f.size() >= 34 && f[12] == 0x08 && f[13] == 0 && f[14] == 0x45) {
@@ -347,6 +348,23 @@ TEST(ParseFrame, FastPathAgreesWithTheWalk) {
       if (total >= 20 && total <= f.size() - 14) {
         EXPECT_EQ(parse_frame(f.data(), static_cast<uint32_t>(f.size()), &v) == ParseError::kBadIpChecksum,
                   inet_checksum(f.data() + 14, 20) != 0);
+      }
+    }
+    // ipv4_udp_to (the uplink's one look for ESP) says yes exactly when the walk finds a whole,
+    // unfragmented, checksummed UDP datagram to that address and port in an untagged,
+    // option-less frame.
+    {
+      HeaderView w;
+      const bool walk_ok = parse_frame_reference(f.data(), static_cast<uint32_t>(f.size()), &w) == kOk;
+      const uint32_t dst = f.size() >= 34 ? uint32_t{f[30]} << 24 | uint32_t{f[31]} << 16 | uint32_t{f[32]} << 8 | f[33] : 0;
+      const uint16_t dport = f.size() >= 38 ? static_cast<uint16_t>(f[36] << 8 | f[37]) : 0;
+      const bool want = walk_ok && w.l3 == L3::kIpv4 && w.l3_off == 14 && w.l4_off == 34 && w.proto == kProtoUdp &&
+                        !w.fragment && w.ip_len >= 28 && w.dst4 == dst && w.dport == dport;
+      ASSERT_EQ(ipv4_udp_to(f.data(), static_cast<uint32_t>(f.size()), dst, dport), want) << "frame of " << f.size();
+      udp_to += want;
+      if (want) {
+        EXPECT_FALSE(ipv4_udp_to(f.data(), static_cast<uint32_t>(f.size()), dst ^ 1, dport));
+        EXPECT_FALSE(ipv4_udp_to(f.data(), static_cast<uint32_t>(f.size()), dst, static_cast<uint16_t>(dport ^ 1)));
       }
     }
     for (const bool verify : {true, false}) {
@@ -365,6 +383,7 @@ TEST(ParseFrame, FastPathAgreesWithTheWalk) {
     }
   }
   EXPECT_GT(fast, 20000) << "the random frames exercised the fast path";
+  EXPECT_GT(udp_to, 5000) << "and ipv4_udp_to's yes";
 }
 
 // Random bytes behind a valid Ethernet/IPv4 or IPv6 start: whatever the verdict, the offsets
