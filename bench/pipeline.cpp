@@ -56,6 +56,7 @@
 #include "control/neighbor/neighbor.hpp"
 #include "control/policy/compiler.hpp"
 #include "control/publish/topology.hpp"
+#include "dataplane/api/ablation.hpp"
 #include "dataplane/api/esp.hpp"
 #include "dataplane/api/worker.hpp"
 #include "dataplane/esp/esp.hpp"
@@ -1006,16 +1007,20 @@ struct Args {
   std::vector<Dir> dirs = {Dir::kLanToWan, Dir::kWanToLan, Dir::kProbeReflect};
   bool testpmd = true;
   bool memory = true;
+  uint32_t ablate = 0;  // dataplane/api/ablation.hpp bits (a -Dbench_ablation=true build only)
 };
 
 void usage() {
   std::puts(
       "bench_pipeline [--seconds S] [--json FILE] [--core N] [--sizes 64,512,1400,imix] [--flows 1,1000000]\n"
       "               [--workers 1,2] [--dirs lan_to_wan,wan_to_lan,probe_refl] [--no-testpmd] [--no-memory]\n"
+      "               [--ablate BITS]\n"
       "The real worker on ring ports, LAN->WAN (parse, classify, flow cache, path choice over 4 paths,\n"
       "overlay, ESP encrypt, TX) and WAN->LAN (ESP decrypt, anti-replay, de-duplication, route, TX), one\n"
       "worker on lcore N and 2 workers (lcore N and another) with the largest flow count, beside raw\n"
-      "AES-256-GCM (intel-ipsec-mb) and dpdk-testpmd io forwarding measured in the same run.");
+      "AES-256-GCM (intel-ipsec-mb) and dpdk-testpmd io forwarding measured in the same run.\n"
+      "--ablate BITS (a build with meson -Dbench_ablation=true only): skip the worker's stages named by\n"
+      "dataplane/api/ablation.hpp, for bench/RESULTS.md's table of what each stage costs.");
 }
 
 std::vector<uint32_t> list(const char* s, bool sizes) {
@@ -1049,6 +1054,7 @@ bool parse_args(int argc, char** argv, Args* a) {
       }
     } else if (k == "--no-testpmd") a->testpmd = false;
     else if (k == "--no-memory") a->memory = false;
+    else if (k == "--ablate" && has) a->ablate = uint32_t(std::strtoul(argv[++i], nullptr, 0));
     else return false;
   }
   for (uint32_t s : a->sizes)
@@ -1085,6 +1091,16 @@ int main_(int argc, char** argv) {
   if (!parse_args(argc, argv, &a)) {
     usage();
     return 2;
+  }
+  if (a.ablate != 0) {
+#if defined(SDWAN_BENCH_ABLATION)
+    dp::g_ablation = a.ablate;
+    std::printf("ABLATION 0x%x: stages skipped (dataplane/api/ablation.hpp); these figures are a cost table, "
+                "not the pipeline's\n", a.ablate);
+#else
+    std::fprintf(stderr, "bench_pipeline: --ablate needs a build with meson -Dbench_ablation=true\n");
+    return 2;
+#endif
   }
   // Hugepages when enough are free for the pool and the flow caches, else --no-huge.
   std::ifstream mi("/proc/meminfo");

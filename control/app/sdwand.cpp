@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "control/app/appliance.hpp"
+#include "dataplane/api/ablation.hpp"
 #include "control/app/log.hpp"
 #include "control/config/config.hpp"
 #include "control/esp/epoch_store.hpp"
@@ -42,6 +43,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"error", "warning", "info", "debug"}));
   app.set_version_flag("--version", std::string("sdwand ") + version());
   CLI11_PARSE(app, argc, argv);
+  if constexpr (sdwan::dp::kAblationBuild) {
+    std::fprintf(stderr, "sdwand: this is a bench_ablation build (meson -Dbench_ablation=true), which can send "
+                         "plaintext; it never carries traffic. Build without that option.\n");
+    return 1;
+  }
 
   if (!check_file.empty()) {
     auto cfg = load_config(check_file);

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include "dataplane/api/ablation.hpp"
 #include "dataplane/esp/esp.hpp"
 #include "dataplane/esp/sa.hpp"
 #include "dataplane/flow/flow_cache.hpp"
@@ -784,6 +785,11 @@ void Worker::Impl::seal(const Snapshot& s, EncQueue& q) noexcept {
   if (q.n == 0) return;
   const PathInfo& p = s.paths[q.path];
   uint16_t kept = 0;
+  if (ablated(kAblateEsp)) [[unlikely]] {  // bench ablation: see ablation.hpp
+    for (uint16_t i = 0; i < q.n; ++i) tx(s, p.port, q.m[i]);
+    q.n = 0;
+    return;
+  }
   if (engine != nullptr && p.sa != nullptr) [[likely]] {
     EspSeqBlock& blk = seq_blk[q.path];
     const bool clean = blk.pkts == 0;
@@ -851,9 +857,17 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
   HeaderView hv[kBurst];
   rte_mbuf* ok[kBurst];
   uint16_t nk = 0;
+  if (ablated(kAblateLanParse)) [[unlikely]] {  // bench ablation: see ablation.hpp
+    for (uint16_t i = 0; i < n; ++i) tx(s, 1, pkts[i]);
+    return;
+  }
   for_each_prefetched<true>(pkts, n, [&](rte_mbuf* m) {
     if (rx_front(m, port, &hv[nk])) ok[nk++] = m;
   });
+  if (ablated(kAblateLanFlow)) [[unlikely]] {
+    for (uint16_t i = 0; i < nk; ++i) tx(s, 1, ok[i]);
+    return;
+  }
   FlowKey keys[kBurst];
   uint32_t hashes[kBurst];
   uint32_t dsts[kBurst], hops[kBurst];
@@ -891,6 +905,10 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
 // then; so the destination still goes to the path's peer.
 bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e, uint64_t now) noexcept {
   if (!decided(s, e)) return false;
+  if (ablated(kAblateLanForward)) [[unlikely]] {
+    tx(s, s.paths[e->path].port, m);
+    return true;
+  }
   const PathInfo& p = s.paths[e->path];
   const uint16_t peer = p.peer;
   if (peer >= kMaxPeers || hv.ttl <= 1 || (hv.proto == IPPROTO_TCP && (hv.tcp_flags & kTcpSyn) != 0)) return false;
@@ -899,16 +917,18 @@ bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, Flow
   const uint32_t want = hv.l3_off + hv.ip_len;
   if (rte_pktmbuf_data_len(m) > want) rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_data_len(m) - want));
   ipv4_ttl_decrement(rte_pktmbuf_mtod(m, uint8_t*) + hv.l3_off);
-  flows.touch(e, now, hv.ip_len);
+  if (!ablated(kAblateTouch)) flows.touch(e, now, hv.ip_len);
   if (!overlay_push(m, hv.l3_off, e->cls, static_cast<uint8_t>(cfg.index), ++peer_seq[peer])) {
     drop(m, Drop::kTooBig);
     return true;
   }
-  ctr.encapsulated.add();
-  ctr.class_pkts[e->cls % kMaxClasses].add();
-  ctr.class_bytes[e->cls % kMaxClasses].add(hv.ip_len);
-  path_ctr[p.id].tx_pkts.add();
-  path_ctr[p.id].tx_bytes.add(hv.ip_len);
+  if (!ablated(kAblateCounters)) [[likely]] {
+    ctr.encapsulated.add();
+    ctr.class_pkts[e->cls % kMaxClasses].add();
+    ctr.class_bytes[e->cls % kMaxClasses].add(hv.ip_len);
+    path_ctr[p.id].tx_pkts.add();
+    path_ctr[p.id].tx_bytes.add(hv.ip_len);
+  }
   to_esp(s, p, m);
   return true;
 }
@@ -916,9 +936,17 @@ bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, Flow
 void Worker::Impl::rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
   rte_mbuf* esp[kBurst];
   uint16_t ne = 0;
+  if (ablated(kAblateWanRx)) [[unlikely]] {  // bench ablation: see ablation.hpp
+    for (uint16_t i = 0; i < n; ++i) tx(s, s.lan_port, pkts[i]);
+    return;
+  }
   for_each_prefetched(pkts, n, [&](rte_mbuf* m) {
     if (wan_front(s, port, m, now)) esp[ne++] = m;
   });
+  if (ablated(kAblateWanFront)) [[unlikely]] {
+    for (uint16_t i = 0; i < ne; ++i) tx(s, s.lan_port, esp[i]);
+    return;
+  }
   if (ne != 0) wan_esp(s, port, esp, ne, now);
 }
 
@@ -960,6 +988,10 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
   else
     esp_ctr.drop(EspDrop::kUnknownSpi, n);
   for (uint16_t i = kept; i < n; ++i) rte_pktmbuf_free(pkts[i]);
+  if (ablated(kAblateWanDecrypt)) [[unlikely]] {  // bench ablation: see ablation.hpp
+    for (uint16_t i = 0; i < kept; ++i) tx(s, s.lan_port, pkts[i]);
+    return;
+  }
   Handoff ho[kBurst];
   uint16_t ho_to[kBurst];
   uint16_t nho = 0;
@@ -1095,6 +1127,10 @@ void Worker::Impl::deliver(const Snapshot& s, rte_mbuf* m, uint8_t port, uint64_
 // one LPM bulk lookup, then send each by wan_fast when it goes to a LAN port, else by the general
 // forward() with its route.
 void Worker::Impl::deliver_burst(const Snapshot& s, rte_mbuf** pkts, uint16_t n, uint8_t port, uint64_t now) noexcept {
+  if (ablated(kAblateWanOverlay)) [[unlikely]] {  // bench ablation: see ablation.hpp
+    for (uint16_t i = 0; i < n; ++i) tx(s, s.lan_port, pkts[i]);
+    return;
+  }
   HeaderView hv[kBurst];
   rte_mbuf* ok[kBurst];
   uint32_t dsts[kBurst], hops[kBurst];
@@ -1114,6 +1150,10 @@ void Worker::Impl::deliver_burst(const Snapshot& s, rte_mbuf** pkts, uint16_t n,
     ok[nk++] = m;
   }
   ctr.decapsulated.add(nk);
+  if (ablated(kAblateWanParse)) [[unlikely]] {
+    for (uint16_t i = 0; i < nk; ++i) tx(s, s.lan_port, ok[i]);
+    return;
+  }
   const rte_lpm* lpm = s.routes != nullptr ? s.routes->raw() : nullptr;
   if (lpm != nullptr && nk != 0)
     rte_lpm_lookup_bulk(lpm, dsts, hops, nk);
