@@ -33,6 +33,11 @@ namespace sdwan::dp {
 namespace {
 
 constexpr uint16_t kBurst = 32;
+// A queue whose burst came full is read again while the poll has moved fewer packets than
+// this: the poll's fixed work (timers, flushes, expiry, the quiescent state) is shared by up to
+// four bursts under load, and a poll still ends after at most kPollBudget + one burst per
+// queue, which bounds how stale its timestamp gets (probe times are taken per poll).
+constexpr uint32_t kPollBudget = 128;
 constexpr uint16_t kTxBuf = 64;
 constexpr uint32_t kPrefetchAhead = 3;
 constexpr uint32_t kControlTxPerPoll = 32;
@@ -1448,19 +1453,22 @@ uint32_t Worker::Impl::poll() noexcept {
   for (const RxQueue& q : cfg.rx) {
     if (q.port >= s->ports.size()) continue;
     const PortInfo& pi = s->ports[q.port];
-    const uint16_t n = rte_eth_rx_burst(pi.port_id, q.queue, pkts, kBurst);
-    if (n == 0) continue;
-    uint64_t bytes = 0;
-    for (uint16_t i = 0; i < n; ++i) bytes += rte_pktmbuf_pkt_len(pkts[i]);
-    ctr.ports[q.port].rx_pkts.add(n);
-    ctr.ports[q.port].rx_bytes.add(bytes);
-    // The host port's packets are the host stack's, forwarded like the LAN's (route -> LAN or
-    // ESP to a peer): nothing but an uplink's goes through rx_wan.
-    if (pi.role == PortRole::kUplink)
-      rx_wan(*s, q.port, pkts, n, now);
-    else
-      rx_lan(*s, q.port, pkts, n, now);
-    moved += n;
+    for (;;) {
+      const uint16_t n = rte_eth_rx_burst(pi.port_id, q.queue, pkts, kBurst);
+      if (n == 0) break;
+      uint64_t bytes = 0;
+      for (uint16_t i = 0; i < n; ++i) bytes += rte_pktmbuf_pkt_len(pkts[i]);
+      ctr.ports[q.port].rx_pkts.add(n);
+      ctr.ports[q.port].rx_bytes.add(bytes);
+      // The host port's packets are the host stack's, forwarded like the LAN's (route -> LAN or
+      // ESP to a peer): nothing but an uplink's goes through rx_wan.
+      if (pi.role == PortRole::kUplink)
+        rx_wan(*s, q.port, pkts, n, now);
+      else
+        rx_lan(*s, q.port, pkts, n, now);
+      moved += n;
+      if (n < kBurst || moved >= kPollBudget) break;
+    }
   }
   if (cfg.count > 1) moved += handoff_receive(*s, now);
   if (n_parked != 0) release_parked(*s, now);

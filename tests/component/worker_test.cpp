@@ -820,6 +820,23 @@ TEST(Worker, APathThatGoesDownInANewSnapshotStopsCarryingTraffic) {
   EXPECT_EQ(p.edge.drops(Drop::kNoPath), 1u);
 }
 
+// Under load a poll reads a queue again while its bursts come full, up to 128 packets, so the
+// poll's fixed work is shared; then it ends, so its timestamp (probe times) stays fresh.
+TEST(Worker, APollTakesFullBurstsUpToItsBudgetAndNoMore) {
+  Pair p;
+  for (int i = 0; i < 100; ++i) inject(p.edge.lan_in, from_a(udp(1, 2, "x")));
+  EXPECT_EQ(p.edge.worker->poll_once(), 100u) << "32 + 32 + 32 + 4: every full burst read again";
+  for (int i = 0; i < 300; ++i) inject(p.edge.lan_in, from_a(udp(1, 2, "y")));
+  EXPECT_EQ(p.edge.worker->poll_once(), 128u) << "the budget";
+  EXPECT_EQ(rte_ring_count(p.edge.lan_in), 172u);
+  uint32_t moved = 0;
+  for (int i = 0; i < 4 && moved < 172; ++i) moved += p.edge.worker->poll_once();
+  EXPECT_EQ(moved, 172u);
+  int sent = 0;
+  while (take(p.edge.up_out)) ++sent;
+  EXPECT_EQ(sent, 400) << "every packet encrypted and sent";
+}
+
 // An established flow skips the route lookup while its decision is from the snapshot in use
 // (lan_fast): a new snapshot whose routes no longer reach the peer must still stop it.
 TEST(Worker, AnEstablishedFlowFollowsARouteChangeInTheNextSnapshot) {
