@@ -10,12 +10,12 @@
 #include <vector>
 
 #include "control/app/appliance.hpp"
-#include "dataplane/api/ablation.hpp"
 #include "control/app/log.hpp"
 #include "control/config/config.hpp"
 #include "control/esp/epoch_store.hpp"
 #include "control/esp/keys.hpp"
 #include "control/events/event_bus.hpp"
+#include "dataplane/api/ablation.hpp"
 
 namespace {
 
