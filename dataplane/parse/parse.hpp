@@ -109,10 +109,10 @@ static_assert(sizeof(HeaderView) == 64, "HeaderView is meant to fill one cache l
 /// fields, so a caller may take this as its answer and leave anything else to parse_frame;
 /// one look at fixed offsets instead of the view parse_frame fills.
 inline bool ipv4_udp_to(const uint8_t* frame, uint32_t len, uint32_t dst, uint16_t dport) noexcept {
-  if (len < 14 + 20 + 8 || be::load16(frame + 12) != 0x0800) return false;
+  if (len < 14 + 20 + 8 || be::load16(frame + 12) != kEtherIpv4) return false;
   const uint8_t* ip = frame + 14;
   const uint32_t total = be::load16(ip + 2);
-  return ip[0] == 0x45 && ip[9] == 17 && (be::load16(ip + 6) & 0x3fff) == 0 && total >= 28 && total <= len - 14 &&
+  return ip[0] == 0x45 && ip[9] == kProtoUdp && (be::load16(ip + 6) & 0x3fff) == 0 && total >= 28 && total <= len - 14 &&
          be::load32(ip + 16) == dst && be::load16(ip + 22) == dport && ipv4_checksum20_ok(ip);
 }
 

@@ -302,6 +302,7 @@ struct Worker::Impl {
   // copies of a packet, and every packet of a spray sequence, meet in one window and one buffer
   // whichever workers decrypted them. Keyed like dedup_slot (the stream's low bits).
   uint16_t stream_owner(uint16_t peer, uint8_t stream) const noexcept {
+    if (cfg.count <= 1) return cfg.index;  // one worker owns every stream: no hash per packet
     const uint32_t key = uint32_t{peer} * kDedupStreams + (stream & (kDedupStreams - 1));
     return static_cast<uint16_t>((uint64_t{key * 0x9E3779B1u} * cfg.count) >> 32);
   }
@@ -854,10 +855,11 @@ static void for_each_prefetched(rte_mbuf** pkts, uint16_t n, F&& f) noexcept {
 }
 
 // In stages over the burst ("bursts through every stage"), so the misses of a stage overlap and
-// its code stays hot: parse every packet; hash every flow and prefetch its bucket, route every
-// destination in one LPM bulk lookup while they come, then compare the keys of the lot (keys
-// that spilled get their alternative bucket in a second pass); then send each in order, by
-// lan_fast when its flow is established, else by the general forward().
+// its code stays hot: parse every packet; hash every flow and prefetch its bucket, then compare
+// the keys of the lot (keys that spilled get their alternative bucket in a second pass); route
+// every destination in one LPM bulk lookup only when some packet's flow is not decided in this
+// snapshot; then send each in order, by lan_fast when its flow is established, else by the
+// general forward().
 void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
   HeaderView hv[kBurst];
   rte_mbuf* ok[kBurst];
@@ -876,10 +878,7 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
   FlowKey keys[kBurst];
   uint32_t hashes[kBurst];
   uint32_t dsts[kBurst], hops[kBurst];
-  for (uint16_t i = 0; i < nk; ++i) {
-    keys[i] = flow_key(hv[i]);
-    dsts[i] = hv[i].dst4;
-  }
+  for (uint16_t i = 0; i < nk; ++i) keys[i] = flow_key(hv[i]);
   FlowCache::hash_burst(keys, nk, hashes);
   flows.prefetch_burst(hashes, nk);
   FlowEntry* found[kBurst];
@@ -890,7 +889,10 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
   bool route = false;
   for (uint16_t i = 0; i < nk; ++i) route |= !decided(s, found[i]);
   const rte_lpm* lpm = route && s.routes != nullptr ? s.routes->raw() : nullptr;
-  if (lpm != nullptr && nk != 0) rte_lpm_lookup_bulk(lpm, dsts, hops, nk);
+  if (lpm != nullptr) {
+    for (uint16_t i = 0; i < nk; ++i) dsts[i] = hv[i].dst4;
+    rte_lpm_lookup_bulk(lpm, dsts, hops, nk);
+  }
   flows_moved = false;
   for (uint16_t i = 0; i < nk; ++i) {
     // An insert may have moved entries since the burst's lookup: look again (the bucket is hot).
@@ -1037,7 +1039,7 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
     // packet, or the packets of one spray sequence, may reach different workers: all go to the
     // one that owns their (peer, stream).
     const uint16_t peer = s.paths[tags[i]].peer;
-    const uint16_t owner = cfg.count > 1 ? stream_owner(peer, ov.stream) : cfg.index;
+    const uint16_t owner = stream_owner(peer, ov.stream);
     if (owner != cfg.index && cfg.channels.handoff_to[owner] != nullptr) {
       ho[nho] = Handoff{m, ov.seq, ov.reserved, peer, ov.stream, ov.flags, ov.cls, port};
       ho_to[nho++] = owner;
