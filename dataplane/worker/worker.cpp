@@ -33,10 +33,13 @@ namespace sdwan::dp {
 namespace {
 
 constexpr uint16_t kBurst = 32;
-// A queue whose burst came full is read again while the poll has moved fewer packets than
-// this: the poll's fixed work (timers, flushes, expiry, the quiescent state) is shared by up to
-// four bursts under load, and a poll still ends after at most kPollBudget + one burst per
-// queue, which bounds how stale its timestamp gets (probe times are taken per poll).
+// Under load a poll reads its queues in rounds, each round one burst from every queue whose last
+// burst came full, until a round ends with this many packets taken: the poll's fixed work
+// (timers, flushes, expiry, the quiescent state) is shared by up to four bursts, the loaded
+// queues get equal shares (a first budget of the first queue's starved the others, and
+// reordered four paths' traffic beyond the de-duplication window), and a poll still ends after
+// at most kPollBudget + one burst per queue, which bounds how stale its timestamp gets (probe
+// times are taken per poll).
 constexpr uint32_t kPollBudget = 128;
 constexpr uint16_t kTxBuf = 64;
 constexpr uint32_t kPrefetchAhead = 3;
@@ -1452,12 +1455,19 @@ uint32_t Worker::Impl::poll() noexcept {
   }
 
   rte_mbuf* pkts[kBurst];
-  for (const RxQueue& q : cfg.rx) {
-    if (q.port >= s->ports.size()) continue;
-    const PortInfo& pi = s->ports[q.port];
-    for (;;) {
+  // Queues whose last burst came full: read again in the next round. Queues past the 64th
+  // (never in a real set-up) are read in the first round only.
+  uint64_t again = 0;
+  for (uint32_t round = 0, rx_moved = 0; round == 0 || (again != 0 && rx_moved < kPollBudget); ++round) {
+    const uint64_t want = again;
+    again = 0;
+    for (size_t qi = 0; qi < cfg.rx.size(); ++qi) {
+      if (round != 0 && (qi >= 64 || (want >> qi & 1) == 0)) continue;
+      const RxQueue& q = cfg.rx[qi];
+      if (q.port >= s->ports.size()) continue;
+      const PortInfo& pi = s->ports[q.port];
       const uint16_t n = rte_eth_rx_burst(pi.port_id, q.queue, pkts, kBurst);
-      if (n == 0) break;
+      if (n == 0) continue;
       uint64_t bytes = 0;
       for (uint16_t i = 0; i < n; ++i) bytes += rte_pktmbuf_pkt_len(pkts[i]);
       ctr.ports[q.port].rx_pkts.add(n);
@@ -1469,7 +1479,8 @@ uint32_t Worker::Impl::poll() noexcept {
       else
         rx_lan(*s, q.port, pkts, n, now);
       moved += n;
-      if (n < kBurst || moved >= kPollBudget) break;
+      rx_moved += n;
+      if (n == kBurst && qi < 64) again |= uint64_t{1} << qi;
     }
   }
   if (cfg.count > 1) moved += handoff_receive(*s, now);

@@ -837,6 +837,20 @@ TEST(Worker, APollTakesFullBurstsUpToItsBudgetAndNoMore) {
   EXPECT_EQ(sent, 400) << "every packet encrypted and sent";
 }
 
+// Loaded queues share the budget equally: a poll reads them in rounds, a burst from each, so a
+// queue read later in the poll is not starved by the first (with four uplinks, that reordered
+// the paths' traffic beyond the de-duplication window).
+TEST(Worker, EveryLoadedQueueGetsTheSameBudgetInAPoll) {
+  Pair p;
+  for (int i = 0; i < 300; ++i) inject(p.edge.lan_in, from_a(udp(1, 2, "x")));
+  const Bytes stray = eth_ipv4(p.edge.up_mac(), kIspE, ip("10.1.1.2"), ip("10.1.0.99"), udp(1, 2, "z"));
+  for (int i = 0; i < 300; ++i) inject(p.edge.up_in, stray);
+  EXPECT_EQ(p.edge.worker->poll_once(), 128u) << "two rounds of a burst from each queue";
+  EXPECT_EQ(rte_ring_count(p.edge.lan_in), 236u);
+  EXPECT_EQ(rte_ring_count(p.edge.up_in), 236u) << "the uplink, read second, had the same share";
+  EXPECT_EQ(p.edge.drops(Drop::kNotForUs), 64u);
+}
+
 // An established flow skips the route lookup while its decision is from the snapshot in use
 // (lan_fast): a new snapshot whose routes no longer reach the peer must still stop it.
 TEST(Worker, AnEstablishedFlowFollowsARouteChangeInTheNextSnapshot) {
