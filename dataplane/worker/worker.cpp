@@ -36,8 +36,8 @@ constexpr uint16_t kBurst = 32;
 // Under load a poll reads its queues in rounds, each round one burst from every queue whose last
 // burst came full, until a round ends with this many packets taken: the poll's fixed work
 // (timers, flushes, expiry, the quiescent state) is shared by up to four bursts, the loaded
-// queues get equal shares (a first budget of the first queue's starved the others, and
-// reordered four paths' traffic beyond the de-duplication window), and a poll still ends after
+// queues get equal shares (a budget spent queue by queue let the first loaded queue starve the
+// others, reordering four paths' traffic beyond the de-duplication window), and a poll ends after
 // at most kPollBudget + one burst per queue, which bounds how stale its timestamp gets (probe
 // times are taken per poll).
 constexpr uint32_t kPollBudget = 128;
