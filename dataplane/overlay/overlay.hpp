@@ -65,12 +65,11 @@ inline bool overlay_push(rte_mbuf* m, uint16_t l3_off, uint8_t cls, uint8_t stre
   return true;
 }
 
-/// Takes a decrypted payload that starts with the overlay header: checks version, type and the
-/// inner IP version, then replaces the overlay header with a blank Ethernet header (type IPv4
-/// or IPv6, MACs zero) so the frame parses like one from the LAN. False (mbuf untouched) if
-/// malformed.
+/// Reads the overlay header in front of a decrypted payload into out: true when it is one of
+/// ours (one segment, version, type data, an IPv4 or IPv6 packet behind it, room for the
+/// Ethernet header overlay_pull writes). Leaves m alone.
 /// Inline: every packet from a peer takes it.
-inline bool overlay_pull(rte_mbuf* m, OverlayHdr* out) noexcept {
+inline bool overlay_peek(const rte_mbuf* m, OverlayHdr* out) noexcept {
   const uint32_t len = rte_pktmbuf_data_len(m);
   if (m->nb_segs != 1 || len < sizeof(OverlayHdr) + 1 || rte_pktmbuf_headroom(m) + sizeof(OverlayHdr) < kEthLen)
     return false;
@@ -90,12 +89,28 @@ inline bool overlay_pull(rte_mbuf* m, OverlayHdr* out) noexcept {
   std::memcpy(&seq, base + 8, 8);
   out->reserved = rte_be_to_cpu_32(reserved);
   out->seq = rte_be_to_cpu_64(seq);
+  return true;
+}
+
+/// Replaces the overlay header overlay_peek accepted with a blank Ethernet header (type IPv4 or
+/// IPv6, MACs zero), so the frame parses like one from the LAN.
+inline void overlay_strip(rte_mbuf* m) noexcept {
+  const auto* base = rte_pktmbuf_mtod(m, const uint8_t*);
+  const bool v4 = base[sizeof(OverlayHdr)] >> 4 == 4;
   m->data_off = static_cast<uint16_t>(m->data_off + sizeof(OverlayHdr) - kEthLen);
-  m->data_len = static_cast<uint16_t>(len - sizeof(OverlayHdr) + kEthLen);
+  m->data_len = static_cast<uint16_t>(m->data_len - sizeof(OverlayHdr) + kEthLen);
   m->pkt_len = m->data_len;
   auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
   std::memset(eth, 0, 12);
-  eth->ether_type = rte_cpu_to_be_16(ver == 4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6);
+  eth->ether_type = rte_cpu_to_be_16(v4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6);
+}
+
+/// Takes a decrypted payload that starts with the overlay header: checks version, type and the
+/// inner IP version (overlay_peek), then replaces the overlay header with a blank Ethernet
+/// header (overlay_strip). False (mbuf untouched) if malformed.
+inline bool overlay_pull(rte_mbuf* m, OverlayHdr* out) noexcept {
+  if (!overlay_peek(m, out)) return false;
+  overlay_strip(m);
   return true;
 }
 

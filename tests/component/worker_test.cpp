@@ -554,38 +554,112 @@ TEST(Worker, CleartextAndStrangersOnTheUplinkAreDropped) {
   EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
 }
 
+// What the edge's worker would send the hub, built by hand: payload (an overlay header and an
+// inner packet, or anything) sealed with the edge -> hub SA under next header nh. One sealer a
+// test, so its sequence numbers count up.
+struct EdgeSealer {
+  decltype(dp::CryptoEngine::create()) eng = dp::CryptoEngine::create();
+  std::unique_ptr<dp::OutboundSa> sa;
+  explicit EdgeSealer(Pair& p) {
+    uint8_t key[32], salt[4];
+    std::memset(key, 0x11, 32);
+    std::memset(salt, 0x11, 4);
+    dp::EspPath path{kIspH, p.hub.up_mac(), ip("10.1.0.2"), ip("10.1.1.2"), 4500, 4500, 1500};
+    sa = std::make_unique<dp::OutboundSa>(**eng, kSpiEdgeToHub, key, salt, true, ~uint64_t{0}, path);
+  }
+  Bytes seal(const Bytes& payload, uint8_t nh = dp::kEspNextOverlay) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool());
+    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(payload.size())), payload.data(), payload.size());
+    dp::EspCounters ec;
+    rte_mbuf* one[1] = {m};
+    EXPECT_EQ(dp::esp_encrypt_burst(**eng, *sa, std::span<rte_mbuf*>(one, 1), nh, ec), 1);
+    Bytes f(rte_pktmbuf_pkt_len(m));
+    std::memcpy(f.data(), rte_pktmbuf_mtod(m, uint8_t*), f.size());
+    rte_pktmbuf_free(m);
+    return f;
+  }
+  // A data packet's overlay header (class 0, stream 0, no flags, sequence seq) and the IP packet
+  // of frame (its Ethernet header left off).
+  static Bytes overlay(const Bytes& frame, uint64_t seq) {
+    Bytes b(16, 0);
+    b[0] = dp::kOverlayVersion << 4;
+    for (int i = 0; i < 8; ++i) b[8 + i] = static_cast<uint8_t>(seq >> (56 - 8 * i));
+    b.insert(b.end(), frame.begin() + 14, frame.end());
+    return b;
+  }
+};
+
 TEST(Worker, AVerifiedPacketWithABadOverlayIsDropped) {
   Pair p;
-  auto eng = dp::CryptoEngine::create();
-  ASSERT_TRUE(eng);
-  uint8_t key[32], salt[4];
-  std::memset(key, 0x11, 32);
-  std::memset(salt, 0x11, 4);
-  dp::EspPath path{kIspH, p.hub.up_mac(), ip("10.1.0.2"), ip("10.1.1.2"), 4500, 4500, 1500};
-  dp::OutboundSa sa(**eng, kSpiEdgeToHub, key, salt, true, ~uint64_t{0}, path);
+  EdgeSealer edge(p);
+  ASSERT_TRUE(edge.eng);
   struct Case {
     uint8_t nh;
     uint8_t first;
   } cases[] = {{dp::kEspNextIpv4, 0x45}, {dp::kEspNextOverlay, 0x21}};  // inner IPv4 without overlay; overlay version 2
   for (const auto& c : cases) {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool());
-    const Bytes inner = from_a(udp(1, 2, "x"));
-    Bytes payload(16, 0);
-    payload.insert(payload.end(), inner.begin() + 14, inner.end());
+    Bytes payload = EdgeSealer::overlay(from_a(udp(1, 2, "x")), 1);
     payload[0] = c.first;
-    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(payload.size())), payload.data(), payload.size());
-    dp::EspCounters ec;
-    rte_mbuf* one[1] = {m};
-    ASSERT_EQ(dp::esp_encrypt_burst(**eng, sa, std::span<rte_mbuf*>(one, 1), c.nh, ec), 1);
-    Bytes f(rte_pktmbuf_pkt_len(m));
-    std::memcpy(f.data(), rte_pktmbuf_mtod(m, uint8_t*), f.size());
-    rte_pktmbuf_free(m);
-    inject(p.hub.up_in, f);
+    inject(p.hub.up_in, edge.seal(payload, c.nh));
   }
   p.hub.worker->poll_once();
   EXPECT_EQ(p.hub.worker->esp_counters().dec_pkts.load(), 2u) << "both verified";
   EXPECT_EQ(p.hub.drops(Drop::kBadOverlay), 2u);
   EXPECT_FALSE(take(p.hub.lan_out));
+}
+
+// Most inner packets take the worker's one-look delivery; the rest (IP options, a bad checksum,
+// padding behind the packet, an unresolved host) the general one. In one burst, each still gets
+// what the general path gives it, and what reaches the LAN keeps the order it came in.
+TEST(Worker, InnerPacketsOfOneBurstKeepTheirOrderWhicheverDeliveryTheyTake) {
+  Pair p;
+  EdgeSealer edge(p);
+  ASSERT_TRUE(edge.eng);
+  uint64_t seq = 0;
+  auto send = [&](const Bytes& payload) { inject(p.hub.up_in, edge.seal(payload)); };
+  auto plain = [&](const char* tag) { return EdgeSealer::overlay(from_a(udp(1, 2, tag)), ++seq); };
+  send(plain("p0"));
+  {  // p1: a 4-byte options field (three NOPs, end of list)
+    Bytes f = from_a(udp(1, 2, "p1"));
+    const Bytes opt{1, 1, 1, 0};
+    f.insert(f.begin() + 34, opt.begin(), opt.end());
+    f[14] = 0x46;
+    put16(f, 16, static_cast<uint16_t>(get16(f, 16) + 4));
+    put16(f, 24, 0);
+    const uint16_t c = dp::inet_checksum(f.data() + 14, 24);
+    std::memcpy(f.data() + 24, &c, 2);
+    send(EdgeSealer::overlay(f, ++seq));
+  }
+  send(plain("p2"));
+  {  // a bad inner header checksum: dropped
+    Bytes b = plain("xx");
+    b[16 + 10] ^= 0x40;
+    send(b);
+  }
+  {  // p4: three bytes behind the IP packet, left off on the LAN
+    Bytes b = plain("p4");
+    b.insert(b.end(), {0xde, 0xad, 0xbe});
+    send(b);
+  }
+  send(EdgeSealer::overlay(from_a(udp(1, 2, "p5"), {}, "192.168.20.77"), ++seq));  // unresolved: parked
+  send(plain("p6"));
+  p.hub.worker->poll_once();
+  EXPECT_EQ(p.hub.drops(Drop::kBadIpChecksum), 1u);
+  EXPECT_EQ(p.hub.worker->counters().arp_parked.load(), 1u);
+  EXPECT_EQ(p.hub.worker->counters().decapsulated.load(), 6u) << "all but the bad checksum";
+  for (const char* want : {"p0", "p1", "p2", "p4", "p6"}) {
+    auto got = take(p.hub.lan_out);
+    ASSERT_TRUE(got) << want;
+    EXPECT_EQ(0, std::memcmp(got->data(), kHostB.b.data(), 6)) << want;
+    EXPECT_EQ(0, std::memcmp(got->data() + 6, p.hub.lan_mac().b.data(), 6)) << want;
+    EXPECT_EQ(get16(*got, 12), 0x0800) << want;
+    EXPECT_EQ(got->size(), 14u + get16(*got, 16)) << want << ": the frame ends with its IP packet";
+    EXPECT_EQ(0, std::memcmp(got->data() + got->size() - 2, want, 2)) << want;
+    EXPECT_EQ((*got)[14 + 8], 63) << want << ": TTL decremented once";
+    EXPECT_TRUE(ipv4_checksum_ok(*got, 14)) << want;
+  }
+  EXPECT_FALSE(take(p.hub.lan_out));
+  EXPECT_EQ(p.hub.worker->path_counters()[0].rx_pkts.load(), 7u) << "each counted on its path";
 }
 
 TEST(Worker, ArpForOurAddressIsAnsweredThroughControl) {
