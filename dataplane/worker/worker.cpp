@@ -955,8 +955,16 @@ void Worker::Impl::rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
     for (uint16_t i = 0; i < n; ++i) tx(s, s.lan_port, pkts[i]);
     return;
   }
+  const uint32_t addr = s.ports[port].addr.v;
+  const uint16_t overlay_port = s.overlay_port;
   for_each_prefetched(pkts, n, [&](rte_mbuf* m) {
-    if (wan_front(s, port, m, now)) esp[ne++] = m;
+    // What nearly every frame is, ESP in UDP to us, in one look (what wan_front's walk would
+    // find); here rather than in wan_front, whose call cost ~3 cycles a packet.
+    if (m->nb_segs == 1 && ipv4_udp_to(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), addr,
+                                       overlay_port)) [[likely]]
+      esp[ne++] = m;
+    else if (wan_front(s, port, m, now))
+      esp[ne++] = m;
   });
   if (ablated(kAblateWanFront)) [[unlikely]] {
     for (uint16_t i = 0; i < ne; ++i) tx(s, s.lan_port, esp[i]);
@@ -966,12 +974,9 @@ void Worker::Impl::rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
 }
 
 // An uplink accepts only what is addressed to it: ESP in UDP on the overlay port (true: the
-// caller decrypts it in a burst), or ICMP echo; everything else is dropped and counted.
+// caller decrypts it in a burst), or ICMP echo; everything else is dropped and counted. For the
+// frames rx_wan's first look (ipv4_udp_to) did not take.
 bool Worker::Impl::wan_front(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept {
-  // What nearly every frame is, ESP in UDP to us, in one look (what the walk below would find).
-  if (m->nb_segs == 1 && ipv4_udp_to(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m),
-                                     s.ports[port].addr.v, s.overlay_port)) [[likely]]
-    return true;
   HeaderView hv;
   if (!rx_front(m, port, &hv)) return false;
   if (hv.dst4 != s.ports[port].addr.v) {
@@ -1017,6 +1022,16 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
   // Inner packets sent by the fused path (wan_inner_hop), counted once a burst.
   uint32_t nfast = 0;
   const bool fast_wan = !ablated(kAblateWanOverlay | kAblateWanParse);  // the ablation needs deliver_burst
+  // A path's received packets and bytes, added once a run of its packets (a burst is mostly one
+  // path's) rather than once a packet.
+  uint32_t run_path = kMaxPaths;
+  uint64_t run_pkts = 0, run_bytes = 0;
+  const auto flush_run = [&] {
+    if (run_pkts == 0) return;
+    path_ctr[run_path].rx_pkts.add(run_pkts);
+    path_ctr[run_path].rx_bytes.add(run_bytes);
+    run_pkts = run_bytes = 0;
+  };
   for (uint16_t i = 0; i < kept; ++i) {
     rte_mbuf* m = pkts[i];
     OverlayHdr ov;
@@ -1039,8 +1054,12 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
       continue;
     }
     if (tags[i] < kMaxPaths) {
-      path_ctr[tags[i]].rx_pkts.add();
-      path_ctr[tags[i]].rx_bytes.add(rte_pktmbuf_data_len(m) - sizeof(OverlayHdr));
+      if (tags[i] != run_path) {
+        flush_run();
+        run_path = tags[i];
+      }
+      ++run_pkts;
+      run_bytes += rte_pktmbuf_data_len(m) - sizeof(OverlayHdr);
     }
     if (tags[i] >= n_paths) {
       overlay_strip(m);
@@ -1080,6 +1099,7 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
     }
     if (sequenced(s, m, peer, ov, port, now)) out[nout++] = m;
   }
+  flush_run();
   ctr.decapsulated.add(nfast);
   if (nho != 0) handoff_send(ho, ho_to, nho);
   if (nout != 0) deliver_burst(s, out, nout, port, now);
