@@ -778,7 +778,9 @@ bool Worker::Impl::dedup_seen(uint16_t peer, uint8_t stream, uint64_t seq) noexc
 
 // Queues m (overlay header in front) for p's next encrypt burst. Bursts go out when full, when
 // the slots run out and at the end of every poll, always before the snapshot is released.
-void Worker::Impl::to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m) noexcept {
+// Inlined, as are rx_front and lan_fast: every LAN packet takes all three, and out of line their
+// calls cost LAN->WAN ~10 cycles a packet at 64 bytes (measured).
+[[gnu::always_inline]] inline void Worker::Impl::to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m) noexcept {
   EncQueue* q = nullptr;
   for (uint32_t i = 0; i < n_encq; ++i)
     if (encq[i].path == p.id) {
@@ -825,7 +827,7 @@ void Worker::Impl::seal_all(const Snapshot& s) noexcept {
 
 // The front both RX paths share: one segment, parsed, ARP to control, IPv4 only. False when
 // the packet was consumed (dropped and counted, or handed to control).
-bool Worker::Impl::rx_front(rte_mbuf* m, uint8_t port, HeaderView* hv) noexcept {
+[[gnu::always_inline]] inline bool Worker::Impl::rx_front(rte_mbuf* m, uint8_t port, HeaderView* hv) noexcept {
   if (m->nb_segs != 1) {
     drop(m, Drop::kTooBig);
     return false;
@@ -918,7 +920,8 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
 // snapshot by to_peer, which forward() reaches only for a destination that is not ours, not a
 // broadcast and routed to a peer, and the snapshot's routes and addresses are what they were
 // then; so the destination still goes to the path's peer.
-bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e, uint64_t now) noexcept {
+[[gnu::always_inline]] inline bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e,
+                                                          uint64_t now) noexcept {
   if (!decided(s, e)) return false;
   if (ablated(kAblateLanForward)) [[unlikely]] {
     tx(s, s.paths[e->path].port, m);
