@@ -297,8 +297,16 @@ struct Worker::Impl {
   bool wan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint32_t hop) noexcept;
   const MacAddr* lan_hop(const Snapshot& s, uint32_t dst, uint8_t ttl, uint32_t ip_len, uint32_t hop,
                          uint8_t* lan) const noexcept;
-  const MacAddr* wan_inner_hop(const Snapshot& s, const rte_mbuf* m, const OverlayHdr& ov, uint16_t peer, uint8_t* lan,
-                               uint32_t* total) const noexcept;
+  // wan_inner_hop's answer for the burst's last destination: consecutive packets mostly share one.
+  struct LastHop {
+    uint32_t dst = 0;
+    const MacAddr* mac = nullptr;  // nullptr: none yet, or the last one was not lan_dst's
+    uint16_t mtu = 0;
+    uint8_t lan = 0;
+  };
+  const MacAddr* wan_inner_hop(const Snapshot& s, const rte_mbuf* m, const OverlayHdr& ov, uint16_t peer,
+                               LastHop& last, uint32_t* total) const noexcept;
+  const MacAddr* lan_dst(const Snapshot& s, uint32_t dst, uint32_t hop, uint8_t* lan) const noexcept;
   void send_inner(const Snapshot& s, rte_mbuf* m, uint8_t lan, const MacAddr& mac, uint32_t total) noexcept;
   void reorder_in(const Snapshot& s, rte_mbuf* m, uint16_t peer, const OverlayHdr& ov, uint8_t port,
                   uint64_t now) noexcept;
@@ -1024,6 +1032,7 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
   const size_t n_paths = s.paths.size();
   // Inner packets sent by the fused path (wan_inner_hop), counted once a burst.
   uint32_t nfast = 0;
+  LastHop last_hop;
   const bool fast_wan = !ablated(kAblateWanOverlay | kAblateWanParse);  // the ablation needs deliver_burst
   // A path's received packets and bytes, added once a run of its packets (a burst is mostly one
   // path's) rather than once a packet.
@@ -1070,9 +1079,8 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
       continue;
     }
     const uint16_t peer = s.paths[tags[i]].peer;
-    uint8_t lan;
     uint32_t total;
-    if (const MacAddr* mac = fast_wan ? wan_inner_hop(s, m, ov, peer, &lan, &total) : nullptr) [[likely]] {
+    if (const MacAddr* mac = fast_wan ? wan_inner_hop(s, m, ov, peer, last_hop, &total) : nullptr) [[likely]] {
       // In arrival order: what waits for the general path goes first.
       if (nout != 0) {
         deliver_burst(s, out, nout, port, now);
@@ -1082,7 +1090,7 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
         drop(m, Drop::kDuplicate);
         continue;
       }
-      send_inner(s, m, lan, *mac, total);
+      send_inner(s, m, last_hop.lan, *mac, total);
       ++nfast;
       continue;
     }
@@ -1249,13 +1257,20 @@ bool Worker::Impl::wan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint
 // resolve, local delivery...).
 const MacAddr* Worker::Impl::lan_hop(const Snapshot& s, uint32_t dst, uint8_t ttl, uint32_t ip_len, uint32_t hop,
                                      uint8_t* lan) const noexcept {
+  if (ttl <= 1) return nullptr;
+  const MacAddr* mac = lan_dst(s, dst, hop, lan);
+  return mac != nullptr && ip_len <= s.ports[*lan].mtu ? mac : nullptr;
+}
+
+// lan_hop's part that depends on the destination alone (all but TTL and MTU).
+const MacAddr* Worker::Impl::lan_dst(const Snapshot& s, uint32_t dst, uint32_t hop, uint8_t* lan) const noexcept {
   if ((hop & RTE_LPM_LOOKUP_SUCCESS) == 0 || (hop & RouteTarget::kLocal) == 0) return nullptr;
-  if (ttl <= 1 || dst == 0xffffffffu || (dst >> 28) >= 0xe || is_ours(s, dst)) return nullptr;
+  if (dst == 0xffffffffu || (dst >> 28) >= 0xe || is_ours(s, dst)) return nullptr;
   const auto port = static_cast<uint8_t>(hop & 0xff);
   if (port >= s.ports.size()) return nullptr;
   const PortInfo& p = s.ports[port];
   const uint32_t mask = p.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - p.prefix_len);
-  if ((p.prefix_len < 31 && (dst & ~mask) == ~mask) || ip_len > p.mtu) return nullptr;
+  if (p.prefix_len < 31 && (dst & ~mask) == ~mask) return nullptr;
   *lan = port;
   return s.neighbors.lookup(port, Ipv4{dst});
 }
@@ -1269,7 +1284,7 @@ const MacAddr* Worker::Impl::lan_hop(const Snapshot& s, uint32_t dst, uint8_t tt
 // more at 64 bytes, measured).
 [[gnu::always_inline]] inline const MacAddr* Worker::Impl::wan_inner_hop(const Snapshot& s, const rte_mbuf* m,
                                                                          const OverlayHdr& ov, uint16_t peer,
-                                                                         uint8_t* lan, uint32_t* total) const noexcept {
+                                                                         LastHop& last, uint32_t* total) const noexcept {
   if ((ov.flags & kOverlaySprayed) != 0) return nullptr;
   if ((ov.flags & kOverlayDuplicated) != 0 && stream_owner(peer, ov.stream) != cfg.index) return nullptr;
   const uint32_t len = rte_pktmbuf_data_len(m);
@@ -1280,10 +1295,17 @@ const MacAddr* Worker::Impl::lan_hop(const Snapshot& s, uint32_t dst, uint8_t tt
       !ipv4_checksum20_ok(ip))
     return nullptr;
   const uint32_t dst = be::load32(ip + 16);
-  uint32_t hop = 0;
-  if (s.routes == nullptr || rte_lpm_lookup(const_cast<rte_lpm*>(s.routes->raw()), dst, &hop) != 0) return nullptr;
+  if (dst != last.dst || last.mac == nullptr) {
+    uint32_t hop = 0;
+    if (s.routes == nullptr || rte_lpm_lookup(const_cast<rte_lpm*>(s.routes->raw()), dst, &hop) != 0) return nullptr;
+    last.dst = dst;
+    last.mac = lan_dst(s, dst, hop | RTE_LPM_LOOKUP_SUCCESS, &last.lan);
+    if (last.mac == nullptr) return nullptr;
+    last.mtu = s.ports[last.lan].mtu;
+  }
+  if (ip[8] <= 1 || tot > last.mtu) return nullptr;
   *total = tot;
-  return lan_hop(s, dst, ip[8], tot, hop | RTE_LPM_LOOKUP_SUCCESS, lan);
+  return last.mac;
 }
 
 // Sends what wan_inner_hop judged: the overlay header's last 14 bytes become the Ethernet header.

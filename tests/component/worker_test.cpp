@@ -643,14 +643,22 @@ TEST(Worker, InnerPacketsOfOneBurstKeepTheirOrderWhicheverDeliveryTheyTake) {
   }
   send(EdgeSealer::overlay(from_a(udp(1, 2, "p5"), {}, "192.168.20.77"), ++seq));  // unresolved: parked
   send(plain("p6"));
+  // The one-look delivery remembers the last destination's hop: another host, then the same
+  // destination with a TTL that expires here, then the same again.
+  p.hub.learn(0, ip("192.168.20.3"), mac(0x23));
+  send(EdgeSealer::overlay(from_a(udp(1, 2, "p7"), {}, "192.168.20.3"), ++seq));
+  send(EdgeSealer::overlay(from_a(udp(1, 2, "t1"), {.ttl = 1}, "192.168.20.3"), ++seq));
+  send(plain("p9"));
   p.hub.worker->poll_once();
   EXPECT_EQ(p.hub.drops(Drop::kBadIpChecksum), 1u);
+  EXPECT_EQ(p.hub.drops(Drop::kTtlExpired), 1u);
   EXPECT_EQ(p.hub.worker->counters().arp_parked.load(), 1u);
-  EXPECT_EQ(p.hub.worker->counters().decapsulated.load(), 6u) << "all but the bad checksum";
-  for (const char* want : {"p0", "p1", "p2", "p4", "p6"}) {
+  EXPECT_EQ(p.hub.worker->counters().decapsulated.load(), 9u) << "all but the bad checksum";
+  for (const char* want : {"p0", "p1", "p2", "p4", "p6", "p7", "p9"}) {
     auto got = take(p.hub.lan_out);
     ASSERT_TRUE(got) << want;
-    EXPECT_EQ(0, std::memcmp(got->data(), kHostB.b.data(), 6)) << want;
+    const MacAddr host = want[1] == '7' ? mac(0x23) : kHostB;
+    EXPECT_EQ(0, std::memcmp(got->data(), host.b.data(), 6)) << want;
     EXPECT_EQ(0, std::memcmp(got->data() + 6, p.hub.lan_mac().b.data(), 6)) << want;
     EXPECT_EQ(get16(*got, 12), 0x0800) << want;
     EXPECT_EQ(got->size(), 14u + get16(*got, 16)) << want << ": the frame ends with its IP packet";
@@ -659,7 +667,7 @@ TEST(Worker, InnerPacketsOfOneBurstKeepTheirOrderWhicheverDeliveryTheyTake) {
     EXPECT_TRUE(ipv4_checksum_ok(*got, 14)) << want;
   }
   EXPECT_FALSE(take(p.hub.lan_out));
-  EXPECT_EQ(p.hub.worker->path_counters()[0].rx_pkts.load(), 7u) << "each counted on its path";
+  EXPECT_EQ(p.hub.worker->path_counters()[0].rx_pkts.load(), 10u) << "each counted on its path";
 }
 
 TEST(Worker, ArpForOurAddressIsAnsweredThroughControl) {
