@@ -281,7 +281,25 @@ struct Worker::Impl {
 
   uint32_t poll() noexcept;
   void rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
-  bool lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e, uint64_t now) noexcept;
+  // lan_fast's counts for a run of packets of one class on one path (a burst is mostly one
+  // flow's), added to the worker's counters when the run ends: once a run, not once a packet.
+  struct LanRun {
+    uint32_t path = UINT32_MAX;
+    uint8_t cls = 0;
+    uint32_t pkts = 0;
+    uint64_t bytes = 0;
+  };
+  void add_run(LanRun& r) noexcept {
+    if (r.pkts == 0) return;
+    ctr.encapsulated.add(r.pkts);
+    ctr.class_pkts[r.cls % kMaxClasses].add(r.pkts);
+    ctr.class_bytes[r.cls % kMaxClasses].add(r.bytes);
+    path_ctr[r.path].tx_pkts.add(r.pkts);
+    path_ctr[r.path].tx_bytes.add(r.bytes);
+    r.pkts = 0;
+    r.bytes = 0;
+  }
+  bool lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e, uint64_t now, LanRun& run) noexcept;
   // e's path was chosen in snapshot s and its class decides per flow: lan_fast's case.
   static bool decided(const Snapshot& s, const FlowEntry* e) noexcept {
     return e != nullptr && e->gen == s.generation && (e->flags & kFlowPerPacket) == 0;
@@ -912,13 +930,15 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
     rte_lpm_lookup_bulk(lpm, dsts, hops, nk);
   }
   flows_moved = false;
+  LanRun run;
   for (uint16_t i = 0; i < nk; ++i) {
     // An insert may have moved entries since the burst's lookup: look again (the bucket is hot).
     FlowEntry* e = flows_moved ? flows.lookup(keys[i], hashes[i]) : found[i];
-    if (lan_fast(s, ok[i], hv[i], e, now)) continue;
+    if (lan_fast(s, ok[i], hv[i], e, now, run)) continue;
     const FlowHint fh{keys[i], hashes[i], e};
     forward(s, ok[i], hv[i], port, false, now, &fh, lpm != nullptr ? &hops[i] : nullptr);
   }
+  add_run(run);
 }
 
 // forward() and to_peer() for a packet of an established flow: the flow's decision is from this
@@ -929,7 +949,7 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
 // broadcast and routed to a peer, and the snapshot's routes and addresses are what they were
 // then; so the destination still goes to the path's peer.
 [[gnu::always_inline]] inline bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e,
-                                                          uint64_t now) noexcept {
+                                                          uint64_t now, LanRun& run) noexcept {
   if (!decided(s, e)) return false;
   if (ablated(kAblateLanForward)) [[unlikely]] {
     tx(s, s.paths[e->path].port, m);
@@ -949,11 +969,13 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
     return true;
   }
   if (!ablated(kAblateCounters)) [[likely]] {
-    ctr.encapsulated.add();
-    ctr.class_pkts[e->cls % kMaxClasses].add();
-    ctr.class_bytes[e->cls % kMaxClasses].add(hv.ip_len);
-    path_ctr[p.id].tx_pkts.add();
-    path_ctr[p.id].tx_bytes.add(hv.ip_len);
+    if (p.id != run.path || e->cls != run.cls) {
+      add_run(run);
+      run.path = p.id;
+      run.cls = e->cls;
+    }
+    ++run.pkts;
+    run.bytes += hv.ip_len;
   }
   to_esp(s, p, m);
   return true;

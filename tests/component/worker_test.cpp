@@ -1112,6 +1112,12 @@ TEST(WorkerClasses, BalanceSpreadsFlowsByTheTableAndEachFlowSticks) {
   EXPECT_GT(a, 20u);
   EXPECT_GT(b, 20u);
   EXPECT_EQ(a % 2, 0u) << "each flow's two packets took one path";
+  // The second round went by lan_fast, which adds its counts once a run of one path's packets.
+  EXPECT_EQ(p.edge.worker->counters().encapsulated.load(), 128u);
+  EXPECT_EQ(p.edge.worker->counters().class_pkts[0].load(), 128u);
+  EXPECT_EQ(p.edge.worker->counters().class_bytes[0].load(), 128u * (20 + 8 + 1));
+  EXPECT_EQ(p.edge.worker->path_counters()[0].tx_bytes.load() + p.edge.worker->path_counters()[1].tx_bytes.load(),
+            128u * (20 + 8 + 1));
   EXPECT_EQ(p.edge.flows_created(), 64u);
   // Control's view of them: a dump the worker writes a few buckets per poll.
   std::vector<dp::FlowRecord> recs(100);
