@@ -310,6 +310,8 @@ struct Worker::Impl {
   void wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
   void to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m) noexcept;
   bool dedup_seen(uint16_t peer, uint8_t stream, uint64_t seq) noexcept;
+  bool dedup_seen_in(ReplayWindow* w, uint64_t seq) noexcept;
+  ReplayWindow* dedup_window(uint16_t peer, uint8_t stream) noexcept;
   void deliver(const Snapshot& s, rte_mbuf* m, uint8_t port, uint64_t now) noexcept;
   void deliver_burst(const Snapshot& s, rte_mbuf** pkts, uint16_t n, uint8_t port, uint64_t now) noexcept;
   bool wan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint32_t hop) noexcept;
@@ -791,15 +793,27 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
 // than the window): a duplicate-class copy to drop. Windows come from a pool; without one the
 // packet is delivered unchecked and counted.
 bool Worker::Impl::dedup_seen(uint16_t peer, uint8_t stream, uint64_t seq) noexcept {
+  return dedup_seen_in(dedup_window(peer, stream), seq);
+}
+
+// dedup_seen with (peer, stream)'s window already found (dedup_window).
+bool Worker::Impl::dedup_seen_in(ReplayWindow* w, uint64_t seq) noexcept {
+  if (w == nullptr) [[unlikely]] {
+    ctr.dedup_no_window.add();
+    return false;
+  }
+  return !w->accept(seq);
+}
+
+// The de-duplication window of (peer, stream), taken from the pool on first use; nullptr when
+// the pool is used up.
+ReplayWindow* Worker::Impl::dedup_window(uint16_t peer, uint8_t stream) noexcept {
   int32_t& slot = dedup_slot[size_t{peer} * kDedupStreams + (stream & (kDedupStreams - 1))];
   if (slot < 0) {
-    if (n_dedup == kDedupWindows) {
-      ctr.dedup_no_window.add();
-      return false;
-    }
+    if (n_dedup == kDedupWindows) return nullptr;
     slot = static_cast<int32_t>(n_dedup++);
   }
-  return !dedup[static_cast<size_t>(slot)].accept(seq);
+  return &dedup[static_cast<size_t>(slot)];
 }
 
 // Queues m (overlay header in front) for p's next encrypt burst. Bursts go out when full, when
@@ -1055,6 +1069,9 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
   // Inner packets sent by the fused path (wan_inner_hop), counted once a burst.
   uint32_t nfast = 0;
   LastHop last_hop;
+  uint32_t dd_peer = UINT32_MAX;
+  uint8_t dd_stream = 0;
+  ReplayWindow* dd_window = nullptr;
   const bool fast_wan = !ablated(kAblateWanOverlay | kAblateWanParse);  // the ablation needs deliver_burst
   // A path's received packets and bytes, added once a run of its packets (a burst is mostly one
   // path's) rather than once a packet.
@@ -1108,9 +1125,17 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
         deliver_burst(s, out, nout, port, now);
         nout = 0;
       }
-      if ((ov.flags & kOverlayDuplicated) != 0 && dedup_seen(peer, ov.stream, ov.seq)) {
-        drop(m, Drop::kDuplicate);
-        continue;
+      if ((ov.flags & kOverlayDuplicated) != 0) {
+        // The burst's last (peer, stream) window: consecutive packets mostly share it.
+        if (peer != dd_peer || ov.stream != dd_stream) {
+          dd_peer = peer;
+          dd_stream = ov.stream;
+          dd_window = dedup_window(peer, ov.stream);
+        }
+        if (dedup_seen_in(dd_window, ov.seq)) {
+          drop(m, Drop::kDuplicate);
+          continue;
+        }
       }
       send_inner(s, m, last_hop.lan, *mac, total);
       ++nfast;
