@@ -116,6 +116,49 @@ inline bool ipv4_udp_to(const uint8_t* frame, uint32_t len, uint32_t dst, uint16
          be::load32(ip + 16) == dst && be::load16(ip + 22) == dport && ipv4_checksum20_ok(ip);
 }
 
+/// What a LAN packet's flow and its forwarding need, read by ipv4_flow_look. Host order.
+struct Ipv4FlowLook {
+  uint32_t src, dst;      ///< addresses
+  uint16_t sport, dport;  ///< TCP/UDP/SCTP ports, else 0
+  uint16_t ip_len;        ///< IPv4 total length
+  uint8_t proto;          ///< IP protocol
+  uint8_t ttl;            ///< TTL
+  uint8_t tcp_flags;      ///< TCP flags byte, else 0
+};
+
+/// True for the frame nearly every LAN packet is: untagged IPv4 without options, whole (total
+/// length within len), a good header checksum, not a fragment, and for TCP its header up to the
+/// flags byte (for UDP and SCTP the ports) within the IP length. Then *out holds exactly what
+/// parse_frame reports in those fields, and l3_off 14; anything else is parse_frame's to judge.
+/// One look at fixed offsets, without the 64-byte view: inline, so the fields stay in registers.
+inline bool ipv4_flow_look(const uint8_t* frame, uint32_t len, Ipv4FlowLook* out) noexcept {
+  if (len < 14 + 20 || be::load16(frame + 12) != kEtherIpv4) return false;
+  const uint8_t* ip = frame + 14;
+  const uint32_t total = be::load16(ip + 2);
+  if (ip[0] != 0x45 || total < 20 || total > len - 14 || (be::load16(ip + 6) & 0x3fff) != 0 ||
+      !ipv4_checksum20_ok(ip))
+    return false;
+  const uint8_t proto = ip[9];
+  const uint32_t l4_len = total - 20;
+  uint16_t sport = 0, dport = 0;
+  uint8_t flags = 0;
+  if (proto == kProtoTcp || proto == kProtoUdp || proto == kProtoSctp) {
+    if (l4_len < (proto == kProtoTcp ? 14u : 4u)) return false;
+    sport = be::load16(ip + 20);
+    dport = be::load16(ip + 22);
+    if (proto == kProtoTcp) flags = ip[20 + 13];
+  }
+  out->src = be::load32(ip + 12);
+  out->dst = be::load32(ip + 16);
+  out->sport = sport;
+  out->dport = dport;
+  out->ip_len = static_cast<uint16_t>(total);
+  out->proto = proto;
+  out->ttl = ip[8];
+  out->tcp_flags = flags;
+  return true;
+}
+
 /// Parses an Ethernet frame of len bytes into hv. Any thread; reads only the frame.
 /// kRunt: the frame ends before a header it carries (Ethernet, VLAN tag, IP header or options,
 /// or before the IP total/payload length). kBadL2: ethertype neither ARP, IPv4 nor IPv6 (an

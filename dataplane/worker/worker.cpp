@@ -117,15 +117,24 @@ struct FlowHint {
 
 // Built as two 64-bit words: field by field, the byte stores would be read back by the 16-byte
 // loads of hashing and comparing, which the CPU cannot forward (half of rx_lan's time in perf).
-FlowKey flow_key(const HeaderView& hv) noexcept {
+FlowKey flow_key(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint8_t proto) noexcept {
   static_assert(offsetof(FlowKey, dst) == 4 && offsetof(FlowKey, sport) == 8 && offsetof(FlowKey, dport) == 10 &&
                 offsetof(FlowKey, proto) == 12);
-  const uint64_t w[2] = {uint64_t{hv.src4} | uint64_t{hv.dst4} << 32,
-                         uint64_t{hv.sport} | uint64_t{hv.dport} << 16 | uint64_t{hv.proto} << 32};
+  const uint64_t w[2] = {uint64_t{src} | uint64_t{dst} << 32, uint64_t{sport} | uint64_t{dport} << 16 | uint64_t{proto} << 32};
   FlowKey k;
   std::memcpy(&k, w, sizeof k);
   return k;
 }
+
+FlowKey flow_key(const HeaderView& hv) noexcept { return flow_key(hv.src4, hv.dst4, hv.sport, hv.dport, hv.proto); }
+
+// What lan_fast reads of a LAN packet: from ipv4_flow_look's one look, or from the HeaderView of
+// a packet that took parse_frame (parsed: hv holds it; else forward() parses it when it needs it).
+struct LanView {
+  uint16_t l3_off, ip_len;
+  uint8_t ttl, proto, tcp_flags;
+  bool parsed;
+};
 
 }  // namespace
 
@@ -299,7 +308,7 @@ struct Worker::Impl {
     r.pkts = 0;
     r.bytes = 0;
   }
-  bool lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e, uint64_t now, LanRun& run) noexcept;
+  bool lan_fast(const Snapshot& s, rte_mbuf* m, const LanView& v, FlowEntry* e, uint64_t now, LanRun& run) noexcept;
   // e's path was chosen in snapshot s and its class decides per flow: lan_fast's case.
   static bool decided(const Snapshot& s, const FlowEntry* e) noexcept {
     return e != nullptr && e->gen == s.generation && (e->flags & kFlowPerPacket) == 0;
@@ -918,18 +927,40 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
     for (uint16_t i = 0; i < n; ++i) tx(s, 1, pkts[i]);
     return;
   }
+  FlowKey keys[kBurst];
+  LanView lv[kBurst];
   for_each_prefetched<true>(pkts, n, [&](rte_mbuf* m) {
-    if (rx_front(m, port, &hv[nk])) ok[nk++] = m;
+    // What nearly every LAN packet is, in one look (ipv4_flow_look): its key and the few fields
+    // lan_fast reads, without filling a HeaderView (parse_frame and flow_key cost ~8 cycles a
+    // packet more at 64 bytes, measured). The rest takes parse_frame.
+    Ipv4FlowLook fl;
+    if (m->nb_segs == 1 && ipv4_flow_look(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), &fl))
+        [[likely]] {
+      keys[nk] = flow_key(fl.src, fl.dst, fl.sport, fl.dport, fl.proto);
+      lv[nk] = LanView{kEthLen, fl.ip_len, fl.ttl, fl.proto, fl.tcp_flags, false};
+      ok[nk++] = m;
+    } else if (rx_front(m, port, &hv[nk])) {
+      const HeaderView& h = hv[nk];
+      keys[nk] = flow_key(h);
+      lv[nk] = LanView{h.l3_off, h.ip_len, h.ttl, h.proto, h.tcp_flags, true};
+      ok[nk++] = m;
+    }
   });
   if (ablated(kAblateLanFlow)) [[unlikely]] {
     for (uint16_t i = 0; i < nk; ++i) tx(s, 1, ok[i]);
     return;
   }
-  FlowKey keys[kBurst];
   uint32_t hashes[kBurst];
   uint32_t dsts[kBurst], hops[kBurst];
-  for (uint16_t i = 0; i < nk; ++i) keys[i] = flow_key(hv[i]);
+  // keys[0, nk) were all written in the lambda above, which GCC 12 does not follow.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
   FlowCache::hash_burst(keys, nk, hashes);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
   flows.prefetch_burst(hashes, nk);
   FlowEntry* found[kBurst];
   static_assert(kBurst <= FlowCache::kMaxBurst);
@@ -940,7 +971,7 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
   for (uint16_t i = 0; i < nk; ++i) route |= !decided(s, found[i]);
   const rte_lpm* lpm = route && s.routes != nullptr ? s.routes->raw() : nullptr;
   if (lpm != nullptr) {
-    for (uint16_t i = 0; i < nk; ++i) dsts[i] = hv[i].dst4;
+    for (uint16_t i = 0; i < nk; ++i) dsts[i] = keys[i].dst;
     rte_lpm_lookup_bulk(lpm, dsts, hops, nk);
   }
   flows_moved = false;
@@ -948,7 +979,15 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
   for (uint16_t i = 0; i < nk; ++i) {
     // An insert may have moved entries since the burst's lookup: look again (the bucket is hot).
     FlowEntry* e = flows_moved ? flows.lookup(keys[i], hashes[i]) : found[i];
-    if (lan_fast(s, ok[i], hv[i], e, now, run)) continue;
+    if (lan_fast(s, ok[i], lv[i], e, now, run)) continue;
+    if (!lv[i].parsed) {
+      // The one look accepted it, so the walk does too: this is the view forward() needs.
+      const ParseError pe = parse_mbuf(ok[i], &hv[i]);
+      if (pe != ParseError::kOk) [[unlikely]] {
+        drop(ok[i], drop_for(pe));
+        continue;
+      }
+    }
     const FlowHint fh{keys[i], hashes[i], e};
     forward(s, ok[i], hv[i], port, false, now, &fh, lpm != nullptr ? &hops[i] : nullptr);
   }
@@ -962,8 +1001,8 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
 // snapshot by to_peer, which forward() reaches only for a destination that is not ours, not a
 // broadcast and routed to a peer, and the snapshot's routes and addresses are what they were
 // then; so the destination still goes to the path's peer.
-[[gnu::always_inline]] inline bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, HeaderView& hv, FlowEntry* e,
-                                                          uint64_t now, LanRun& run) noexcept {
+[[gnu::always_inline]] inline bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, const LanView& v,
+                                                          FlowEntry* e, uint64_t now, LanRun& run) noexcept {
   if (!decided(s, e)) return false;
   if (ablated(kAblateLanForward)) [[unlikely]] {
     tx(s, s.paths[e->path].port, m);
@@ -971,14 +1010,14 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
   }
   const PathInfo& p = s.paths[e->path];
   const uint16_t peer = p.peer;
-  if (peer >= kMaxPeers || hv.ttl <= 1 || (hv.proto == IPPROTO_TCP && (hv.tcp_flags & kTcpSyn) != 0)) return false;
+  if (peer >= kMaxPeers || v.ttl <= 1 || (v.proto == IPPROTO_TCP && (v.tcp_flags & kTcpSyn) != 0)) return false;
   // A drill on the path (drill_hit) and the MTU are to_peer's to handle.
-  if (hv.ip_len > tunnel_max_inner(p.mtu) || p.drill_drop_ppm != 0) return false;
-  const uint32_t want = hv.l3_off + hv.ip_len;
+  if (v.ip_len > tunnel_max_inner(p.mtu) || p.drill_drop_ppm != 0) return false;
+  const uint32_t want = v.l3_off + v.ip_len;
   if (rte_pktmbuf_data_len(m) > want) rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_data_len(m) - want));
-  ipv4_ttl_decrement(rte_pktmbuf_mtod(m, uint8_t*) + hv.l3_off);
-  if (!ablated(kAblateTouch)) flows.touch(e, now, hv.ip_len);
-  if (!overlay_push(m, hv.l3_off, e->cls, static_cast<uint8_t>(cfg.index), ++peer_seq[peer])) {
+  ipv4_ttl_decrement(rte_pktmbuf_mtod(m, uint8_t*) + v.l3_off);
+  if (!ablated(kAblateTouch)) flows.touch(e, now, v.ip_len);
+  if (!overlay_push(m, v.l3_off, e->cls, static_cast<uint8_t>(cfg.index), ++peer_seq[peer])) {
     drop(m, Drop::kTooBig);
     return true;
   }
@@ -989,7 +1028,7 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
       run.cls = e->cls;
     }
     ++run.pkts;
-    run.bytes += hv.ip_len;
+    run.bytes += v.ip_len;
   }
   to_esp(s, p, m);
   return true;

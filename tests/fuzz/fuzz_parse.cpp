@@ -3,7 +3,8 @@
 // error quoting, TCP MSS clamping). The input is one Ethernet frame, exactly as long as the
 // input, so AddressSanitizer sees any read past its end.
 //
-// Beyond "no crash, leak or UB": the offsets parse_frame reports stay inside the frame and the
+// Beyond "no crash, leak or UB": the one looks (ipv4_udp_to, ipv4_flow_look) agree with the walk,
+// the offsets parse_frame reports stay inside the frame and the
 // IP length it reports, the checksum switch only ever turns kBadIpChecksum into kOk, and the
 // proto helpers leave a frame they refuse untouched and one they change still parsing, with
 // valid checksums where they promise them.
@@ -175,6 +176,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const bool want = e == ParseError::kOk && hv.l3 == L3::kIpv4 && hv.l3_off == 14 && hv.l4_off == 34 &&
                       hv.proto == kProtoUdp && !hv.fragment && hv.ip_len >= 28 && hv.dst4 == dst && hv.dport == dport;
     FUZZ_CHECK(ipv4_udp_to(data, len, dst, dport) == want);
+  }
+  // The LAN's one look agrees with the walk: yes exactly for an untagged, option-less,
+  // unfragmented IPv4 packet whose TCP header reaches its flags (UDP, SCTP: ports), same fields.
+  {
+    Ipv4FlowLook fl;
+    const bool ports = hv.proto == kProtoTcp || hv.proto == kProtoUdp || hv.proto == kProtoSctp;
+    const uint32_t need = hv.proto == kProtoTcp ? 14 : ports ? 4 : 0;
+    const bool want = e == ParseError::kOk && hv.l3 == L3::kIpv4 && hv.l3_off == 14 && hv.l4_off == 34 &&
+                      !hv.fragment && hv.ip_len >= 20 + need;
+    FUZZ_CHECK(ipv4_flow_look(data, len, &fl) == want);
+    if (want)
+      FUZZ_CHECK(fl.src == hv.src4 && fl.dst == hv.dst4 && fl.sport == hv.sport && fl.dport == hv.dport &&
+                 fl.ip_len == hv.ip_len && fl.proto == hv.proto && fl.ttl == hv.ttl && fl.tcp_flags == hv.tcp_flags);
   }
   if (e == ParseError::kOk) {
     check_view(hv, len);

@@ -331,7 +331,7 @@ TEST(ParseFrame, FastPathAgreesWithTheWalk) {
     f[16] = static_cast<uint8_t>(total >> 8);
     f[17] = static_cast<uint8_t>(total);
     if (i % 3 != 0) f[20] = f[21] = 0;  // mostly unfragmented
-    if (i % 5 != 0) f[23] = kProtoUdp;  // mostly UDP, as ipv4_udp_to wants
+    if (i % 5 != 0) f[23] = i % 5 == 1 ? kProtoTcp : kProtoUdp;  // mostly UDP, as ipv4_udp_to wants; some TCP
     if (i % 2 == 0) {  // mostly a good checksum
       f[24] = f[25] = 0;
       const uint16_t c = inet_checksum(f.data() + 14, 20);
@@ -339,7 +339,7 @@ TEST(ParseFrame, FastPathAgreesWithTheWalk) {
     }
     frames.push_back(std::move(f));
   }
-  int fast = 0, udp_to = 0;
+  int fast = 0, udp_to = 0, flow_look = 0, flow_look_tcp = 0;
   for (const auto& f : frames) {
     // The checksum verdict is RFC 1071's, as inet_checksum computes it.
     if (f.size() >= 34 && f[12] == 0x08 && f[13] == 0 && f[14] == 0x45) {
@@ -367,6 +367,32 @@ TEST(ParseFrame, FastPathAgreesWithTheWalk) {
         EXPECT_FALSE(ipv4_udp_to(f.data(), static_cast<uint32_t>(f.size()), dst, static_cast<uint16_t>(dport ^ 1)));
       }
     }
+    // ipv4_flow_look (the LAN's one look) says yes exactly when the walk finds an untagged,
+    // option-less, unfragmented IPv4 packet whose TCP header reaches its flags byte (UDP's and
+    // SCTP's their ports), and then says what the walk says.
+    {
+      HeaderView w;
+      const bool walk_ok = parse_frame_reference(f.data(), static_cast<uint32_t>(f.size()), &w) == kOk;
+      const bool ports = w.proto == kProtoTcp || w.proto == kProtoUdp || w.proto == kProtoSctp;
+      const uint32_t need = w.proto == kProtoTcp ? 14 : ports ? 4 : 0;
+      const bool want = walk_ok && w.l3 == L3::kIpv4 && w.l3_off == 14 && w.l4_off == 34 && !w.fragment &&
+                        w.ip_len >= 20 + need;
+      Ipv4FlowLook fl;
+      std::memset(&fl, 0x5a, sizeof fl);
+      ASSERT_EQ(ipv4_flow_look(f.data(), static_cast<uint32_t>(f.size()), &fl), want) << "frame of " << f.size();
+      if (want) {
+        EXPECT_EQ(fl.src, w.src4);
+        EXPECT_EQ(fl.dst, w.dst4);
+        EXPECT_EQ(fl.sport, w.sport);
+        EXPECT_EQ(fl.dport, w.dport);
+        EXPECT_EQ(fl.ip_len, w.ip_len);
+        EXPECT_EQ(fl.proto, w.proto);
+        EXPECT_EQ(fl.ttl, w.ttl);
+        EXPECT_EQ(fl.tcp_flags, w.tcp_flags);
+        ++flow_look;
+        flow_look_tcp += w.proto == kProtoTcp;
+      }
+    }
     for (const bool verify : {true, false}) {
       HeaderView a, b;
       std::memset(&a, 0x5a, sizeof a);
@@ -383,7 +409,9 @@ TEST(ParseFrame, FastPathAgreesWithTheWalk) {
     }
   }
   EXPECT_GT(fast, 20000) << "the random frames exercised the fast path";
-  EXPECT_GT(udp_to, 5000) << "and ipv4_udp_to's yes";
+  EXPECT_GT(udp_to, 3000) << "and ipv4_udp_to's yes";
+  EXPECT_GT(flow_look, 5000) << "and ipv4_flow_look's";
+  EXPECT_GT(flow_look_tcp, 1000);
 }
 
 // Random bytes behind a valid Ethernet/IPv4 or IPv6 start: whatever the verdict, the offsets
