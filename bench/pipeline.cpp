@@ -76,7 +76,6 @@ constexpr uint32_t kPoolSize = 8191;
 constexpr uint32_t kRecycleBurst = 256;
 constexpr uint32_t kFlowsPerHost = 62500;  // 16 hosts x 62,500 source ports = 1,000,000 flows
 constexpr uint32_t kFcs = 4;               // sizes are Ethernet frames with FCS (RFC 2544)
-constexpr uint16_t kOverlayPort = 4500;
 constexpr uint16_t kVoicePort = 5004;      // class voice (best); anything else is bulk (balance)
 constexpr uint16_t kBulkPort = 5001;
 constexpr uint32_t kPaths = 4;

@@ -376,7 +376,7 @@ void esp_seq_block_flush(EspSeqBlock& blk) noexcept {
 
 uint16_t esp_decrypt_burst(CryptoEngine& engine, const InboundTable& table, std::span<rte_mbuf*> pkts,
                            EspCounters& counters, uint8_t* next_headers_out, uint16_t* sa_tags_out,
-                           uint16_t worker, const InboundSa** sas_out) noexcept {
+                           uint16_t worker, const InboundSa** sas_out, bool outer_checked) noexcept {
   rte_mbuf** all = pkts.data();
   const size_t total = pkts.size();
   size_t kept = 0;
@@ -402,9 +402,11 @@ uint16_t esp_decrypt_burst(CryptoEngine& engine, const InboundTable& table, std:
     InboundSa* last_sa = nullptr;
     bool last_mine = false;
 
-    for (uint32_t i = 0; i < std::min(n, kPrefetchAhead); ++i) rte_prefetch0(rte_pktmbuf_mtod(in[i], void*));
+    // A caller that checked the outer headers has just read them: no prefetch.
+    for (uint32_t i = 0; i < std::min(n, kPrefetchAhead) && !outer_checked; ++i)
+      rte_prefetch0(rte_pktmbuf_mtod(in[i], void*));
     for (uint32_t i = 0; i < n; ++i) {
-      if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(in[i + kPrefetchAhead], void*));
+      if (i + kPrefetchAhead < n && !outer_checked) rte_prefetch0(rte_pktmbuf_mtod(in[i + kPrefetchAhead], void*));
       rte_mbuf* m = in[i];
       uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
       const uint32_t len = m->data_len;
@@ -412,18 +414,18 @@ uint16_t esp_decrypt_burst(CryptoEngine& engine, const InboundTable& table, std:
       InboundSa* sa = nullptr;
       uint64_t seq = 0;
       uint32_t esp_off = 0, esp_len = 0;
-      if (m->nb_segs != 1) [[unlikely]] {
+      if (!outer_checked && m->nb_segs != 1) [[unlikely]] {
         why = EspDrop::kBadLength;
-      } else if (len < kIpOff + 20) [[unlikely]] {
+      } else if (!outer_checked && len < kIpOff + 20) [[unlikely]] {
         why = EspDrop::kRunt;
       } else {
         const uint8_t* ip = f + kIpOff;
-        const uint32_t ihl = (ip[0] & 0xfu) * 4;
+        const uint32_t ihl = outer_checked ? 20 : (ip[0] & 0xfu) * 4;
         const uint32_t tot = get16(ip + 2);
-        if (get16(f + 12) != 0x0800 || (ip[0] >> 4) != 4 || ihl < 20 || tot < ihl + 8 ||
-            (get16(ip + 6) & 0x3fff) != 0 || ip[9] != 17) [[unlikely]] {
+        if (!outer_checked && (get16(f + 12) != 0x0800 || (ip[0] >> 4) != 4 || ihl < 20 || tot < ihl + 8 ||
+                               (get16(ip + 6) & 0x3fff) != 0 || ip[9] != 17)) [[unlikely]] {
           why = EspDrop::kBadLength;
-        } else if (kIpOff + tot > len) [[unlikely]] {
+        } else if (!outer_checked && kIpOff + tot > len) [[unlikely]] {
           why = EspDrop::kRunt;
         } else {
           const uint32_t ulen = get16(ip + ihl + 4);

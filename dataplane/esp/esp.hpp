@@ -116,10 +116,13 @@ constexpr uint16_t kAnyWorker = 0xffff;
 /// changed no state, and one that failed its ICV holds zeros where its plaintext would be.
 /// next_headers_out (and sa_tags_out) hold pkts.size() entries. worker: the caller's index,
 /// which must own each SA (InboundSa::claim; wrong_worker otherwise), or kAnyWorker. sas_out,
-/// when not null, gets the SA of each packet kept, like sa_tags_out.
+/// when not null, gets the SA of each packet kept, like sa_tags_out. outer_checked: the caller
+/// vouches that every frame is one segment of untagged IPv4 without options, UDP, unfragmented
+/// and whole (ipv4_udp_to said yes), and has just read it: those checks and the prefetch are
+/// skipped.
 uint16_t esp_decrypt_burst(CryptoEngine& engine, const InboundTable& table, std::span<rte_mbuf*> pkts,
                            EspCounters& counters, uint8_t* next_headers_out,
                            uint16_t* sa_tags_out = nullptr, uint16_t worker = kAnyWorker,
-                           const InboundSa** sas_out = nullptr) noexcept;
+                           const InboundSa** sas_out = nullptr, bool outer_checked = false) noexcept;
 
 }  // namespace sdwan::dp

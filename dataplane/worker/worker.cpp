@@ -316,7 +316,7 @@ struct Worker::Impl {
   void rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
   bool rx_front(rte_mbuf* m, uint8_t port, HeaderView* hv) noexcept;
   bool wan_front(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept;
-  void wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
+  void wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now, bool outer_checked) noexcept;
   void to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m) noexcept;
   bool dedup_seen(uint16_t peer, uint8_t stream, uint64_t seq) noexcept;
   bool dedup_seen_in(ReplayWindow* w, uint64_t seq) noexcept;
@@ -1035,8 +1035,9 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
 }
 
 void Worker::Impl::rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
-  rte_mbuf* esp[kBurst];
-  uint16_t ne = 0;
+  rte_mbuf* esp[kBurst];  // ipv4_udp_to said yes: decrypted with the outer checks done
+  rte_mbuf* walked[kBurst];  // wan_front's walk said yes (IP options, VLAN tags): checked in full
+  uint16_t ne = 0, nw = 0;
   if (ablated(kAblateWanRx)) [[unlikely]] {  // bench ablation: see ablation.hpp
     for (uint16_t i = 0; i < n; ++i) tx(s, s.lan_port, pkts[i]);
     return;
@@ -1050,13 +1051,15 @@ void Worker::Impl::rx_wan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
                                        overlay_port)) [[likely]]
       esp[ne++] = m;
     else if (wan_front(s, port, m, now))
-      esp[ne++] = m;
+      walked[nw++] = m;
   });
   if (ablated(kAblateWanFront)) [[unlikely]] {
     for (uint16_t i = 0; i < ne; ++i) tx(s, s.lan_port, esp[i]);
+    for (uint16_t i = 0; i < nw; ++i) tx(s, s.lan_port, walked[i]);
     return;
   }
-  if (ne != 0) wan_esp(s, port, esp, ne, now);
+  if (ne != 0) wan_esp(s, port, esp, ne, now, true);
+  if (nw != 0) wan_esp(s, port, walked, nw, now, false);
 }
 
 // An uplink accepts only what is addressed to it: ESP in UDP on the overlay port (true: the
@@ -1084,13 +1087,15 @@ bool Worker::Impl::wan_front(const Snapshot& s, uint8_t port, rte_mbuf* m, uint6
 
 // Decrypts a burst of ESP frames (SA by SPI, anti-replay, ICV; esp.hpp), then routes each
 // inner packet like one from the LAN. Failures are counted by reason in esp_ctr and freed.
-void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept {
+void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now,
+                           bool outer_checked) noexcept {
   uint16_t kept = 0;
   uint8_t nh[kBurst];
   uint16_t tags[kBurst];
   const InboundSa* sas[kBurst];
   if (engine != nullptr && s.inbound != nullptr) [[likely]]
-    kept = esp_decrypt_burst(*engine, *s.inbound, std::span<rte_mbuf*>(pkts, n), esp_ctr, nh, tags, cfg.index, sas);
+    kept = esp_decrypt_burst(*engine, *s.inbound, std::span<rte_mbuf*>(pkts, n), esp_ctr, nh, tags, cfg.index, sas,
+                             outer_checked);
   else
     esp_ctr.drop(EspDrop::kUnknownSpi, n);
   for (uint16_t i = kept; i < n; ++i) rte_pktmbuf_free(pkts[i]);

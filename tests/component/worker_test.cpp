@@ -670,6 +670,36 @@ TEST(Worker, InnerPacketsOfOneBurstKeepTheirOrderWhicheverDeliveryTheyTake) {
   EXPECT_EQ(p.hub.worker->path_counters()[0].rx_pkts.load(), 10u) << "each counted on its path";
 }
 
+// Most ESP frames pass the uplink's one look (ipv4_udp_to) and are decrypted without their outer
+// headers checked twice; one whose outer header carries options takes wan_front's walk and the
+// decryption's own checks, and is delivered all the same.
+TEST(Worker, AnEspFrameWithOuterIpOptionsIsDecryptedToo) {
+  Pair p;
+  EdgeSealer edge(p);
+  ASSERT_TRUE(edge.eng);
+  inject(p.hub.up_in, edge.seal(EdgeSealer::overlay(from_a(udp(1, 2, "o0")), 1)));
+  Bytes f = edge.seal(EdgeSealer::overlay(from_a(udp(1, 2, "o1")), 2));
+  const Bytes opt{1, 1, 1, 0};  // three NOPs, end of list
+  f.insert(f.begin() + 34, opt.begin(), opt.end());
+  f[14] = 0x46;
+  put16(f, 16, static_cast<uint16_t>(get16(f, 16) + 4));
+  put16(f, 24, 0);
+  const uint16_t c = dp::inet_checksum(f.data() + 14, 24);
+  std::memcpy(f.data() + 24, &c, 2);
+  inject(p.hub.up_in, f);
+  Bytes bad = f;  // the same with a UDP length beyond the datagram: the decryption's checks refuse it
+  put16(bad, 38 + 4, 0xfff0);
+  inject(p.hub.up_in, bad);
+  p.hub.worker->poll_once();
+  EXPECT_EQ(p.hub.worker->esp_counters().dec_pkts.load(), 2u);
+  std::vector<std::string> got;
+  while (auto b = take(p.hub.lan_out)) got.emplace_back(b->end() - 2, b->end());
+  EXPECT_EQ(got, (std::vector<std::string>{"o0", "o1"}));
+  EXPECT_EQ(p.hub.worker->esp_counters().dropped(dp::EspDrop::kBadLength), 1u)
+      << "the frame whose UDP length lies is refused before decryption";
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
+}
+
 TEST(Worker, ArpForOurAddressIsAnsweredThroughControl) {
   Pair p;
   const MacAddr newcomer = mac(0x33);
