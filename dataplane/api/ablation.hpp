@@ -21,8 +21,10 @@ enum Ablation : uint32_t {
   kAblateWanRx = 1u << 7,        ///< rx_wan sends each frame to the LAN port as it came
   kAblateWanFront = 1u << 8,     ///< rx_wan sends each ESP frame to the LAN port once classified
   kAblateWanDecrypt = 1u << 9,   ///< wan_esp sends each packet to the LAN port once decrypted
-  kAblateWanParse = 1u << 10,    ///< deliver_burst sends each packet to the LAN port once parsed
-  kAblateWanOverlay = 1u << 11,  ///< deliver_burst sends each packet to the LAN port unparsed
+  kAblateWanParse = 1u << 10,    ///< wan_esp sends each packet to the LAN port once wan_inner_hop judged it
+                                 ///< (deliver_burst: once parsed)
+  kAblateWanOverlay = 1u << 11,  ///< wan_esp sends each packet to the LAN port once its overlay header is read
+                                 ///< (deliver_burst: unparsed)
 };
 
 #if defined(SDWAN_BENCH_ABLATION)

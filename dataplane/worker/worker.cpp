@@ -1116,7 +1116,6 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
   uint32_t dd_peer = UINT32_MAX;
   uint8_t dd_stream = 0;
   ReplayWindow* dd_window = nullptr;
-  const bool fast_wan = !ablated(kAblateWanOverlay | kAblateWanParse);  // the ablation needs deliver_burst
   // A path's received packets and bytes, added once a run of its packets (a burst is mostly one
   // path's) rather than once a packet.
   uint32_t run_path = kMaxPaths;
@@ -1156,6 +1155,10 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
       ++run_pkts;
       run_bytes += rte_pktmbuf_data_len(m) - sizeof(OverlayHdr);
     }
+    if (ablated(kAblateWanOverlay)) [[unlikely]] {  // bench ablation: see ablation.hpp
+      tx(s, s.lan_port, m);
+      continue;
+    }
     if (tags[i] >= n_paths) {
       overlay_strip(m);
       out[nout++] = m;
@@ -1163,7 +1166,11 @@ void Worker::Impl::wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uin
     }
     const uint16_t peer = s.paths[tags[i]].peer;
     uint32_t total;
-    if (const MacAddr* mac = fast_wan ? wan_inner_hop(s, m, ov, peer, last_hop, &total) : nullptr) [[likely]] {
+    if (const MacAddr* mac = wan_inner_hop(s, m, ov, peer, last_hop, &total)) [[likely]] {
+      if (ablated(kAblateWanParse)) [[unlikely]] {
+        tx(s, s.lan_port, m);
+        continue;
+      }
       // In arrival order: what waits for the general path goes first.
       if (nout != 0) {
         deliver_burst(s, out, nout, port, now);
