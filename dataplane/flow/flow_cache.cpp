@@ -16,7 +16,6 @@ namespace {
 constexpr uint32_t kMinCapacity = 2 * FlowCache::kSlots;  // two buckets: every key has an alternative
 constexpr uint32_t kMaxCapacity = 1u << 28;
 constexpr size_t kHugePage = 2u << 20;
-constexpr uint32_t kHashSeed = 0x9e3779b9u;
 
 // Large tables are 2 MiB aligned and marked for transparent huge pages: at a million flows a
 // lookup would otherwise take a TLB miss on top of its cache misses.
@@ -57,24 +56,6 @@ FlowCache::~FlowCache() {
     std::free(buckets_);
     std::free(cold_);
   }
-}
-
-uint32_t FlowCache::hash(const FlowKey& k) noexcept {
-  uint64_t w[2];
-  std::memcpy(w, &k, sizeof w);
-#if defined(__SSE4_2__)
-  uint64_t h = _mm_crc32_u64(kHashSeed, w[0]);
-  h = _mm_crc32_u64(h, w[1]);
-  return static_cast<uint32_t>(h);
-#else
-  uint64_t h = (w[0] ^ kHashSeed) * 0x9e3779b97f4a7c15ull;
-  h = (h ^ w[1] ^ (h >> 29)) * 0xbf58476d1ce4e5b9ull;
-  return static_cast<uint32_t>(h ^ (h >> 32));
-#endif
-}
-
-void FlowCache::hash_burst(const FlowKey* keys, uint32_t n, uint32_t* out) noexcept {
-  for (uint32_t i = 0; i < n; ++i) out[i] = hash(keys[i]);
 }
 
 uint32_t FlowCache::idle_ticks(uint64_t idle_tsc) const noexcept {

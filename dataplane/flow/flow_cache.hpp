@@ -74,9 +74,25 @@ class FlowCache {
 
   /// The hash every other call takes: CRC32-C of the key when built with SSE4.2 (the
   /// dataplane always is on x86), else a multiplicative mix. Any thread.
-  static uint32_t hash(const FlowKey& k) noexcept;
-  /// hash() of keys[0, n) into out[0, n): one call for a burst. Any thread.
-  static void hash_burst(const FlowKey* keys, uint32_t n, uint32_t* out) noexcept;
+  static uint32_t hash(const FlowKey& k) noexcept {
+    uint64_t w[2];
+    std::memcpy(w, &k, sizeof w);
+    return hash_words(w[0], w[1]);
+  }
+  /// hash() of the key whose two 8-byte halves are w0 and w1 (as FlowKey lays them out), for a
+  /// caller that has them in registers: reading back a key just stored in narrower pieces is a
+  /// store the CPU cannot forward.
+  static uint32_t hash_words(uint64_t w0, uint64_t w1) noexcept {
+#if defined(__SSE4_2__)
+    return static_cast<uint32_t>(__builtin_ia32_crc32di(__builtin_ia32_crc32di(kHashSeed, w0), w1));
+#else
+    uint64_t h = (w0 ^ kHashSeed) * 0x9e3779b97f4a7c15ull;
+    h = (h ^ w1 ^ (h >> 29)) * 0xbf58476d1ce4e5b9ull;
+    return static_cast<uint32_t>(h ^ (h >> 32));
+#endif
+  }
+  /// The seed of hash().
+  static constexpr uint32_t kHashSeed = 0x9e3779b9u;
 
   /// The entry for k, or nullptr on a miss. hash must be hash(k): the cache recomputes it
   /// from the key when it moves an entry. Does not touch the counters.

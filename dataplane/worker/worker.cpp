@@ -117,16 +117,25 @@ struct FlowHint {
 
 // Built as two 64-bit words: field by field, the byte stores would be read back by the 16-byte
 // loads of hashing and comparing, which the CPU cannot forward (half of rx_lan's time in perf).
-FlowKey flow_key(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint8_t proto) noexcept {
+// A flow key's two 8-byte halves, as FlowKey lays them out.
+struct KeyWords {
+  uint64_t w0, w1;
+};
+KeyWords key_words(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint8_t proto) noexcept {
   static_assert(offsetof(FlowKey, dst) == 4 && offsetof(FlowKey, sport) == 8 && offsetof(FlowKey, dport) == 10 &&
                 offsetof(FlowKey, proto) == 12);
-  const uint64_t w[2] = {uint64_t{src} | uint64_t{dst} << 32, uint64_t{sport} | uint64_t{dport} << 16 | uint64_t{proto} << 32};
+  return {uint64_t{src} | uint64_t{dst} << 32, uint64_t{sport} | uint64_t{dport} << 16 | uint64_t{proto} << 32};
+}
+FlowKey flow_key(KeyWords kw) noexcept {
+  const uint64_t w[2] = {kw.w0, kw.w1};
   FlowKey k;
   std::memcpy(&k, w, sizeof k);
   return k;
 }
 
-FlowKey flow_key(const HeaderView& hv) noexcept { return flow_key(hv.src4, hv.dst4, hv.sport, hv.dport, hv.proto); }
+FlowKey flow_key(const HeaderView& hv) noexcept {
+  return flow_key(key_words(hv.src4, hv.dst4, hv.sport, hv.dport, hv.proto));
+}
 
 // What lan_fast reads of a LAN packet: from ipv4_flow_look's one look, or from the HeaderView of
 // a packet that took parse_frame (parsed: hv holds it; else forward() parses it when it needs it).
@@ -928,43 +937,49 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
     return;
   }
   FlowKey keys[kBurst];
+  uint32_t hashes[kBurst];
   LanView lv[kBurst];
   for_each_prefetched<true>(pkts, n, [&](rte_mbuf* m) {
     // What nearly every LAN packet is, in one look (ipv4_flow_look): its key and the few fields
     // lan_fast reads, without filling a HeaderView (parse_frame and flow_key cost ~8 cycles a
-    // packet more at 64 bytes, measured). The rest takes parse_frame.
+    // packet more at 64 bytes, measured), and the key hashed from registers and its bucket
+    // fetched at once, so the fetch has the rest of the burst's parsing to arrive in. The rest
+    // takes parse_frame.
     Ipv4FlowLook fl;
     if (m->nb_segs == 1 && ipv4_flow_look(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), &fl))
         [[likely]] {
-      keys[nk] = flow_key(fl.src, fl.dst, fl.sport, fl.dport, fl.proto);
+      const KeyWords kw = key_words(fl.src, fl.dst, fl.sport, fl.dport, fl.proto);
+      keys[nk] = flow_key(kw);
+      hashes[nk] = FlowCache::hash_words(kw.w0, kw.w1);
       lv[nk] = LanView{kEthLen, fl.ip_len, fl.ttl, fl.proto, fl.tcp_flags, false};
-      ok[nk++] = m;
     } else if (rx_front(m, port, &hv[nk])) {
       const HeaderView& h = hv[nk];
-      keys[nk] = flow_key(h);
+      const KeyWords kw = key_words(h.src4, h.dst4, h.sport, h.dport, h.proto);
+      keys[nk] = flow_key(kw);
+      hashes[nk] = FlowCache::hash_words(kw.w0, kw.w1);
       lv[nk] = LanView{h.l3_off, h.ip_len, h.ttl, h.proto, h.tcp_flags, true};
-      ok[nk++] = m;
+    } else {
+      return;
     }
+    flows.prefetch(hashes[nk]);
+    ok[nk++] = m;
   });
   if (ablated(kAblateLanFlow)) [[unlikely]] {
     for (uint16_t i = 0; i < nk; ++i) tx(s, 1, ok[i]);
     return;
   }
-  uint32_t hashes[kBurst];
   uint32_t dsts[kBurst], hops[kBurst];
-  // keys[0, nk) were all written in the lambda above, which GCC 12 does not follow.
+  FlowEntry* found[kBurst];
+  static_assert(kBurst <= FlowCache::kMaxBurst);
+  // keys and hashes [0, nk) were all written in the lambda above, which GCC 12 does not follow.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-  FlowCache::hash_burst(keys, nk, hashes);
+  flows.finish_burst(keys, hashes, nk, found);
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-  flows.prefetch_burst(hashes, nk);
-  FlowEntry* found[kBurst];
-  static_assert(kBurst <= FlowCache::kMaxBurst);
-  flows.finish_burst(keys, hashes, nk, found);
   // A flow decided in this snapshot was routed to its path's peer in this snapshot (routes
   // change only with the generation): only a burst with another packet needs the routes.
   bool route = false;
