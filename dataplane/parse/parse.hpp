@@ -103,6 +103,16 @@ struct HeaderView {
 };
 static_assert(sizeof(HeaderView) == 64, "HeaderView is meant to fill one cache line");
 
+/// The total length of the IPv4 header at ip (room bytes from ip on, at least 20) when it is
+/// what the one looks below take: no options, a total length of at least 20 and within room,
+/// not a fragment, a good header checksum; else 0.
+inline uint32_t ipv4_plain_len(const uint8_t* ip, uint32_t room) noexcept {
+  const uint32_t total = be::load16(ip + 2);
+  if (ip[0] != 0x45 || total < 20 || total > room || (be::load16(ip + 6) & 0x3fff) != 0 || !ipv4_checksum20_ok(ip))
+    return 0;
+  return total;
+}
+
 /// True for the frame nearly everything an uplink receives is: untagged IPv4 without options,
 /// whole (total length within len), a good header checksum, not a fragment, UDP with its whole
 /// header to dst:dport (host order). parse_frame accepts every such frame with exactly those
@@ -111,9 +121,8 @@ static_assert(sizeof(HeaderView) == 64, "HeaderView is meant to fill one cache l
 inline bool ipv4_udp_to(const uint8_t* frame, uint32_t len, uint32_t dst, uint16_t dport) noexcept {
   if (len < 14 + 20 + 8 || be::load16(frame + 12) != kEtherIpv4) return false;
   const uint8_t* ip = frame + 14;
-  const uint32_t total = be::load16(ip + 2);
-  return ip[0] == 0x45 && ip[9] == kProtoUdp && (be::load16(ip + 6) & 0x3fff) == 0 && total >= 28 && total <= len - 14 &&
-         be::load32(ip + 16) == dst && be::load16(ip + 22) == dport && ipv4_checksum20_ok(ip);
+  return ip[9] == kProtoUdp && be::load32(ip + 16) == dst && be::load16(ip + 22) == dport &&
+         ipv4_plain_len(ip, len - 14) >= 28;
 }
 
 /// What a LAN packet's flow and its forwarding need, read by ipv4_flow_look. Host order.
@@ -134,10 +143,8 @@ struct Ipv4FlowLook {
 inline bool ipv4_flow_look(const uint8_t* frame, uint32_t len, Ipv4FlowLook* out) noexcept {
   if (len < 14 + 20 || be::load16(frame + 12) != kEtherIpv4) return false;
   const uint8_t* ip = frame + 14;
-  const uint32_t total = be::load16(ip + 2);
-  if (ip[0] != 0x45 || total < 20 || total > len - 14 || (be::load16(ip + 6) & 0x3fff) != 0 ||
-      !ipv4_checksum20_ok(ip))
-    return false;
+  const uint32_t total = ipv4_plain_len(ip, len - 14);
+  if (total == 0) return false;
   const uint8_t proto = ip[9];
   const uint32_t l4_len = total - 20;
   uint16_t sport = 0, dport = 0;

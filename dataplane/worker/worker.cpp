@@ -133,9 +133,8 @@ FlowKey flow_key(KeyWords kw) noexcept {
   return k;
 }
 
-FlowKey flow_key(const HeaderView& hv) noexcept {
-  return flow_key(key_words(hv.src4, hv.dst4, hv.sport, hv.dport, hv.proto));
-}
+KeyWords key_words(const HeaderView& hv) noexcept { return key_words(hv.src4, hv.dst4, hv.sport, hv.dport, hv.proto); }
+FlowKey flow_key(const HeaderView& hv) noexcept { return flow_key(key_words(hv)); }
 
 // What lan_fast reads of a LAN packet: from ipv4_flow_look's one look, or from the HeaderView of
 // a packet that took parse_frame (parsed: hv holds it; else forward() parses it when it needs it).
@@ -946,21 +945,20 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
     // fetched at once, so the fetch has the rest of the burst's parsing to arrive in. The rest
     // takes parse_frame.
     Ipv4FlowLook fl;
+    KeyWords kw;
     if (m->nb_segs == 1 && ipv4_flow_look(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), &fl))
         [[likely]] {
-      const KeyWords kw = key_words(fl.src, fl.dst, fl.sport, fl.dport, fl.proto);
-      keys[nk] = flow_key(kw);
-      hashes[nk] = FlowCache::hash_words(kw.w0, kw.w1);
+      kw = key_words(fl.src, fl.dst, fl.sport, fl.dport, fl.proto);
       lv[nk] = LanView{kEthLen, fl.ip_len, fl.ttl, fl.proto, fl.tcp_flags, false};
     } else if (rx_front(m, port, &hv[nk])) {
       const HeaderView& h = hv[nk];
-      const KeyWords kw = key_words(h.src4, h.dst4, h.sport, h.dport, h.proto);
-      keys[nk] = flow_key(kw);
-      hashes[nk] = FlowCache::hash_words(kw.w0, kw.w1);
+      kw = key_words(h);
       lv[nk] = LanView{h.l3_off, h.ip_len, h.ttl, h.proto, h.tcp_flags, true};
     } else {
       return;
     }
+    keys[nk] = flow_key(kw);
+    hashes[nk] = FlowCache::hash_words(kw.w0, kw.w1);
     flows.prefetch(hashes[nk]);
     ok[nk++] = m;
   });
@@ -1400,13 +1398,12 @@ const MacAddr* Worker::Impl::lan_dst(const Snapshot& s, uint32_t dst, uint32_t h
                                                                          LastHop& last, uint32_t* total) const noexcept {
   if ((ov.flags & kOverlaySprayed) != 0) return nullptr;
   if ((ov.flags & kOverlayDuplicated) != 0 && stream_owner(peer, ov.stream) != cfg.index) return nullptr;
+  // One segment: overlay_peek saw to it.
   const uint32_t len = rte_pktmbuf_data_len(m);
-  if (m->nb_segs != 1 || len < sizeof(OverlayHdr) + 20) return nullptr;
+  if (len < sizeof(OverlayHdr) + 20) return nullptr;
   const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*) + sizeof(OverlayHdr);
-  const uint32_t tot = be::load16(ip + 2);
-  if (ip[0] != 0x45 || tot < 20 || tot > len - sizeof(OverlayHdr) || (be::load16(ip + 6) & 0x3fff) != 0 ||
-      !ipv4_checksum20_ok(ip))
-    return nullptr;
+  const uint32_t tot = ipv4_plain_len(ip, len - sizeof(OverlayHdr));
+  if (tot == 0) return nullptr;
   const uint32_t dst = be::load32(ip + 16);
   if (dst != last.dst || last.mac == nullptr) {
     uint32_t hop = 0;

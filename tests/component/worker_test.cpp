@@ -554,6 +554,19 @@ TEST(Worker, CleartextAndStrangersOnTheUplinkAreDropped) {
   EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u);
 }
 
+// frame (Ethernet, then IPv4 without options) with a 4-byte options field in its IPv4 header:
+// three NOPs and the end of the list, IHL 6, the total length and the checksum made right.
+Bytes with_ip_options(Bytes f) {
+  const Bytes opt{1, 1, 1, 0};
+  f.insert(f.begin() + 34, opt.begin(), opt.end());
+  f[14] = 0x46;
+  put16(f, 16, static_cast<uint16_t>(get16(f, 16) + 4));
+  put16(f, 24, 0);
+  const uint16_t c = dp::inet_checksum(f.data() + 14, 24);
+  std::memcpy(f.data() + 24, &c, 2);
+  return f;
+}
+
 // What the edge's worker would send the hub, built by hand: payload (an overlay header and an
 // inner packet, or anything) sealed with the edge -> hub SA under next header nh. One sealer a
 // test, so its sequence numbers count up.
@@ -619,17 +632,7 @@ TEST(Worker, InnerPacketsOfOneBurstKeepTheirOrderWhicheverDeliveryTheyTake) {
   auto send = [&](const Bytes& payload) { inject(p.hub.up_in, edge.seal(payload)); };
   auto plain = [&](const char* tag) { return EdgeSealer::overlay(from_a(udp(1, 2, tag)), ++seq); };
   send(plain("p0"));
-  {  // p1: a 4-byte options field (three NOPs, end of list)
-    Bytes f = from_a(udp(1, 2, "p1"));
-    const Bytes opt{1, 1, 1, 0};
-    f.insert(f.begin() + 34, opt.begin(), opt.end());
-    f[14] = 0x46;
-    put16(f, 16, static_cast<uint16_t>(get16(f, 16) + 4));
-    put16(f, 24, 0);
-    const uint16_t c = dp::inet_checksum(f.data() + 14, 24);
-    std::memcpy(f.data() + 24, &c, 2);
-    send(EdgeSealer::overlay(f, ++seq));
-  }
+  send(EdgeSealer::overlay(with_ip_options(from_a(udp(1, 2, "p1"))), ++seq));
   send(plain("p2"));
   {  // a bad inner header checksum: dropped
     Bytes b = plain("xx");
@@ -678,14 +681,7 @@ TEST(Worker, AnEspFrameWithOuterIpOptionsIsDecryptedToo) {
   EdgeSealer edge(p);
   ASSERT_TRUE(edge.eng);
   inject(p.hub.up_in, edge.seal(EdgeSealer::overlay(from_a(udp(1, 2, "o0")), 1)));
-  Bytes f = edge.seal(EdgeSealer::overlay(from_a(udp(1, 2, "o1")), 2));
-  const Bytes opt{1, 1, 1, 0};  // three NOPs, end of list
-  f.insert(f.begin() + 34, opt.begin(), opt.end());
-  f[14] = 0x46;
-  put16(f, 16, static_cast<uint16_t>(get16(f, 16) + 4));
-  put16(f, 24, 0);
-  const uint16_t c = dp::inet_checksum(f.data() + 14, 24);
-  std::memcpy(f.data() + 24, &c, 2);
+  const Bytes f = with_ip_options(edge.seal(EdgeSealer::overlay(from_a(udp(1, 2, "o1")), 2)));
   inject(p.hub.up_in, f);
   Bytes bad = f;  // the same with a UDP length beyond the datagram: the decryption's checks refuse it
   put16(bad, 38 + 4, 0xfff0);
