@@ -167,6 +167,12 @@ struct SharedSeq {
     *first = seq0;
     return avail;
   }
+  // Returns the last n numbers reserved, ending at end, unless another reservation followed:
+  // then they are skipped (a gap the peer's window accepts; a number is never used twice).
+  void give_back(uint64_t end, uint64_t n) noexcept {
+    uint64_t want = end;
+    sa.seq.compare_exchange_strong(want, end - n, std::memory_order_relaxed);
+  }
   bool live() const noexcept {
     return (sa.byte_limit == 0 || sa.bytes.load() < sa.byte_limit) && (sa.expire_tsc == 0 || rte_rdtsc() < sa.expire_tsc);
   }
@@ -200,6 +206,10 @@ struct BlockSeq {
     blk.next += take;
     return take;
   }
+  // Returns the last n numbers taken, ending at end, to the block (the worker's own).
+  void give_back(uint64_t end, uint64_t n) noexcept {
+    if (blk.next == end) blk.next = end - n;
+  }
   bool live() const noexcept {
     return (sa.byte_limit == 0 || sa.bytes.load() + blk.bytes < sa.byte_limit) &&
            (sa.expire_tsc == 0 || now < sa.expire_tsc);
@@ -209,6 +219,20 @@ struct BlockSeq {
     blk.bytes += bytes;
   }
 };
+
+// Why m (len bytes, pad bytes of padding) cannot go out as ESP through `outer`: true and *why, or
+// false when it can.
+inline bool unfit(const rte_mbuf* m, uint32_t len, uint32_t pad, const EspOuter& outer, EspDrop* why) noexcept {
+  if (m->nb_segs != 1)
+    *why = EspDrop::kNoRoom;
+  else if (esp_outer_ip_len(len) > outer.mtu)
+    *why = EspDrop::kTooBig;
+  else if (rte_pktmbuf_headroom(m) < kEspPrepend || rte_pktmbuf_tailroom(m) < pad + 2 + kEspIcvLen)
+    *why = EspDrop::kNoRoom;
+  else
+    return false;
+  return true;
+}
 
 template <class Seq>
 uint16_t encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter& outer, std::span<rte_mbuf*> pkts,
@@ -221,37 +245,15 @@ uint16_t encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter& out
     rte_mbuf** in = all + base;
     rte_mbuf* good[kChunk];
     rte_mbuf* bad[kChunk];
-    uint32_t ng = 0, nb = 0;
+    uint32_t nb = 0;
 
-    for (uint32_t i = 0; i < n; ++i) {
-      rte_mbuf* m = in[i];
-      const uint32_t len = m->data_len;
-      EspDrop why;
-      if (m->nb_segs != 1) [[unlikely]] {
-        why = EspDrop::kNoRoom;
-      } else if (esp_outer_ip_len(len) > outer.mtu) [[unlikely]] {
-        why = EspDrop::kTooBig;
-      } else if (rte_pktmbuf_headroom(m) < kEspPrepend ||
-                 rte_pktmbuf_tailroom(m) < pad_for(len) + 2 + kEspIcvLen) [[unlikely]] {
-        why = EspDrop::kNoRoom;
-      } else {
-        good[ng++] = m;
-        continue;
-      }
-      counters.drop(why);
-      bad[nb++] = m;
-    }
-
-    // Sequence numbers: exactly as many as packets go out, consecutive within the chunk, never
-    // past seq_limit. Past a hard limit nothing is encrypted, ever.
+    // Sequence numbers: one per packet of the chunk reserved up front (fewer at seq_limit: past a
+    // hard limit nothing is encrypted, ever), handed out consecutively to the packets that pass
+    // their checks, the rest given back below. One pass checks and lays out each packet.
     uint64_t seq0 = 0, avail = 0;
-    if (ng != 0 && seqs.live()) [[likely]]
-      avail = seqs.reserve(ng, &seq0);
-    const auto take = static_cast<uint32_t>(std::min<uint64_t>(ng, avail));
-    if (take < ng) [[unlikely]] {
-      counters.drop(EspDrop::kSaExpired, ng - take);
-      for (uint32_t i = take; i < ng; ++i) bad[nb++] = good[i];
-    }
+    if (seqs.live()) [[likely]]
+      avail = seqs.reserve(n, &seq0);
+    uint32_t take = 0;
 
     GcmOp ops[kChunk];
     alignas(16) uint8_t iv[kChunk][kGcmIvLen];
@@ -259,10 +261,23 @@ uint16_t encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter& out
     uint32_t inner_len[kChunk];
     uint64_t bytes = 0;
     const uint32_t spi = sa.spi;
-    for (uint32_t i = 0; i < take; ++i) {
-      rte_mbuf* m = good[i];
+    for (uint32_t j = 0; j < n; ++j) {
+      rte_mbuf* m = in[j];
       const uint32_t len = m->data_len;
       const uint32_t pad = pad_for(len);
+      EspDrop why;
+      if (unfit(m, len, pad, outer, &why)) [[unlikely]] {
+        counters.drop(why);
+        bad[nb++] = m;
+        continue;
+      }
+      if (take == avail) [[unlikely]] {
+        counters.drop(EspDrop::kSaExpired);
+        bad[nb++] = m;
+        continue;
+      }
+      const uint32_t i = take++;
+      good[i] = m;
       const uint32_t ct_len = len + pad + 2;
       const uint64_t seq = seq0 + i;
       uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
@@ -316,6 +331,9 @@ uint16_t encrypt_burst(CryptoEngine& engine, OutboundSa& sa, const EspOuter& out
       // Offloads the inner packet asked for would now apply to the outer headers.
       m->ol_flags &= ~RTE_MBUF_F_TX_OFFLOAD_MASK;
     }
+    // The numbers no packet took (some failed a check) go back when nobody reserved after us.
+    if (take < avail) [[unlikely]]
+      seqs.give_back(seq0 + avail, avail - take);
     uint32_t kc = take;
     if (engine.seal_burst(ops, take) != take) [[unlikely]] {
       kc = 0;

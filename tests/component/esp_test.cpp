@@ -703,6 +703,48 @@ TEST(EspEncrypt, WorkerSequenceBlockStopsAtTheLimit) {
   EXPECT_TRUE(out.expired());
 }
 
+// A refused packet takes no sequence number, with or without a worker's block, and near the
+// limit the numbers go to the packets that can use them: a burst of 6 whose first and third
+// packets are too big, 3 numbers left -> the 2nd, 4th and 5th go out as 38, 39, 40, the 6th is
+// expired; the next burst, back from the limit, continues with no gap.
+TEST(EspEncrypt, RefusedPacketsTakeNoSequenceNumber) {
+  for (const bool block : {false, true}) {
+    SCOPED_TRACE(block ? "worker block" : "shared");
+    const KeyMat k = key_mat(5);
+    OutboundSa out(engine(), 0x5d000064, k.key, k.salt, true, 41, test_path(1500));
+    out.seq = 38;
+    dp::EspSeqBlock blk;
+    dp::EspCounters c;
+    uint8_t nh;
+    const Bytes small = inner_packet(60, &nh), big = inner_packet(1480, &nh);
+    auto seal = [&](Mbufs& b) {
+      return block ? dp::esp_encrypt_burst(engine(), out, out.outer, b.span(), nh, c, blk, rte_rdtsc())
+                   : dp::esp_encrypt_burst(engine(), out, out.outer, b.span(), nh, c);
+    };
+    Mbufs b({big, small, big, small, small, small});
+    const std::vector<rte_mbuf*> before = b.v;
+    ASSERT_EQ(seal(b), 3);
+    EXPECT_EQ(moved(Snap{}, snap(c)), "too_big+2 sa_expired+1");
+    const rte_mbuf* sent[] = {before[1], before[3], before[4]};
+    for (uint64_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(b.v[i], sent[i]);
+      EXPECT_EQ(get64(bytes(b.v[i]), 50), 38 + i);
+    }
+    EXPECT_EQ(bytes(before[5]), small) << "the expired packet was touched";
+    EXPECT_EQ(out.seq.load(), 41u);
+
+    // Room again (a raised limit stands for a fresh SA here): 41, 42 and no gap for the refusal.
+    out.seq_limit = 100;
+    Mbufs b2({small, big, small});
+    ASSERT_EQ(seal(b2), 2);
+    EXPECT_EQ(get64(bytes(b2.v[0]), 50), 41u);
+    EXPECT_EQ(get64(bytes(b2.v[1]), 50), 42u);
+    Mbufs b3({small});
+    ASSERT_EQ(seal(b3), 1);
+    EXPECT_EQ(get64(bytes(b3.v[0]), 50), 43u) << "a refused packet left a gap";
+  }
+}
+
 // =====================================================================================
 // Outbound refusals: size and room
 // =====================================================================================
