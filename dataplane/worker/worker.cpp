@@ -393,6 +393,7 @@ struct Worker::Impl {
   void send_lan(const Snapshot& s, rte_mbuf* m, uint16_t l3_off, uint8_t lan, const MacAddr& mac) noexcept;
   void request_resolve(uint8_t port, Ipv4 ip, uint64_t now) noexcept;
   void tx(const Snapshot& s, uint8_t port, rte_mbuf* m) noexcept;
+  void tx_burst(const Snapshot& s, uint8_t port, rte_mbuf* const* m, uint16_t n) noexcept;
   void flush(const Snapshot& s, uint8_t port) noexcept;
   void drop(rte_mbuf* m, Drop why) noexcept {
     ctr.drop(why);
@@ -429,6 +430,24 @@ void Worker::Impl::tx(const Snapshot& s, uint8_t port, rte_mbuf* m) noexcept {
   b.m[b.n++] = m;
   b.bytes += rte_pktmbuf_pkt_len(m);
   if (b.n == kTxBuf) flush(s, port);
+}
+
+// tx() for n packets to one port (a sealed burst): one call, not n.
+void Worker::Impl::tx_burst(const Snapshot& s, uint8_t port, rte_mbuf* const* m, uint16_t n) noexcept {
+  TxBuf& b = txq[port];
+  while (n != 0) {
+    const auto k = static_cast<uint16_t>(std::min<uint16_t>(n, kTxBuf - b.n));
+    uint64_t bytes = 0;
+    for (uint16_t i = 0; i < k; ++i) {
+      b.m[b.n + i] = m[i];
+      bytes += rte_pktmbuf_pkt_len(m[i]);
+    }
+    b.n = static_cast<uint16_t>(b.n + k);
+    b.bytes += bytes;
+    m += k;
+    n = static_cast<uint16_t>(n - k);
+    if (b.n == kTxBuf) flush(s, port);
+  }
 }
 
 void Worker::Impl::flush(const Snapshot& s, uint8_t port) noexcept {
@@ -871,7 +890,7 @@ void Worker::Impl::seal(const Snapshot& s, EncQueue& q) noexcept {
     if (clean && blk.pkts != 0) blk_dirty[n_blk_dirty++] = q.path;
   } else
     ctr.drop(Drop::kNoPath, q.n);
-  for (uint16_t i = 0; i < kept; ++i) tx(s, p.port, q.m[i]);
+  tx_burst(s, p.port, q.m, kept);
   // The rest are plaintext that failed a check (counted by reason in esp_ctr): never sent.
   for (uint16_t i = kept; i < q.n; ++i) rte_pktmbuf_free(q.m[i]);
   q.n = 0;
