@@ -115,9 +115,9 @@ struct FlowHint {
   FlowEntry* entry;  // the lookup's answer; void once the burst inserted a flow (flows_moved)
 };
 
-// Built as two 64-bit words: field by field, the byte stores would be read back by the 16-byte
-// loads of hashing and comparing, which the CPU cannot forward (half of rx_lan's time in perf).
-// A flow key's two 8-byte halves, as FlowKey lays them out.
+// A flow key's two 8-byte halves, as FlowKey lays them out. Keys are built as these two words:
+// field by field, the byte stores would be read back by the 16-byte loads of hashing and
+// comparing, which the CPU cannot forward (half of rx_lan's time in perf).
 struct KeyWords {
   uint64_t w0, w1;
 };
