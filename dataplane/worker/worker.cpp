@@ -59,6 +59,8 @@ constexpr uint32_t kIdleSpinRounds = 16;
 constexpr uint32_t kIdleMaxSleepUs = 200;
 constexpr uint32_t kEncSlots = 8;   // paths with packets waiting for encryption at once
 constexpr uint16_t kEncBurst = 32;  // packets one encrypt burst takes
+constexpr uint8_t kNoEncq = 0xff;   // Impl::encq_of: the path has no packets waiting
+static_assert(kEncSlots < kNoEncq);
 constexpr uint32_t kDrillAll = 1000000;  // PathInfo::drill_drop_ppm of a blackout
 constexpr uint32_t kProbeScan = 64; // paths whose probe timer one poll looks at
 constexpr uint32_t kDedupStreams = 16;   // sender workers told apart per peer (stream & 15)
@@ -166,6 +168,7 @@ struct Worker::Impl {
     // Without an engine (no AES-NI: the daemon refuses to start before this) nothing is sent.
     auto e = CryptoEngine::create();
     if (e) engine = std::move(*e);
+    encq_of.fill(kNoEncq);
     dedup.reserve(kDedupWindows);
     for (uint32_t i = 0; i < kDedupWindows; ++i) dedup.emplace_back(kDedupWindowSize, false);
     drill_rng = 0x9E3779B97F4A7C15ull ^ (uint64_t{c.index} + 1) * 0xBF58476D1CE4E5B9ull;
@@ -201,6 +204,9 @@ struct Worker::Impl {
   std::unique_ptr<CryptoEngine> engine;
   std::array<EncQueue, kEncSlots> encq{};
   uint32_t n_encq = 0;
+  // By path: its slot in encq, kNoEncq when it has none. Indexed, not searched: with the flows of
+  // a burst spread over four paths, the search's branches were mispredicted about once a packet.
+  std::array<uint8_t, kMaxPaths> encq_of;
   // Per path: this worker's block of the outbound SA's sequence numbers and its counts not yet
   // added to the SA (esp.hpp EspSeqBlock): no atomic operation on a shared SA per burst. The
   // paths with counts pending are flushed at the end of the poll.
@@ -857,20 +863,17 @@ ReplayWindow* Worker::Impl::dedup_window(uint16_t peer, uint8_t stream) noexcept
 // Inlined, as are rx_front and lan_fast: every LAN packet takes all three, and out of line their
 // calls cost LAN->WAN ~10 cycles a packet at 64 bytes (measured).
 [[gnu::always_inline]] inline void Worker::Impl::to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m) noexcept {
-  EncQueue* q = nullptr;
-  for (uint32_t i = 0; i < n_encq; ++i)
-    if (encq[i].path == p.id) {
-      q = &encq[i];
-      break;
-    }
-  if (q == nullptr) {
+  uint8_t slot = encq_of[p.id];
+  if (slot == kNoEncq) [[unlikely]] {
     if (n_encq == kEncSlots) seal_all(s);
-    q = &encq[n_encq++];
-    q->path = p.id;
-    q->n = 0;
+    slot = static_cast<uint8_t>(n_encq++);
+    encq_of[p.id] = slot;
+    encq[slot].path = p.id;
+    encq[slot].n = 0;
   }
-  q->m[q->n++] = m;
-  if (q->n == kEncBurst) seal(s, *q);
+  EncQueue& q = encq[slot];
+  q.m[q.n++] = m;
+  if (q.n == kEncBurst) seal(s, q);
 }
 
 void Worker::Impl::seal(const Snapshot& s, EncQueue& q) noexcept {
@@ -897,7 +900,10 @@ void Worker::Impl::seal(const Snapshot& s, EncQueue& q) noexcept {
 }
 
 void Worker::Impl::seal_all(const Snapshot& s) noexcept {
-  for (uint32_t i = 0; i < n_encq; ++i) seal(s, encq[i]);
+  for (uint32_t i = 0; i < n_encq; ++i) {
+    seal(s, encq[i]);
+    encq_of[encq[i].path] = kNoEncq;
+  }
   n_encq = 0;
 }
 

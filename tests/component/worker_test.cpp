@@ -396,6 +396,49 @@ TEST(Worker, LanPacketLeavesTheUplinkAsEspOnly) {
   EXPECT_EQ(p.edge.worker->path_counters()[0].tx_pkts.load(), 2u);
 }
 
+// Ten peers over one uplink: a poll whose packets go to more paths than the worker has encrypt
+// queues (eight) seals the queues it holds to make room, and every packet still leaves, in its
+// own path's SA, counted on its path, on the general path (first packets) and on lan_fast.
+TEST(Worker, APollWithMorePathsThanEncryptQueuesSendsEveryPacketInItsPathsSa) {
+  Pair p;
+  constexpr uint32_t kPeers = 10;
+  cp::Config cfg = p.edge.cfg;
+  for (uint32_t k = 1; k < kPeers; ++k) {
+    cp::PeerConfig peer = cfg.peers[0];
+    peer.name = "hub" + std::to_string(k);
+    peer.endpoints[0].address = ip(("10.1.1." + std::to_string(10 + k)).c_str());
+    peer.prefixes = {*Prefix4::parse(("192.168." + std::to_string(30 + k) + ".0/24").c_str())};
+    cfg.peers.push_back(peer);
+  }
+  p.edge.cfg = cfg;
+  p.edge.topo = cp::make_topology(cfg);
+  ASSERT_EQ(p.edge.topo.paths.size(), kPeers);
+  p.edge.routes = *cp::build_routes(cfg, 0);
+  std::vector<Node::PathKeys> keys;
+  for (uint32_t k = 0; k < kPeers; ++k) keys.push_back({0x5d100000 + k, static_cast<uint8_t>(0x40 + k), 0x5d200000 + k, 0x22});
+  p.edge.install_path_sas(keys);
+  const auto dst = [](uint32_t k) {
+    return k == 0 ? std::string("192.168.20.2") : "192.168." + std::to_string(30 + k) + ".2";
+  };
+  for (uint32_t round = 1; round <= 2; ++round) {
+    for (uint32_t k = 0; k < kPeers; ++k) inject(p.edge.lan_in, from_a(udp(1000, 2000, "x"), {}, dst(k).c_str()));
+    p.edge.worker->poll_once();
+    std::vector<uint32_t> spis;
+    while (auto o = take(p.edge.up_out)) {
+      ASSERT_GT(o->size(), 50u);
+      EXPECT_EQ(get32(*o, 46), round) << "the path's own sequence numbers";
+      spis.push_back(get32(*o, 42));
+    }
+    std::sort(spis.begin(), spis.end());
+    ASSERT_EQ(spis.size(), kPeers) << "round " << round;
+    for (uint32_t k = 0; k < kPeers; ++k) EXPECT_EQ(spis[k], 0x5d100000 + k) << "round " << round;
+    for (uint32_t k = 0; k < kPeers; ++k) EXPECT_EQ(p.edge.worker->path_counters()[k].tx_pkts.load(), round);
+  }
+  EXPECT_EQ(p.edge.worker->counters().encapsulated.load(), 2 * kPeers);
+  EXPECT_EQ(p.edge.worker->esp_counters().enc_pkts.load(), 2 * kPeers);
+  EXPECT_EQ(p.edge.flows_created(), kPeers);
+}
+
 TEST(Worker, APathWithoutAnOutboundSaSendsNothing) {
   Pair p;
   p.edge.sas.out.clear();
