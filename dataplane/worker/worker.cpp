@@ -188,6 +188,8 @@ struct Worker::Impl {
   struct EncQueue {
     uint16_t path = 0;
     uint16_t n = 0;
+    uint32_t tx_pkts = 0;  // of m, those to count as sent on the path (to_esp), and their bytes
+    uint64_t tx_bytes = 0;
     rte_mbuf* m[kEncBurst];
   };
   struct Parked {
@@ -304,25 +306,12 @@ struct Worker::Impl {
 
   uint32_t poll() noexcept;
   void rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now) noexcept;
-  // lan_fast's counts for a run of packets of one class on one path (a burst is mostly one
-  // flow's), added to the worker's counters when the run ends: once a run, not once a packet.
-  struct LanRun {
-    uint32_t path = UINT32_MAX;
-    uint8_t cls = 0;
-    uint32_t pkts = 0;
-    uint64_t bytes = 0;
-  };
-  void add_run(LanRun& r) noexcept {
-    if (r.pkts == 0) return;
-    ctr.encapsulated.add(r.pkts);
-    ctr.class_pkts[r.cls % kMaxClasses].add(r.pkts);
-    ctr.class_bytes[r.cls % kMaxClasses].add(r.bytes);
-    path_ctr[r.path].tx_pkts.add(r.pkts);
-    path_ctr[r.path].tx_bytes.add(r.bytes);
-    r.pkts = 0;
-    r.bytes = 0;
-  }
-  bool lan_fast(const Snapshot& s, rte_mbuf* m, const LanView& v, FlowEntry* e, uint64_t now, LanRun& run) noexcept;
+  // lan_fast counts a packet's class at once and its path in the path's encrypt queue (to_esp),
+  // added to path_ctr when the queue is sealed; *encapsulated, once a burst. Counted in runs of
+  // one path and class before, a burst whose flows spread over four paths mispredicted the
+  // run's end about once a packet.
+  bool lan_fast(const Snapshot& s, rte_mbuf* m, const LanView& v, FlowEntry* e, uint64_t now,
+                uint32_t* encapsulated) noexcept;
   // e's path was chosen in snapshot s and its class decides per flow: lan_fast's case.
   static bool decided(const Snapshot& s, const FlowEntry* e) noexcept {
     return e != nullptr && e->gen == s.generation && (e->flags & kFlowPerPacket) == 0;
@@ -331,7 +320,10 @@ struct Worker::Impl {
   bool rx_front(rte_mbuf* m, uint8_t port, HeaderView* hv) noexcept;
   bool wan_front(const Snapshot& s, uint8_t port, rte_mbuf* m, uint64_t now) noexcept;
   void wan_esp(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint16_t n, uint64_t now, bool outer_checked) noexcept;
-  void to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m) noexcept;
+  // ip_len: the inner packet's length, counted as sent on p (path_ctr) when its queue is sealed;
+  // kNotCounted for a probe.
+  static constexpr uint32_t kNotCounted = UINT32_MAX;
+  void to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m, uint32_t ip_len = kNotCounted) noexcept;
   bool dedup_seen(uint16_t peer, uint8_t stream, uint64_t seq) noexcept;
   bool dedup_seen_in(ReplayWindow* w, uint64_t seq) noexcept;
   ReplayWindow* dedup_window(uint16_t peer, uint8_t stream) noexcept;
@@ -811,9 +803,7 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
         ctr.drill_tx_dropped.add();
         rte_pktmbuf_free(c);
       } else {
-        path_ctr[second].tx_pkts.add();
-        path_ctr[second].tx_bytes.add(hv.ip_len);
-        to_esp(s, p2, c);
+        to_esp(s, p2, c, hv.ip_len);
         copy_sent = true;
       }
     } else {
@@ -826,9 +816,7 @@ void Worker::Impl::to_peer(const Snapshot& s, rte_mbuf* m, HeaderView& hv, uint1
     rte_pktmbuf_free(m);
     return;
   }
-  path_ctr[p.id].tx_pkts.add();
-  path_ctr[p.id].tx_bytes.add(hv.ip_len);
-  to_esp(s, p, m);
+  to_esp(s, p, m, hv.ip_len);
 }
 
 // True if the overlay sequence number seq of (peer, stream) was delivered before (or is older
@@ -862,7 +850,8 @@ ReplayWindow* Worker::Impl::dedup_window(uint16_t peer, uint8_t stream) noexcept
 // the slots run out and at the end of every poll, always before the snapshot is released.
 // Inlined, as are rx_front and lan_fast: every LAN packet takes all three, and out of line their
 // calls cost LAN->WAN ~10 cycles a packet at 64 bytes (measured).
-[[gnu::always_inline]] inline void Worker::Impl::to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m) noexcept {
+[[gnu::always_inline]] inline void Worker::Impl::to_esp(const Snapshot& s, const PathInfo& p, rte_mbuf* m,
+                                                        uint32_t ip_len) noexcept {
   uint8_t slot = encq_of[p.id];
   if (slot == kNoEncq) [[unlikely]] {
     if (n_encq == kEncSlots) seal_all(s);
@@ -872,12 +861,22 @@ ReplayWindow* Worker::Impl::dedup_window(uint16_t peer, uint8_t stream) noexcept
     encq[slot].n = 0;
   }
   EncQueue& q = encq[slot];
+  if (ip_len != kNotCounted) {
+    ++q.tx_pkts;
+    q.tx_bytes += ip_len;
+  }
   q.m[q.n++] = m;
   if (q.n == kEncBurst) seal(s, q);
 }
 
 void Worker::Impl::seal(const Snapshot& s, EncQueue& q) noexcept {
   if (q.n == 0) return;
+  if (q.tx_pkts != 0) {
+    path_ctr[q.path].tx_pkts.add(q.tx_pkts);
+    path_ctr[q.path].tx_bytes.add(q.tx_bytes);
+    q.tx_pkts = 0;
+    q.tx_bytes = 0;
+  }
   const PathInfo& p = s.paths[q.path];
   uint16_t kept = 0;
   if (ablated(kAblateEsp)) [[unlikely]] {  // bench ablation: see ablation.hpp
@@ -1013,11 +1012,11 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
     rte_lpm_lookup_bulk(lpm, dsts, hops, nk);
   }
   flows_moved = false;
-  LanRun run;
+  uint32_t encapsulated = 0;
   for (uint16_t i = 0; i < nk; ++i) {
     // An insert may have moved entries since the burst's lookup: look again (the bucket is hot).
     FlowEntry* e = flows_moved ? flows.lookup(keys[i], hashes[i]) : found[i];
-    if (lan_fast(s, ok[i], lv[i], e, now, run)) continue;
+    if (lan_fast(s, ok[i], lv[i], e, now, &encapsulated)) continue;
     if (!lv[i].parsed) {
       // The one look accepted it, so the walk does too: this is the view forward() needs.
       const ParseError pe = parse_mbuf(ok[i], &hv[i]);
@@ -1029,7 +1028,7 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
     const FlowHint fh{keys[i], hashes[i], e};
     forward(s, ok[i], hv[i], port, false, now, &fh, lpm != nullptr ? &hops[i] : nullptr);
   }
-  add_run(run);
+  if (encapsulated != 0) ctr.encapsulated.add(encapsulated);
 }
 
 // forward() and to_peer() for a packet of an established flow: the flow's decision is from this
@@ -1040,7 +1039,8 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
 // broadcast and routed to a peer, and the snapshot's routes and addresses are what they were
 // then; so the destination still goes to the path's peer.
 [[gnu::always_inline]] inline bool Worker::Impl::lan_fast(const Snapshot& s, rte_mbuf* m, const LanView& v,
-                                                          FlowEntry* e, uint64_t now, LanRun& run) noexcept {
+                                                          FlowEntry* e, uint64_t now,
+                                                          uint32_t* encapsulated) noexcept {
   if (!decided(s, e)) return false;
   if (ablated(kAblateLanForward)) [[unlikely]] {
     tx(s, s.paths[e->path].port, m);
@@ -1059,16 +1059,14 @@ void Worker::Impl::rx_lan(const Snapshot& s, uint8_t port, rte_mbuf** pkts, uint
     drop(m, Drop::kTooBig);
     return true;
   }
-  if (!ablated(kAblateCounters)) [[likely]] {
-    if (p.id != run.path || e->cls != run.cls) {
-      add_run(run);
-      run.path = p.id;
-      run.cls = e->cls;
-    }
-    ++run.pkts;
-    run.bytes += v.ip_len;
+  if (ablated(kAblateCounters)) [[unlikely]] {
+    to_esp(s, p, m);
+    return true;
   }
-  to_esp(s, p, m);
+  ++*encapsulated;
+  ctr.class_pkts[e->cls % kMaxClasses].add();
+  ctr.class_bytes[e->cls % kMaxClasses].add(v.ip_len);
+  to_esp(s, p, m, v.ip_len);
   return true;
 }
 

@@ -1181,7 +1181,8 @@ TEST(WorkerClasses, BalanceSpreadsFlowsByTheTableAndEachFlowSticks) {
   EXPECT_GT(a, 20u);
   EXPECT_GT(b, 20u);
   EXPECT_EQ(a % 2, 0u) << "each flow's two packets took one path";
-  // The second round went by lan_fast, which adds its counts once a run of one path's packets.
+  // The second round went by lan_fast, which counts a packet's path in the path's encrypt queue,
+  // added to the path's counters when the queue is sealed (by the end of the poll).
   EXPECT_EQ(p.edge.worker->counters().encapsulated.load(), 128u);
   EXPECT_EQ(p.edge.worker->counters().class_pkts[0].load(), 128u);
   EXPECT_EQ(p.edge.worker->counters().class_bytes[0].load(), 128u * (20 + 8 + 1));
